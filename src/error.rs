@@ -1,0 +1,151 @@
+//! The queue's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything a [`Queue`](crate::Queue) operation can fail with.
+///
+/// Messages are lowercase, say what happened and where, and what to do. The variants that
+/// carry an underlying cause expose it through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `get_nowait` (or a deadline of zero) found no item waiting.
+    #[error("the queue is empty")]
+    Empty,
+    /// `put_nowait` found the queue holding `max_size` items.
+    #[error("the queue is full (it holds max_size items); get an item or wait")]
+    Full,
+    /// A `*_timeout` or `*_deadline` operation ran out of time.
+    #[error("timed out waiting on the queue")]
+    Timeout,
+    /// The directory is open in another `Queue`, in this process or another one.
+    #[error(
+        "queue directory {} is locked by another open Queue (in this process or another); close that one first",
+        .path.display()
+    )]
+    Locked {
+        /// The queue directory.
+        path: PathBuf,
+    },
+    /// An operating-system call failed.
+    #[error("i/o error: could not {op} {}: {source}", .path.display())]
+    Io {
+        /// What diskq was doing, e.g. `"append to"`.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A queue file holds bytes that are not what diskq wrote there.
+    #[error(
+        "queue file {} is corrupt at offset {offset}: {detail}; no item was returned from there. \
+         Move the queue directory aside and restore it from a backup, or salvage the intact \
+         records by hand as FORMAT.md describes",
+        .path.display()
+    )]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage in that file.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The directory has queue files but no `info` checkpoint.
+    #[error(
+        "queue directory {} has chunk files but no info file: it was not created by diskq, or \
+         info was deleted. Nothing was changed; restore info from a backup or move the \
+         directory aside",
+        .path.display()
+    )]
+    MissingInfo {
+        /// The queue directory.
+        path: PathBuf,
+    },
+    /// A stored item does not deserialize as the queue's item type.
+    #[error(
+        "item in {} at offset {offset} does not deserialize as this queue's item type: {source}; \
+         open the queue with the type it was written with",
+        .path.display()
+    )]
+    Decode {
+        /// The chunk file holding the item.
+        path: PathBuf,
+        /// Offset of the item's record in that file.
+        offset: u64,
+        /// What bincode reported.
+        #[source]
+        source: bincode::Error,
+    },
+    /// An item could not be serialized.
+    #[error("could not serialize the item: {0}")]
+    Encode(#[source] bincode::Error),
+    /// An item serializes to more bytes than a record holds.
+    #[error("the item serializes to {len} bytes, more than the {max} bytes a record holds")]
+    TooLarge {
+        /// Serialized length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `task_done` was called more times than items were gotten.
+    #[error(
+        "task_done called more times than items were gotten; call it once for each item returned by get"
+    )]
+    NothingToAcknowledge,
+    /// An earlier write or sync failed, so the state on disk is uncertain.
+    #[error(
+        "an earlier write or sync to the queue failed, so what is on disk is uncertain; \
+         drop this Queue and open the directory again to recover"
+    )]
+    Poisoned,
+}
+
+impl Error {
+    /// True for [`Error::Empty`].
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Error::Empty)
+    }
+    /// True for [`Error::Full`].
+    pub fn is_full(&self) -> bool {
+        matches!(self, Error::Full)
+    }
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+    /// True for [`Error::Locked`].
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Error::Locked { .. })
+    }
+    /// True for damage found on disk ([`Error::Corrupt`] or [`Error::MissingInfo`]).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::MissingInfo { .. })
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        detail: impl Into<String>,
+    ) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

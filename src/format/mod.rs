@@ -1,0 +1,86 @@
+//! Pure byte encoding and decoding of every on-disk structure. No I/O, no panics:
+//! decoders take `&[u8]` and return `Result`, and a length is checked against the bytes
+//! that are there before anything is allocated. FORMAT.md is the specification.
+
+mod ack;
+mod chunk;
+mod info;
+mod record;
+
+pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
+pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
+pub(crate) use info::Info;
+#[cfg(test)]
+pub(crate) use record::frame_into;
+pub(crate) use record::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame, seal_frame};
+
+/// The on-disk format version written by this build. FORMAT.md §Version history.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a fixed-size structure did not decode. Callers add the file and offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// Fewer (or more) bytes than the structure's fixed length.
+    Length { expected: usize, found: usize },
+    /// The magic bytes are not ours: not a diskq file.
+    Magic,
+    /// The CRC stored in the structure does not match its bytes.
+    Checksum { stored: u32, computed: u32 },
+    /// Written by a format version this build does not read.
+    Version(u32),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Length { expected, found } => {
+                write!(f, "expected {expected} bytes, found {found}")
+            }
+            DecodeError::Magic => f.write_str("magic bytes do not match: not a diskq file"),
+            DecodeError::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            DecodeError::Version(v) => write!(
+                f,
+                "format version {v} is not supported by this build (it reads version {FORMAT_VERSION})"
+            ),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Checks length, magic, version and the trailing CRC of a fixed-size structure whose
+/// last four bytes are a CRC-32 over all the bytes before them.
+fn check_fixed(b: &[u8], len: usize, magic: &[u8]) -> Result<(), DecodeError> {
+    if b.len() != len {
+        return Err(DecodeError::Length {
+            expected: len,
+            found: b.len(),
+        });
+    }
+    if &b[..magic.len()] != magic {
+        return Err(DecodeError::Magic);
+    }
+    let stored = u32_at(b, len - 4);
+    let computed = crc32fast::hash(&b[..len - 4]);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    let version = u32_at(b, magic.len());
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    Ok(())
+}

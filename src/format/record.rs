@@ -1,0 +1,114 @@
+//! Record frames: `len u32 | crc32 u32 | payload`. FORMAT.md §Records.
+
+use super::u32_at;
+
+/// Bytes before the payload: length and CRC.
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
+/// Largest payload accepted by `put` and by the decoder (1 GiB). A damaged length field
+/// beyond this is reported as damage instead of being trusted for an allocation.
+pub(crate) const MAX_ITEM_LEN: usize = 1 << 30;
+
+/// Why the bytes at some offset are not a complete, valid frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The bytes end before the frame does (`needed` bytes in all).
+    Incomplete { needed: usize },
+    /// The length field exceeds [`MAX_ITEM_LEN`].
+    TooLong(u32),
+    /// Length and payload do not match the stored CRC.
+    Checksum,
+}
+
+fn frame_crc(len_bytes: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len_bytes);
+    h.update(payload);
+    h.finalize()
+}
+
+/// Appends a frame holding `payload` to `out`.
+#[cfg(test)]
+pub(crate) fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    out.extend_from_slice(payload);
+    seal_frame(&mut out[start..]);
+}
+
+/// Fills in the length and CRC of a frame whose payload was written in place after
+/// [`FRAME_HEADER_LEN`] reserved bytes, so that an item is serialized straight into its
+/// frame without a copy. The caller has checked the payload against [`MAX_ITEM_LEN`].
+pub(crate) fn seal_frame(frame: &mut [u8]) {
+    let payload_len = frame.len() - FRAME_HEADER_LEN;
+    debug_assert!(payload_len <= MAX_ITEM_LEN);
+    let len = (payload_len as u32).to_le_bytes();
+    frame[0..4].copy_from_slice(&len);
+    let crc = frame_crc(&len, &frame[FRAME_HEADER_LEN..]);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Decodes the frame at the start of `b`: its payload and the frame's total length.
+pub(crate) fn decode_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
+    if b.len() < FRAME_HEADER_LEN {
+        return Err(FrameError::Incomplete {
+            needed: FRAME_HEADER_LEN,
+        });
+    }
+    let len = u32_at(b, 0);
+    if len as usize > MAX_ITEM_LEN {
+        return Err(FrameError::TooLong(len));
+    }
+    let total = FRAME_HEADER_LEN + len as usize;
+    if b.len() < total {
+        return Err(FrameError::Incomplete { needed: total });
+    }
+    let payload = &b[FRAME_HEADER_LEN..total];
+    if u32_at(b, 4) != frame_crc(&b[0..4], payload) {
+        return Err(FrameError::Checksum);
+    }
+    Ok((payload, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_prefix_is_incomplete() {
+        let mut b = Vec::new();
+        frame_into(&mut b, b"hello");
+        frame_into(&mut b, b"");
+        let (p, n) = decode_frame(&b).unwrap();
+        assert_eq!((p, n), (&b"hello"[..], 13));
+        let (p, n2) = decode_frame(&b[n..]).unwrap();
+        assert_eq!((p, n2), (&b""[..], 8));
+        for cut in 0..13 {
+            assert!(matches!(
+                decode_frame(&b[..cut]),
+                Err(FrameError::Incomplete { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_caught() {
+        let mut b = Vec::new();
+        frame_into(&mut b, b"payload bytes");
+        for i in 0..b.len() * 8 {
+            let mut c = b.clone();
+            c[i / 8] ^= 1 << (i % 8);
+            assert!(decode_frame(&c).is_err(), "bit {i}");
+        }
+    }
+
+    #[test]
+    fn zeroes_are_not_a_frame() {
+        assert_eq!(decode_frame(&[0u8; 64]), Err(FrameError::Checksum));
+    }
+
+    #[test]
+    fn huge_length_is_rejected_before_anything_else() {
+        let b = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+        assert_eq!(decode_frame(&b), Err(FrameError::TooLong(u32::MAX)));
+    }
+}

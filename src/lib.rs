@@ -1,0 +1,74 @@
+//! # diskq: a persistent, thread-safe FIFO queue
+//!
+//! diskq is for programs that would use a [`std::sync::mpsc`] or `crossbeam-channel`
+//! channel between threads, but need the items to survive a crash or a restart: job
+//! backlogs, outboxes, crawler frontiers, log shippers' buffers. It follows Python's
+//! `queue` / `pqueue` API: [`put`](Queue::put), [`get`](Queue::get),
+//! [`task_done`](Queue::task_done), [`join`](Queue::join).
+//!
+//! ```
+//! use diskq::Queue;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Job {
+//!     url: String,
+//!     attempt: u32,
+//! }
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let q: Queue<Job> = Queue::open(dir.path())?;
+//! q.put(&Job { url: "https://example.com".into(), attempt: 0 })?;
+//!
+//! let job = q.get()?;
+//! // ... process the job; if the process dies here, the job is delivered again ...
+//! q.task_done()?; // now it is gone for good
+//! # assert_eq!(job.attempt, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Guarantees
+//!
+//! * FIFO, across restarts.
+//! * An item whose `put` returned `Ok` is delivered exactly once unless a crash
+//!   intervenes, and at least once if one does.
+//! * Acknowledgement is FIFO: the k-th `task_done` acknowledges the k-th item gotten. After
+//!   a crash or reopen, items gotten but not acknowledged are delivered again, first, in
+//!   their order. An acknowledged item is never delivered again.
+//! * A damaged file gives an [`Error`] naming the file and offset, never a panic, a wrong
+//!   item, or a silently emptied queue. A record cut short by a crash at the end of the
+//!   newest chunk is the one thing recovery repairs by itself (it was never acknowledged
+//!   to its writer).
+//! * The directory is locked while a `Queue` has it open: a second `open`, from this
+//!   process or another, gets [`Error::Locked`].
+//!
+//! ## Durability
+//!
+//! | [`Durability`]            | `put`/`task_done` returns after | survives panic / `kill -9` | survives power loss |
+//! |---------------------------|----------------------------------|----------------------------|---------------------|
+//! | `Buffered`                | copying to a memory buffer       | what was flushed (64 KiB batches, `flush`, `close`, drop) | no |
+//! | `Written` (default)       | `write(2)` to the OS             | yes                        | no                  |
+//! | `Synced`                  | `fdatasync(2)` (and directory sync) | yes                     | yes                 |
+//!
+//! ## On disk
+//!
+//! A queue directory holds `info` (a checkpoint), chunk files `q00000`, `q00001`, ... of
+//! CRC-framed records, an acknowledgement journal `acks`, and `.lock`. The format, its
+//! crash analysis and its version history are in
+//! [FORMAT.md](https://github.com/diskq/diskq/blob/main/FORMAT.md).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod format;
+mod options;
+mod queue;
+mod reader;
+mod recovery;
+mod storage;
+
+pub use error::{Error, Result};
+pub use format::FORMAT_VERSION;
+pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
+pub use queue::Queue;

@@ -1,0 +1,102 @@
+//! Settings for opening a queue.
+
+use crate::error::Result;
+use crate::queue::Queue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Default number of records per chunk file.
+pub const DEFAULT_CHUNK_SIZE: usize = 10_000;
+
+/// How far an operation's effect has travelled when it returns. See the table in the
+/// crate docs for what each level survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Puts and acknowledgements collect in memory and are written in batches (64 KiB of
+    /// items, or 4096 acknowledgements), and by [`Queue::flush`], [`Queue::close`] and drop.
+    /// Fastest; a crash loses what was not yet written.
+    Buffered,
+    /// Each `put` and `task_done` is handed to the operating system (`write`) before it
+    /// returns. Survives `kill -9` and panics; not a power loss or kernel crash.
+    #[default]
+    Written,
+    /// Each `put` and `task_done` is on stable storage (`fdatasync`, and the directory
+    /// after files are created or renamed) before it returns. Survives power loss.
+    Synced,
+}
+
+/// Builder for [`Queue`]: chunk size, bound and durability.
+///
+/// ```
+/// use diskq::{Durability, Options, Queue};
+/// # let dir = tempfile::tempdir()?;
+/// let q: Queue<String> = Options::new()
+///     .chunk_size(1000)
+///     .max_size(10_000)
+///     .durability(Durability::Synced)
+///     .open(dir.path())?;
+/// q.put(&"hello".to_string())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) chunk_size: usize,
+    pub(crate) max_size: usize,
+    pub(crate) durability: Durability,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// Defaults: chunk size [`DEFAULT_CHUNK_SIZE`], no bound, [`Durability::Written`].
+    pub fn new() -> Options {
+        Options {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            max_size: 0,
+            durability: Durability::Written,
+        }
+    }
+
+    /// Records per chunk file (at least 1; 0 is taken as 1). A chunk file is deleted once
+    /// all its items are acknowledged, so this is the granularity of reclaimed disk space.
+    ///
+    /// The value is not stored on disk: on reopen it applies from the next put, and the
+    /// chunk being written is closed once it holds this many records.
+    pub fn chunk_size(mut self, n: usize) -> Options {
+        self.chunk_size = n.max(1);
+        self
+    }
+
+    /// Bounds [`Queue::len`] (items waiting to be gotten): `put` blocks and `put_nowait`
+    /// fails with [`Error::Full`](crate::Error::Full) while the queue holds this many.
+    /// 0 (the default) means unbounded, as in Python. Items already on disk beyond the
+    /// bound at open stay; puts wait until gets bring the length under it.
+    pub fn max_size(mut self, n: usize) -> Options {
+        self.max_size = n;
+        self
+    }
+
+    /// The durability level; [`Durability::Written`] by default.
+    pub fn durability(mut self, d: Durability) -> Options {
+        self.durability = d;
+        self
+    }
+
+    /// Opens (creating it if missing) and recovers the queue in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](crate::Error::Locked) when another `Queue` has the directory open;
+    /// [`Error::Corrupt`](crate::Error::Corrupt) or
+    /// [`Error::MissingInfo`](crate::Error::MissingInfo) when the files are damaged beyond a
+    /// torn tail; [`Error::Io`](crate::Error::Io) when the file system refuses (for
+    /// example, `dir` is a file).
+    pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
+        Queue::open_with(self.clone(), dir.as_ref())
+    }
+}

@@ -1,0 +1,497 @@
+//! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
+//! variables.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
+use crate::options::{Durability, Options};
+use crate::recovery::{self, LockGuard};
+use crate::storage::{FsStorage, Storage};
+use bincode::Options as _;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The bincode configuration of payloads: fixed-width little-endian integers, and no
+/// trailing bytes, so that a payload written as another type is likelier to be refused
+/// than misread. FORMAT.md §Payload.
+fn codec() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+}
+
+thread_local! {
+    /// Per-thread frame buffer: items are serialized outside the queue lock without an
+    /// allocation per put.
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A persistent, thread-safe FIFO queue of `T` stored in a directory.
+///
+/// Share it between threads with [`Arc`] or scoped threads: `Queue<T>` is `Send + Sync`.
+/// Items are serialized with bincode; they live on disk, not in memory.
+///
+/// ```
+/// use diskq::Queue;
+/// # let dir = tempfile::tempdir()?;
+/// let q: Queue<String> = Queue::open(dir.path())?;
+/// q.put(&"first".to_string())?;
+/// q.put(&"second".to_string())?;
+/// assert_eq!(q.get()?, "first");
+/// q.task_done()?; // "first" is gone for good
+/// drop(q);
+///
+/// // "second" survived the restart.
+/// let q: Queue<String> = Queue::open(dir.path())?;
+/// assert_eq!(q.get()?, "second");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T> {
+    engine: Mutex<Engine>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    all_done: Condvar,
+    max_size: u64,
+    durability: Durability,
+    dir: PathBuf,
+    // Dropped after `engine` (field order), so the lock outlives the final checkpoint.
+    _lock: LockGuard,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Queue");
+        d.field("path", &self.dir);
+        if let Some(e) = self.engine.try_lock() {
+            d.field("len", &e.len())
+                .field("unfinished", &e.unfinished());
+        }
+        d.field("max_size", &self.max_size)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Opens the queue in `dir` with default [`Options`], creating the directory if
+    /// missing and recovering what a previous run left.
+    ///
+    /// Items that were gotten but not acknowledged with [`task_done`](Self::task_done)
+    /// before the queue was closed (or the process died) are delivered again, first.
+    ///
+    /// # Errors
+    /// See [`Options::open`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Queue<T>> {
+        Options::new().open(dir)
+    }
+
+    pub(crate) fn open_with(opts: Options, dir: &Path) -> Result<Queue<T>> {
+        Self::open_on(Arc::new(FsStorage), opts, dir)
+    }
+
+    pub(crate) fn open_on(
+        storage: Arc<dyn Storage>,
+        opts: Options,
+        dir: &Path,
+    ) -> Result<Queue<T>> {
+        let (engine, lock) = recovery::open(storage, dir, &opts)?;
+        Ok(Queue {
+            engine: Mutex::new(engine),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            all_done: Condvar::new(),
+            max_size: opts.max_size as u64,
+            durability: opts.durability,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            _item: PhantomData,
+        })
+    }
+
+    /// Appends an item, blocking while the queue holds `max_size` items.
+    ///
+    /// When it returns `Ok`, the item has reached the level the queue's [`Durability`]
+    /// promises.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&7)?;
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Encode`] or [`Error::TooLarge`] for an item that cannot be stored (nothing
+    /// is written); [`Error::Io`] when the write fails, after which the queue is
+    /// [poisoned](Error::Poisoned).
+    pub fn put(&self, item: &T) -> Result<()> {
+        self.put_until(item, Wait::Forever)
+    }
+
+    /// Appends an item if there is room, else fails at once with [`Error::Full`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(1).open(dir.path())?;
+    /// q.put_nowait(&1)?;
+    /// assert!(q.put_nowait(&2).unwrap_err().is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Full`], and those of [`put`](Self::put).
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
+        self.put_until(item, Wait::No(|| Error::Full))
+    }
+
+    /// Appends an item, waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(1).open(dir.path())?;
+    /// q.put_timeout(&1, Duration::from_millis(10))?;
+    /// let err = q.put_timeout(&2, Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when still full after `timeout`, and those of [`put`](Self::put).
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        self.put_until(item, Wait::after(timeout))
+    }
+
+    /// Appends an item, waiting until `deadline` at the latest for room.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(1).open(dir.path())?;
+    /// q.put(&1)?;
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert!(q.put_deadline(&2, deadline).unwrap_err().is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when still full at `deadline`, and those of [`put`](Self::put).
+    pub fn put_deadline(&self, item: &T, deadline: Instant) -> Result<()> {
+        self.put_until(item, Wait::Until(deadline))
+    }
+
+    fn put_until(&self, item: &T, wait: Wait) -> Result<()> {
+        FRAME.with(|buf| {
+            let mut frame = buf.borrow_mut();
+            frame.clear();
+            frame.resize(FRAME_HEADER_LEN, 0);
+            codec()
+                .serialize_into(&mut *frame, item)
+                .map_err(Error::Encode)?;
+            let len = frame.len() - FRAME_HEADER_LEN;
+            if len > MAX_ITEM_LEN {
+                return Err(Error::TooLarge {
+                    len,
+                    max: MAX_ITEM_LEN,
+                });
+            }
+            seal_frame(&mut frame);
+            let mut e = self.engine.lock();
+            while self.max_size > 0 && e.len() >= self.max_size {
+                wait.wait(&self.not_full, &mut e)?;
+            }
+            e.append(&frame)?;
+            drop(e);
+            self.not_empty.notify_one();
+            Ok(())
+        })
+    }
+
+    /// Removes and returns the oldest item, blocking while the queue is empty.
+    ///
+    /// The item stays on disk until [`task_done`](Self::task_done) acknowledges it: if
+    /// the process dies first, the item is delivered again after reopening.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// q.task_done()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the item's record is damaged and [`Error::Decode`] when it
+    /// is not a `T`; the item is not consumed, so every later `get` reports the same.
+    /// [`Error::Io`] when reading fails.
+    pub fn get(&self) -> Result<T> {
+        self.get_until(Wait::Forever)
+    }
+
+    /// Removes and returns the oldest item, or fails at once with [`Error::Empty`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// q.put(&1)?;
+    /// assert_eq!(q.get_nowait()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and those of [`get`](Self::get).
+    pub fn get_nowait(&self) -> Result<T> {
+        self.get_until(Wait::No(|| Error::Empty))
+    }
+
+    /// Removes and returns the oldest item, waiting at most `timeout` for one.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when still empty after `timeout`, and those of [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_until(Wait::after(timeout))
+    }
+
+    /// Removes and returns the oldest item, waiting until `deadline` at the latest.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&5)?;
+    /// assert_eq!(q.get_deadline(Instant::now() + Duration::from_secs(1))?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when still empty at `deadline`, and those of [`get`](Self::get).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T> {
+        self.get_until(Wait::Until(deadline))
+    }
+
+    fn get_until(&self, wait: Wait) -> Result<T> {
+        let mut e = self.engine.lock();
+        while e.len() == 0 {
+            wait.wait(&self.not_empty, &mut e)?;
+        }
+        let peeked = e.peek()?;
+        // Decoded under the lock: an item that fails to decode must stay unconsumed,
+        // and no other consumer may take it meanwhile.
+        let payload = e.payload(&peeked);
+        let item = codec()
+            .with_limit(payload.len() as u64)
+            .deserialize(payload)
+            .map_err(|source| {
+                let (path, offset) = e.location();
+                Error::Decode {
+                    path: path.to_path_buf(),
+                    offset,
+                    source,
+                }
+            })?;
+        e.advance(peeked);
+        drop(e);
+        if self.max_size > 0 {
+            self.not_full.notify_one();
+        }
+        Ok(item)
+    }
+}
+
+impl<T> Queue<T> {
+    /// Acknowledges the oldest item that was gotten and not yet acknowledged (FIFO, like
+    /// Python's `task_done`, but the k-th call acknowledges the k-th item gotten). An
+    /// acknowledged item is gone for good: it is never delivered again, even after a
+    /// crash. Unacknowledged items are delivered again after a reopen.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// let item = q.get()?;
+    /// q.task_done()?;
+    /// assert!(matches!(q.task_done(), Err(diskq::Error::NothingToAcknowledge)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NothingToAcknowledge`] when every gotten item is already acknowledged;
+    /// [`Error::Io`] when the journal write fails (the queue is then poisoned).
+    pub fn task_done(&self) -> Result<()> {
+        let mut e = self.engine.lock();
+        e.ack(1)?;
+        let done = e.unfinished() == 0;
+        drop(e);
+        if done {
+            self.all_done.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Blocks until every item put (including items recovered at open) has been gotten
+    /// and acknowledged.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.put(&2)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         for _ in 0..2 {
+    ///             let job = q.get().unwrap();
+    ///             // ... work on job ...
+    ///             q.task_done().unwrap();
+    ///         }
+    ///     });
+    ///     q.join(); // returns once both jobs are acknowledged
+    ///     assert_eq!(q.unfinished(), 0);
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join(&self) {
+        let mut e = self.engine.lock();
+        while e.unfinished() > 0 {
+            self.all_done.wait(&mut e);
+        }
+    }
+
+    /// Items waiting to be gotten (Python's `qsize`).
+    pub fn len(&self) -> usize {
+        self.engine.lock().len() as usize
+    }
+
+    /// True when no item waits to be gotten.
+    pub fn is_empty(&self) -> bool {
+        self.engine.lock().len() == 0
+    }
+
+    /// Items put and not yet acknowledged: those waiting plus those gotten but not yet
+    /// acknowledged. [`join`](Self::join) waits for this to reach zero.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.get()?;
+    /// assert_eq!((q.len(), q.unfinished()), (0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unfinished(&self) -> usize {
+        self.engine.lock().unfinished() as usize
+    }
+
+    /// The queue's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes items and acknowledgements buffered at [`Durability::Buffered`] to the
+    /// operating system. At the other levels there is nothing to write.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new()
+    ///     .durability(diskq::Durability::Buffered)
+    ///     .open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.flush()?; // now it survives a crash of this process
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails (the queue is then poisoned);
+    /// [`Error::Poisoned`].
+    pub fn flush(&self) -> Result<()> {
+        self.engine.lock().flush()
+    }
+
+    /// Writes what is buffered, records a checkpoint and releases the directory, reporting
+    /// errors that dropping the queue would have to ignore.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.close()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?; // no longer locked
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when writing fails; [`Error::Poisoned`] after an earlier failure.
+    pub fn close(self) -> Result<()> {
+        let res = self.engine.lock().checkpoint();
+        // Keep Drop from checkpointing a second time.
+        self.engine.lock().poisoned = true;
+        res
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let e = self.engine.get_mut();
+        if !e.poisoned {
+            // Errors cannot be reported from drop; `close` reports them.
+            let _ = e.checkpoint();
+        }
+    }
+}
+
+/// How long a blocking call may wait.
+enum Wait {
+    Forever,
+    Until(Instant),
+    /// Do not wait; fail with this error.
+    No(fn() -> Error),
+}
+
+impl Wait {
+    /// A timeout too large for `Instant` waits forever, as crossbeam does.
+    fn after(timeout: Duration) -> Wait {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => Wait::Until(d),
+            None => Wait::Forever,
+        }
+    }
+
+    /// Waits once on `cv`; `Err` when the time is up. Callers re-check their condition
+    /// after every wakeup, so a notification that races a timeout is not lost.
+    fn wait(&self, cv: &Condvar, guard: &mut MutexGuard<'_, Engine>) -> Result<()> {
+        match self {
+            Wait::Forever => {
+                cv.wait(guard);
+                Ok(())
+            }
+            Wait::Until(deadline) => {
+                if Instant::now() >= *deadline {
+                    return Err(Error::Timeout);
+                }
+                cv.wait_until(guard, *deadline);
+                Ok(())
+            }
+            Wait::No(error) => Err(error()),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Sequential, buffered reading of the records of one chunk file.
+
+use crate::error::{Error, Result};
+use crate::format::{
+    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame,
+};
+use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Bytes asked of the OS per read: large reads amortize the syscall over many records.
+const READ_AHEAD: usize = 256 * 1024;
+
+/// What [`ChunkReader::next`] found at the current offset.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A valid record: its payload's place in the buffer, and the frame's length.
+    Frame { payload: Range<usize>, len: usize },
+    /// The file ends exactly here.
+    End,
+    /// The bytes here are not a valid frame.
+    Damaged { detail: String },
+}
+
+#[derive(Debug)]
+pub(crate) struct ChunkReader {
+    pub(crate) chunk: u64,
+    pub(crate) header: ChunkHeader,
+    pub(crate) path: PathBuf,
+    file: Box<dyn StorageFile>,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_off: u64,
+    /// Index in `buf` of the next record.
+    pos: usize,
+}
+
+impl ChunkReader {
+    /// Opens chunk `chunk` and checks its header.
+    pub(crate) fn open(storage: &dyn Storage, dir: &Path, chunk: u64) -> Result<ChunkReader> {
+        let path = chunk_path(dir, chunk);
+        let file = storage.open(&path, OpenMode::Read).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::corrupt(&path, 0, "the chunk file is missing")
+            } else {
+                Error::io("open", &path, e)
+            }
+        })?;
+        let mut h = [0u8; CHUNK_HEADER_LEN];
+        let n = read_full_at(&*file, &mut h, 0).map_err(|e| Error::io("read", &path, e))?;
+        let header = ChunkHeader::decode(&h[..n])
+            .map_err(|e| Error::corrupt(&path, 0, format!("bad chunk header: {e}")))?;
+        if header.chunk != chunk {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("the header names chunk {} (file renamed?)", header.chunk),
+            ));
+        }
+        Ok(ChunkReader {
+            chunk,
+            header,
+            path,
+            file,
+            buf: Vec::new(),
+            buf_off: CHUNK_HEADER_LEN as u64,
+            pos: 0,
+        })
+    }
+
+    /// File offset of the next record.
+    pub(crate) fn offset(&self) -> u64 {
+        self.buf_off + self.pos as u64
+    }
+
+    /// Makes at least `needed` unread bytes available if the file has them; returns how
+    /// many are available.
+    fn fill(&mut self, needed: usize) -> Result<usize> {
+        let mut avail = self.buf.len() - self.pos;
+        if avail >= needed {
+            return Ok(avail);
+        }
+        self.buf.drain(..self.pos);
+        self.buf_off += self.pos as u64;
+        self.pos = 0;
+        while avail < needed {
+            let want = (needed - avail).max(READ_AHEAD);
+            self.buf.resize(avail + want, 0);
+            let n = read_full_at(
+                &*self.file,
+                &mut self.buf[avail..],
+                self.buf_off + avail as u64,
+            )
+            .map_err(|e| Error::io("read", &self.path, e))?;
+            avail += n;
+            self.buf.truncate(avail);
+            if n < want {
+                break; // end of file
+            }
+        }
+        Ok(avail)
+    }
+
+    /// Looks at the record at the current offset without consuming it.
+    pub(crate) fn next(&mut self) -> Result<Next> {
+        let avail = self.fill(FRAME_HEADER_LEN)?;
+        if avail == 0 {
+            return Ok(Next::End);
+        }
+        let needed = match decode_frame(&self.buf[self.pos..]) {
+            Ok((_, len)) => {
+                return Ok(Next::Frame {
+                    payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
+                    len,
+                });
+            }
+            Err(FrameError::Incomplete { needed }) => needed,
+            Err(e) => {
+                return Ok(Next::Damaged {
+                    detail: describe(e),
+                });
+            }
+        };
+        // Not all of the frame is buffered yet: read the rest, then decide.
+        self.fill(needed)?;
+        Ok(match decode_frame(&self.buf[self.pos..]) {
+            Ok((_, len)) => Next::Frame {
+                payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
+                len,
+            },
+            Err(e) => Next::Damaged {
+                detail: describe(e),
+            },
+        })
+    }
+
+    pub(crate) fn payload(&self, r: Range<usize>) -> &[u8] {
+        &self.buf[r]
+    }
+
+    /// Consumes the frame that [`next`](Self::next) returned.
+    pub(crate) fn advance(&mut self, len: usize) {
+        self.pos += len;
+    }
+
+    /// True when a valid frame starts anywhere after the current offset: damage followed
+    /// by good records is corruption, not a torn tail.
+    pub(crate) fn valid_frame_follows(&mut self) -> Result<bool> {
+        let mut rest = Vec::new();
+        let mut off = self.offset() + 1;
+        loop {
+            let mut block = vec![0u8; READ_AHEAD];
+            let n = read_full_at(&*self.file, &mut block, off)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            rest.extend_from_slice(&block[..n]);
+            off += n as u64;
+            if n < block.len() {
+                break;
+            }
+        }
+        Ok((0..rest.len()).any(|i| decode_frame(&rest[i..]).is_ok()))
+    }
+}
+
+fn describe(e: FrameError) -> String {
+    match e {
+        FrameError::Incomplete { needed } => format!(
+            "the record is cut short: its frame needs {needed} bytes and the file ends first"
+        ),
+        FrameError::TooLong(len) => {
+            format!("record length {len} exceeds the maximum of {MAX_ITEM_LEN} bytes")
+        }
+        FrameError::Checksum => "record checksum mismatch".to_string(),
+    }
+}
+
+/// `<dir>/qNNNNN`: at least five digits, more when the number needs them.
+pub(crate) fn chunk_path(dir: &Path, chunk: u64) -> PathBuf {
+    dir.join(format!("q{chunk:05}"))
+}
+
+/// The chunk number of a file name `qNNNNN`, if it is one.
+pub(crate) fn parse_chunk_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix('q')?;
+    if digits.len() < 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    // Only the canonical spelling, so that q00001 and q000001 cannot both claim chunk 1.
+    (chunk_path(Path::new(""), n).to_str() == Some(name)).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_names() {
+        assert_eq!(parse_chunk_name("q00000"), Some(0));
+        assert_eq!(parse_chunk_name("q00042"), Some(42));
+        assert_eq!(parse_chunk_name("q123456"), Some(123456));
+        assert_eq!(parse_chunk_name("q000001"), None);
+        assert_eq!(parse_chunk_name("q0001"), None);
+        assert_eq!(parse_chunk_name("q0000a"), None);
+        assert_eq!(parse_chunk_name("info"), None);
+        assert_eq!(parse_chunk_name("q99999999999999999999999"), None);
+    }
+}

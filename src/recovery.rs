@@ -1,0 +1,329 @@
+//! What opening a queue does: lock, read `info` and the journal, scan and repair the torn
+//! tail, drop consumed chunks, and place the reader at the oldest unacknowledged item.
+//! FORMAT.md §Recovery is the specification.
+
+use crate::engine::{
+    ACKS, ChunkMeta, Engine, INFO, INFO_TMP, Journal, LOCK, Writer, create_chunk, write_info,
+};
+use crate::error::{Error, Result};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info};
+use crate::options::{Durability, Options};
+use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
+use crate::storage::{OpenMode, Storage};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Holds the directory lock for as long as it lives.
+pub(crate) type LockGuard = Box<dyn Any + Send + Sync>;
+
+pub(crate) fn open(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Engine, LockGuard)> {
+    let st = &*storage;
+    let sync = opts.durability == Durability::Synced;
+    st.create_dir_all(dir)
+        .map_err(|e| Error::io("create queue directory", dir, e))?;
+    let lock_path = dir.join(LOCK);
+    let lock = st
+        .try_lock(&lock_path)
+        .map_err(|e| Error::io("lock", &lock_path, e))?
+        .ok_or_else(|| Error::Locked {
+            path: dir.to_path_buf(),
+        })?;
+
+    let names = st
+        .list(dir)
+        .map_err(|e| Error::io("list queue directory", dir, e))?;
+    let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
+    chunks.sort_unstable();
+    if names.iter().any(|n| n == INFO_TMP) {
+        // An interrupted checkpoint; the old info is intact.
+        let tmp = dir.join(INFO_TMP);
+        st.remove(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+    }
+
+    let info_path = dir.join(INFO);
+    let info = match st
+        .read_all(&info_path)
+        .map_err(|e| Error::io("read", &info_path, e))?
+    {
+        Some(b) => Info::decode(&b).map_err(|e| Error::corrupt(&info_path, 0, e.to_string()))?,
+        None if chunks.is_empty() && !names.iter().any(|n| n == ACKS) => {
+            // A new queue. info first: a crash before the chunk exists leaves a state
+            // that the `chunks.is_empty()` case below completes.
+            let info = Info {
+                acked: 0,
+                tail_chunk: 0,
+            };
+            write_info(st, dir, &info, sync)?;
+            info
+        }
+        None => {
+            return Err(Error::MissingInfo {
+                path: dir.to_path_buf(),
+            });
+        }
+    };
+
+    let journal_path = dir.join(ACKS);
+    let (journal_max, journal_valid_len) = read_journal(st, &journal_path)?;
+    let acked = info.acked.max(journal_max.unwrap_or(0));
+
+    if chunks.is_empty() {
+        if acked != 0 || info.tail_chunk != 0 {
+            return Err(Error::corrupt(
+                chunk_path(dir, info.tail_chunk),
+                0,
+                "the chunk file is missing: the directory holds no chunk files, but info records this one",
+            ));
+        }
+        create_chunk(st, dir, 0, 0, sync)?;
+        chunks.push(0);
+    }
+    for pair in chunks.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(Error::corrupt(
+                chunk_path(dir, pair[0] + 1),
+                0,
+                format!(
+                    "the chunk file is missing between q{:05} and q{:05}",
+                    pair[0], pair[1]
+                ),
+            ));
+        }
+    }
+    let newest = *chunks.last().expect("not empty");
+    if newest < info.tail_chunk {
+        return Err(Error::corrupt(
+            chunk_path(dir, info.tail_chunk),
+            0,
+            format!(
+                "the chunk file is missing: info records it, but the newest chunk file is q{newest:05}"
+            ),
+        ));
+    }
+
+    let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync)?;
+    let tail = writer.first_seq + writer.count;
+
+    // Drop chunks whose every item is acknowledged (a crash came between the journal
+    // entry and the unlink), then check the oldest chunk still holds the head.
+    let mut head = ChunkReader::open(st, dir, chunks[0])?;
+    while chunks.len() >= 2 {
+        let next_first = if chunks.len() == 2 {
+            tail_first
+        } else {
+            ChunkReader::open(st, dir, chunks[1])?.header.first_seq
+        };
+        if acked < next_first {
+            break;
+        }
+        let p = chunk_path(dir, chunks[0]);
+        st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
+        chunks.remove(0);
+        head = ChunkReader::open(st, dir, chunks[0])?;
+    }
+    if head.header.first_seq > acked {
+        return Err(Error::corrupt(
+            &head.path,
+            0,
+            format!(
+                "the oldest chunk starts at item {} but items from {acked} on were never acknowledged: chunk files were removed",
+                head.header.first_seq
+            ),
+        ));
+    }
+
+    let mut engine_writer = writer;
+    if chunks.len() == 1 && acked > tail {
+        // Acknowledgements reached disk but some of the items they cover did not (power
+        // loss below the synced level). Those items are acknowledged and gone; start a new
+        // chunk at the acknowledged position so sequence numbers stay unique.
+        let old = chunks[0];
+        engine_writer = create_chunk(st, dir, old + 1, acked, sync)?;
+        let p = chunk_path(dir, old);
+        st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
+        chunks = vec![old + 1];
+        head = ChunkReader::open(st, dir, chunks[0])?;
+    }
+
+    // Skip the acknowledged items of the head chunk, checking each record on the way.
+    for _ in head.header.first_seq..acked {
+        match head.next()? {
+            Next::Frame { len, .. } => head.advance(len),
+            Next::Damaged { detail } => {
+                return Err(Error::corrupt(&head.path, head.offset(), detail));
+            }
+            Next::End => {
+                return Err(Error::corrupt(
+                    &head.path,
+                    head.offset(),
+                    format!(
+                        "the chunk ends before item {acked}, which info and the journal place in it"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut meta: VecDeque<ChunkMeta> = chunks
+        .iter()
+        .map(|&no| ChunkMeta {
+            no,
+            first_seq: None,
+        })
+        .collect();
+    meta[0].first_seq = Some(head.header.first_seq);
+    meta.back_mut().expect("not empty").first_seq = Some(engine_writer.first_seq);
+
+    let mut jfile = match st.open(&journal_path, OpenMode::Append) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => st
+            .open(&journal_path, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create", &journal_path, e))?,
+        Err(e) => return Err(Error::io("open", &journal_path, e)),
+    };
+    let jlen = jfile
+        .len()
+        .map_err(|e| Error::io("stat", &journal_path, e))?;
+    if jlen != journal_valid_len {
+        jfile
+            .set_len(journal_valid_len)
+            .map_err(|e| Error::io("truncate", &journal_path, e))?;
+    }
+
+    let mut engine = Engine {
+        storage: storage.clone(),
+        dir: dir.to_path_buf(),
+        chunk_size: opts.chunk_size.max(1) as u64,
+        durability: opts.durability,
+        chunks: meta,
+        writer: engine_writer,
+        reader: head,
+        journal: Journal {
+            path: journal_path,
+            file: jfile,
+            len: journal_valid_len,
+            pending: 0,
+        },
+        acked,
+        read: acked,
+        poisoned: false,
+    };
+    if journal_valid_len > 0 || info.acked != acked || info.tail_chunk != engine.writer.chunk {
+        engine.checkpoint()?;
+    }
+    Ok((engine, lock))
+}
+
+/// Reads the journal: the largest acknowledged count in it and the length of its valid
+/// prefix. A damaged entry followed by a valid one is corruption; damage at the end is a
+/// torn append and is cut off.
+fn read_journal(st: &dyn Storage, path: &Path) -> Result<(Option<u64>, u64)> {
+    let Some(bytes) = st.read_all(path).map_err(|e| Error::io("read", path, e))? else {
+        return Ok((None, 0));
+    };
+    let mut max = None;
+    let entries = bytes.chunks(ACK_ENTRY_LEN);
+    for (i, e) in entries.enumerate() {
+        match AckEntry::decode(e) {
+            Some(AckEntry { acked }) => max = max.max(Some(acked)),
+            None => {
+                let at = i * ACK_ENTRY_LEN;
+                let later_valid = bytes[at..]
+                    .chunks_exact(ACK_ENTRY_LEN)
+                    .skip(1)
+                    .any(|e| AckEntry::decode(e).is_some());
+                if later_valid {
+                    return Err(Error::corrupt(
+                        path,
+                        at as u64,
+                        "damaged acknowledgement entry followed by valid ones",
+                    ));
+                }
+                return Ok((max, at as u64));
+            }
+        }
+    }
+    Ok((max, bytes.len() as u64))
+}
+
+/// Opens the newest chunk for appending: repairs a header torn at creation, keeps every
+/// complete record and cuts a torn last record. Returns the writer and the chunk's first
+/// sequence number.
+fn recover_tail(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &mut Vec<u64>,
+    acked: u64,
+    sync: bool,
+) -> Result<(Writer, u64)> {
+    loop {
+        let no = *chunks.last().expect("not empty");
+        let path = chunk_path(dir, no);
+        let mut file = st
+            .open(&path, OpenMode::Append)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        if len < CHUNK_HEADER_LEN as u64 {
+            // Created but its header not (fully) written: it holds no records.
+            drop(file);
+            st.remove(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+            if chunks.len() == 1 {
+                let w = create_chunk(st, dir, no, acked, sync)?;
+                return Ok((w, acked));
+            }
+            chunks.pop();
+            continue;
+        }
+        let mut r = ChunkReader::open(st, dir, no)?;
+        let mut count = 0;
+        let end = loop {
+            match r.next()? {
+                Next::Frame { len, .. } => {
+                    r.advance(len);
+                    count += 1;
+                }
+                Next::End => break r.offset(),
+                Next::Damaged { detail } => {
+                    if r.valid_frame_follows()? {
+                        return Err(Error::corrupt(
+                            &path,
+                            r.offset(),
+                            format!(
+                                "{detail}, and valid records follow it: this is damage, not an interrupted write"
+                            ),
+                        ));
+                    }
+                    break r.offset();
+                }
+            }
+        };
+        if end < len {
+            // A torn last write: cut it so the next append starts on a frame boundary.
+            file.set_len(end)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            if sync {
+                file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
+            }
+        }
+        let first_seq = r.header.first_seq;
+        return Ok((
+            Writer {
+                chunk: no,
+                path,
+                file,
+                first_seq,
+                count,
+                written: end,
+                pending: Vec::new(),
+            },
+            first_seq,
+        ));
+    }
+}

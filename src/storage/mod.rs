@@ -1,0 +1,69 @@
+//! The only code that touches files. Everything else reaches the file system through
+//! [`Storage`], so that tests can put a fault-injecting implementation behind the queue.
+
+mod fs;
+
+pub(crate) use fs::FsStorage;
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+
+/// How [`Storage::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Existing file, read only.
+    Read,
+    /// Existing file, read and append (writes go to the end).
+    Append,
+    /// A new file that must not exist yet, read and append.
+    CreateNew,
+    /// Create or truncate, write only (temporary files).
+    Truncate,
+}
+
+/// A directory of files. Object-safe so the queue can hold `Arc<dyn Storage>`: one
+/// virtual call per syscall is nothing next to the syscall.
+pub(crate) trait Storage: Send + Sync + Debug {
+    /// Creates `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing). `Ok(None)` when another
+    /// holder has it. The lock lasts as long as the returned guard.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>>;
+    /// Names of the entries of `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Whole contents of a small file; `Ok(None)` when it does not exist.
+    fn read_all(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open file.
+pub(crate) trait StorageFile: Send + Sync + Debug {
+    /// Reads at `offset`; returns the count read (0 at the end of the file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at the end of the file.
+    fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    /// `fdatasync`: the file's data (and its length) on stable storage.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+/// Reads until `buf` is full or the file ends; returns the count read.
+pub(crate) fn read_full_at(f: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
