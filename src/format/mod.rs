@@ -10,8 +10,6 @@ mod record;
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
 pub(crate) use info::Info;
-#[cfg(test)]
-pub(crate) use record::frame_into;
 pub(crate) use record::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame, seal_frame};
 
 /// The on-disk format version written by this build. FORMAT.md §Version history.
