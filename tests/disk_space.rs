@@ -44,7 +44,7 @@ fn consume(q: &Queue<u64>, dir: &Path, next: &mut u64, n: u64) {
         assert_eq!(q.get_nowait().unwrap(), *next);
         q.task_done().unwrap();
         *next += 1;
-        if *next % 50 == 0 {
+        if (*next).is_multiple_of(50) {
             let need = q.unfinished().div_ceil(CHUNK);
             let have = chunk_count(dir);
             assert!(
@@ -180,7 +180,7 @@ fn journal_stays_bounded_without_rollovers() {
         q.put(&i).unwrap();
         assert_eq!(q.get_nowait().unwrap(), i);
         q.task_done().unwrap();
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             let acks = fs::metadata(tmp.path().join("acks")).unwrap().len();
             assert!(acks <= 128 * 1024, "acks journal is {acks} bytes");
         }
