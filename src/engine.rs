@@ -298,7 +298,7 @@ impl Engine {
         } else {
             self.journal_ack()?;
         }
-        self.delete_acked_chunks()?;
+        self.delete_acked_chunks(false)?;
         if self.journal.len >= JOURNAL_LIMIT {
             self.checkpoint()?;
         }
@@ -323,8 +323,28 @@ impl Engine {
     }
 
     /// Deletes chunk files all of whose items are acknowledged. The writer's chunk stays.
-    fn delete_acked_chunks(&mut self) -> Result<()> {
-        while self.chunks.len() >= 2 && self.chunks[1].first_seq.is_some_and(|f| self.acked >= f) {
+    /// Where the next chunk begins is known once the reader has entered it; with `probe`,
+    /// an unknown start is read from its header (one open), which checkpoints do so that
+    /// `close` leaves no fully acknowledged chunk behind.
+    fn delete_acked_chunks(&mut self, probe: bool) -> Result<()> {
+        while self.chunks.len() >= 2 {
+            let next_first = match self.chunks[1].first_seq {
+                Some(f) => f,
+                None if probe => {
+                    match ChunkReader::open(&*self.storage, &self.dir, self.chunks[1].no) {
+                        Ok(r) => {
+                            self.chunks[1].first_seq = Some(r.header.first_seq);
+                            r.header.first_seq
+                        }
+                        // The reader reports damage when it gets there.
+                        Err(_) => return Ok(()),
+                    }
+                }
+                None => return Ok(()),
+            };
+            if self.acked < next_first {
+                return Ok(());
+            }
             // The acknowledgements must be on disk before the chunk is gone: recovery
             // takes a missing chunk with unacknowledged items for lost data.
             if self.journal.pending > 0 {
@@ -367,7 +387,7 @@ impl Engine {
             return Err(self.poison(e));
         }
         self.journal.len = 0;
-        Ok(())
+        self.delete_acked_chunks(true)
     }
 }
 

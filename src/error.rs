@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `get_nowait` (or a deadline of zero) found no item waiting.
+    /// `get_nowait` found no item waiting.
     #[error("the queue is empty")]
     Empty,
     /// `put_nowait` found the queue holding `max_size` items.

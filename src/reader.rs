@@ -28,11 +28,13 @@ pub(crate) struct ChunkReader {
     pub(crate) header: ChunkHeader,
     pub(crate) path: PathBuf,
     file: Box<dyn StorageFile>,
+    /// Read buffer; `buf[pos..end]` holds file bytes not yet consumed.
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     buf_off: u64,
     /// Index in `buf` of the next record.
     pos: usize,
+    end: usize,
 }
 
 impl ChunkReader {
@@ -65,6 +67,7 @@ impl ChunkReader {
             buf: Vec::new(),
             buf_off: CHUNK_HEADER_LEN as u64,
             pos: 0,
+            end: 0,
         })
     }
 
@@ -74,31 +77,37 @@ impl ChunkReader {
     }
 
     /// Makes at least `needed` unread bytes available if the file has them; returns how
-    /// many are available.
+    /// many are available. The buffer grows only as data arrives, so a damaged length
+    /// field cannot make it allocate more than the file holds.
     fn fill(&mut self, needed: usize) -> Result<usize> {
-        let mut avail = self.buf.len() - self.pos;
+        let avail = self.end - self.pos;
         if avail >= needed {
             return Ok(avail);
         }
-        self.buf.drain(..self.pos);
+        self.buf.copy_within(self.pos..self.end, 0);
         self.buf_off += self.pos as u64;
         self.pos = 0;
-        while avail < needed {
-            let want = (needed - avail).max(READ_AHEAD);
-            self.buf.resize(avail + want, 0);
-            let n = read_full_at(
-                &*self.file,
-                &mut self.buf[avail..],
-                self.buf_off + avail as u64,
-            )
-            .map_err(|e| Error::io("read", &self.path, e))?;
-            avail += n;
-            self.buf.truncate(avail);
-            if n < want {
+        self.end = avail;
+        while self.end < needed {
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 2)
+                    .max(READ_AHEAD)
+                    .min(needed.max(READ_AHEAD));
+                self.buf.resize(grown, 0);
+            }
+            let at = self.buf_off + self.end as u64;
+            let n = loop {
+                match self.file.read_at(&mut self.buf[self.end..], at) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r.map_err(|e| Error::io("read", &self.path, e))?,
+                }
+            };
+            if n == 0 {
                 break; // end of file
             }
+            self.end += n;
         }
-        Ok(avail)
+        Ok(self.end)
     }
 
     /// Looks at the record at the current offset without consuming it.
@@ -107,7 +116,7 @@ impl ChunkReader {
         if avail == 0 {
             return Ok(Next::End);
         }
-        let needed = match decode_frame(&self.buf[self.pos..]) {
+        let needed = match decode_frame(&self.buf[self.pos..self.end]) {
             Ok((_, len)) => {
                 return Ok(Next::Frame {
                     payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
@@ -123,7 +132,7 @@ impl ChunkReader {
         };
         // Not all of the frame is buffered yet: read the rest, then decide.
         self.fill(needed)?;
-        Ok(match decode_frame(&self.buf[self.pos..]) {
+        Ok(match decode_frame(&self.buf[self.pos..self.end]) {
             Ok((_, len)) => Next::Frame {
                 payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
                 len,
@@ -146,18 +155,15 @@ impl ChunkReader {
     /// True when a valid frame starts anywhere after the current offset: damage followed
     /// by good records is corruption, not a torn tail.
     pub(crate) fn valid_frame_follows(&mut self) -> Result<bool> {
-        let mut rest = Vec::new();
-        let mut off = self.offset() + 1;
-        loop {
-            let mut block = vec![0u8; READ_AHEAD];
-            let n = read_full_at(&*self.file, &mut block, off)
-                .map_err(|e| Error::io("read", &self.path, e))?;
-            rest.extend_from_slice(&block[..n]);
-            off += n as u64;
-            if n < block.len() {
-                break;
-            }
-        }
+        let from = self.offset() + 1;
+        let len = self
+            .file
+            .len()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        let mut rest = vec![0u8; len.saturating_sub(from) as usize];
+        let n = read_full_at(&*self.file, &mut rest, from)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        rest.truncate(n);
         Ok((0..rest.len()).any(|i| decode_frame(&rest[i..]).is_ok()))
     }
 }

@@ -74,7 +74,11 @@ pub(crate) fn open(
     let acked = info.acked.max(journal_max.unwrap_or(0));
 
     if chunks.is_empty() {
-        if acked != 0 || info.tail_chunk != 0 {
+        // Only a creation interrupted between writing info and creating q00000 leaves no
+        // chunk file; the journal is created after q00000, so its presence means a chunk
+        // file was lost.
+        let journal_exists = names.iter().any(|n| n == ACKS);
+        if acked != 0 || info.tail_chunk != 0 || journal_exists {
             return Err(Error::corrupt(
                 chunk_path(dir, info.tail_chunk),
                 0,
