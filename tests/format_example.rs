@@ -9,7 +9,7 @@ fn block(doc: &str, name: &str) -> Vec<u8> {
     let start = doc
         .find(&format!("```hex {name}\n"))
         .unwrap_or_else(|| panic!("FORMAT.md has no hex block named {name}"));
-    let body = &doc[start..].splitn(2, '\n').nth(1).unwrap();
+    let body = doc[start..].split_once('\n').unwrap().1;
     let body = &body[..body.find("```").unwrap()];
     body.lines()
         .flat_map(|line| line.split('|').next().unwrap().split_whitespace())
