@@ -191,30 +191,42 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: &T, wait: Wait) -> Result<()> {
-        FRAME.with(|buf| {
-            let mut frame = buf.borrow_mut();
-            frame.clear();
-            frame.resize(FRAME_HEADER_LEN, 0);
-            codec()
-                .serialize_into(&mut *frame, item)
-                .map_err(Error::Encode)?;
-            let len = frame.len() - FRAME_HEADER_LEN;
-            if len > MAX_ITEM_LEN {
-                return Err(Error::TooLarge {
-                    len,
-                    max: MAX_ITEM_LEN,
-                });
+        FRAME.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut frame) => {
+                let res = self.put_framed(item, wait, &mut frame);
+                // Do not keep a huge item's buffer for the thread's lifetime.
+                if frame.capacity() > 1 << 20 {
+                    *frame = Vec::new();
+                }
+                res
             }
-            seal_frame(&mut frame);
-            let mut e = self.engine.lock();
-            while self.max_size > 0 && e.len() >= self.max_size {
-                wait.wait(&self.not_full, &mut e)?;
-            }
-            e.append(&frame)?;
-            drop(e);
-            self.not_empty.notify_one();
-            Ok(())
+            // A `Serialize` impl that itself puts: use a buffer of its own.
+            Err(_) => self.put_framed(item, wait, &mut Vec::new()),
         })
+    }
+
+    fn put_framed(&self, item: &T, wait: Wait, frame: &mut Vec<u8>) -> Result<()> {
+        frame.clear();
+        frame.resize(FRAME_HEADER_LEN, 0);
+        codec()
+            .serialize_into(&mut *frame, item)
+            .map_err(Error::Encode)?;
+        let len = frame.len() - FRAME_HEADER_LEN;
+        if len > MAX_ITEM_LEN {
+            return Err(Error::TooLarge {
+                len,
+                max: MAX_ITEM_LEN,
+            });
+        }
+        seal_frame(frame);
+        let mut e = self.engine.lock();
+        while self.max_size > 0 && e.len() >= self.max_size {
+            wait.wait(&self.not_full, &mut e)?;
+        }
+        e.append(frame)?;
+        drop(e);
+        self.not_empty.notify_one();
+        Ok(())
     }
 
     /// Removes and returns the oldest item, blocking while the queue is empty.

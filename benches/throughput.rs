@@ -1,0 +1,65 @@
+//! First throughput measurement (issue 2): 1,000,000 items of 64 bytes, put then
+//! get + task_done, at each durability level; medians of several runs.
+//!
+//! `cargo bench --bench throughput` (set DISKQ_BENCH_ITEMS to change the count).
+
+use diskq::{Durability, Options, Queue};
+use std::time::Instant;
+
+fn run(durability: Durability, items: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let q: Queue<Vec<u8>> = Options::new()
+        .durability(durability)
+        .open(dir.path())
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = (0..256u32)
+        .map(|i| (0..64u32).map(|j| (i * 31 + j * 7) as u8).collect())
+        .collect();
+    let t = Instant::now();
+    for i in 0..items {
+        q.put(&payloads[i % payloads.len()]).unwrap();
+    }
+    let put = items as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for i in 0..items {
+        let got = q.get().unwrap();
+        debug_assert_eq!(got, payloads[i % payloads.len()]);
+        q.task_done().unwrap();
+    }
+    let get = items as f64 / t.elapsed().as_secs_f64();
+    q.close().unwrap();
+    (put, get)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let items: usize = std::env::var("DISKQ_BENCH_ITEMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    println!(
+        "{:<10} {:>10} {:>16} {:>22}",
+        "level", "items", "put items/s", "get+task_done items/s"
+    );
+    for (name, level, n, runs) in [
+        ("buffered", Durability::Buffered, items, 5),
+        ("written", Durability::Written, items, 5),
+        ("synced", Durability::Synced, 2_000, 3),
+    ] {
+        let (mut puts, mut gets) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (p, g) = run(level, n);
+            puts.push(p);
+            gets.push(g);
+        }
+        println!(
+            "{name:<10} {n:>10} {:>16.0} {:>22.0}",
+            median(puts),
+            median(gets)
+        );
+    }
+}
