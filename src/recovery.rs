@@ -186,9 +186,18 @@ pub(crate) fn open(
 
     let mut jfile = match st.open(&journal_path, OpenMode::Append) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => st
-            .open(&journal_path, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create", &journal_path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let f = st
+                .open(&journal_path, OpenMode::CreateNew)
+                .map_err(|e| Error::io("create", &journal_path, e))?;
+            if sync {
+                // Entries synced into a file whose name is not durable would vanish
+                // with it at a power loss.
+                st.sync_dir(dir)
+                    .map_err(|e| Error::io("sync directory", dir, e))?;
+            }
+            f
+        }
         Err(e) => return Err(Error::io("open", &journal_path, e)),
     };
     let jlen = jfile
