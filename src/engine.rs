@@ -18,7 +18,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 const ACK_BATCH: u64 = 4096;
 /// The journal is folded into `info` (a checkpoint) once it reaches this size, which
 /// bounds what recovery reads.
-const JOURNAL_LIMIT: u64 = 64 * 1024;
+pub(crate) const JOURNAL_LIMIT: u64 = 64 * 1024;
 
 pub(crate) const INFO: &str = "info";
 pub(crate) const INFO_TMP: &str = "info.tmp";
@@ -65,6 +65,7 @@ pub(crate) struct Engine {
     pub(crate) dir: PathBuf,
     pub(crate) chunk_size: u64,
     pub(crate) durability: Durability,
+    pub(crate) journal_limit: u64,
     /// Chunk files, oldest first; the front holds the oldest unacknowledged item (or is
     /// the writer's chunk), the back is the writer's chunk.
     pub(crate) chunks: VecDeque<ChunkMeta>,
@@ -299,7 +300,7 @@ impl Engine {
             self.journal_ack()?;
         }
         self.delete_acked_chunks(false)?;
-        if self.journal.len >= JOURNAL_LIMIT {
+        if self.journal.len >= self.journal_limit {
             self.checkpoint()?;
         }
         Ok(())

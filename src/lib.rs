@@ -66,7 +66,8 @@ mod options;
 mod queue;
 mod reader;
 mod recovery;
-mod storage;
+#[doc(hidden)]
+pub mod storage;
 
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;

@@ -45,6 +45,7 @@ pub struct Options {
     pub(crate) chunk_size: usize,
     pub(crate) max_size: usize,
     pub(crate) durability: Durability,
+    pub(crate) journal_limit: u64,
 }
 
 impl Default for Options {
@@ -60,6 +61,7 @@ impl Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_size: 0,
             durability: Durability::Written,
+            journal_limit: crate::engine::JOURNAL_LIMIT,
         }
     }
 
@@ -88,6 +90,14 @@ impl Options {
         self
     }
 
+    /// The journal size that triggers a checkpoint (tests use a small one to reach
+    /// checkpoints quickly).
+    #[doc(hidden)]
+    pub fn journal_limit(mut self, bytes: u64) -> Options {
+        self.journal_limit = bytes.max(1);
+        self
+    }
+
     /// Opens (creating it if missing) and recovers the queue in `dir`.
     ///
     /// # Errors
@@ -98,5 +108,15 @@ impl Options {
     /// example, `dir` is a file).
     pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
         Queue::open_with(self.clone(), dir.as_ref())
+    }
+
+    /// Opens the queue on another [`Storage`](crate::storage::Storage) (tests, fuzzing).
+    #[doc(hidden)]
+    pub fn open_on<T: Serialize + DeserializeOwned>(
+        &self,
+        storage: std::sync::Arc<dyn crate::storage::Storage>,
+        dir: impl AsRef<Path>,
+    ) -> Result<Queue<T>> {
+        Queue::open_on(storage, self.clone(), dir.as_ref())
     }
 }

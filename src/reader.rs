@@ -158,7 +158,7 @@ impl ChunkReader {
         let from = self.offset() + 1;
         let len = self
             .file
-            .len()
+            .size()
             .map_err(|e| Error::io("stat", &self.path, e))?;
         let mut rest = vec![0u8; len.saturating_sub(from) as usize];
         let n = read_full_at(&*self.file, &mut rest, from)

@@ -201,7 +201,7 @@ pub(crate) fn open(
         Err(e) => return Err(Error::io("open", &journal_path, e)),
     };
     let jlen = jfile
-        .len()
+        .size()
         .map_err(|e| Error::io("stat", &journal_path, e))?;
     if jlen != journal_valid_len {
         jfile
@@ -214,6 +214,7 @@ pub(crate) fn open(
         dir: dir.to_path_buf(),
         chunk_size: opts.chunk_size.max(1) as u64,
         durability: opts.durability,
+        journal_limit: opts.journal_limit,
         chunks: meta,
         writer: engine_writer,
         reader: head,
@@ -281,7 +282,7 @@ fn recover_tail(
         let mut file = st
             .open(&path, OpenMode::Append)
             .map_err(|e| Error::io("open", &path, e))?;
-        let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
         if len < CHUNK_HEADER_LEN as u64 {
             // Created but its header not (fully) written: it holds no records.
             drop(file);

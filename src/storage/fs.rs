@@ -7,8 +7,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// `std::fs`: what every queue uses unless a test says otherwise.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FsStorage;
+pub struct FsStorage;
 
 impl Storage for FsStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -84,7 +85,7 @@ impl StorageFile for FsFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
     fn sync_data(&self) -> io::Result<()> {

@@ -1,9 +1,14 @@
 //! The only code that touches files. Everything else reaches the file system through
 //! [`Storage`], so that tests can put a fault-injecting implementation behind the queue.
+//!
+//! Not part of the stable API: public (and hidden from the docs) only so that the test
+//! suite and the fuzz targets can open a queue on [`SimStorage`].
 
 mod fs;
+mod sim;
 
-pub(crate) use fs::FsStorage;
+pub use fs::FsStorage;
+pub use sim::{Crash, Fault, Op, SimStorage};
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -12,7 +17,7 @@ use std::path::Path;
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpenMode {
+pub enum OpenMode {
     /// Existing file, read only.
     Read,
     /// Existing file, read and append (writes go to the end).
@@ -25,7 +30,7 @@ pub(crate) enum OpenMode {
 
 /// A directory of files. Object-safe so the queue can hold `Arc<dyn Storage>`: one
 /// virtual call per syscall is nothing next to the syscall.
-pub(crate) trait Storage: Send + Sync + Debug {
+pub trait Storage: Send + Sync + Debug {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on `path` (created if missing). `Ok(None)` when another
@@ -43,13 +48,14 @@ pub(crate) trait Storage: Send + Sync + Debug {
 }
 
 /// An open file.
-pub(crate) trait StorageFile: Send + Sync + Debug {
+pub trait StorageFile: Send + Sync + Debug {
     /// Reads at `offset`; returns the count read (0 at the end of the file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `buf` at the end of the file.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     fn set_len(&mut self, len: u64) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    /// The file's length in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// `fdatasync`: the file's data (and its length) on stable storage.
     fn sync_data(&self) -> io::Result<()>;
 }
