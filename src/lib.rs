@@ -62,10 +62,13 @@
 mod engine;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod queue;
 mod reader;
 mod recovery;
+mod repair;
 #[doc(hidden)]
 pub mod storage;
 

@@ -1,0 +1,1 @@
+//! Salvaging a damaged queue directory.
