@@ -132,8 +132,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Encode`] or [`Error::TooLarge`] for an item that cannot be stored (nothing
-    /// is written); [`Error::Io`] when the write fails, after which the queue is
-    /// [poisoned](Error::Poisoned).
+    /// is written); [`Error::Io`] when the write or sync fails, after which the queue is
+    /// [poisoned](Error::Poisoned). The outcome of a failed put is unknown: after a
+    /// reopen the item is either there, whole, or absent.
     pub fn put(&self, item: &T) -> Result<()> {
         self.put_until(item, Wait::Forever)
     }
@@ -348,7 +349,8 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     /// [`Error::NothingToAcknowledge`] when every gotten item is already acknowledged;
-    /// [`Error::Io`] when the journal write fails (the queue is then poisoned).
+    /// [`Error::Io`] when the journal write or sync fails (the queue is then poisoned,
+    /// and after a reopen the item is either acknowledged or delivered again).
     pub fn task_done(&self) -> Result<()> {
         let mut e = self.engine.lock();
         e.ack(1)?;
