@@ -2,9 +2,38 @@
 //! get + task_done, at each durability level; medians of several runs.
 //!
 //! `cargo bench --bench throughput` (set DISKQ_BENCH_ITEMS to change the count).
+//!
+//! It also measures the storage seam: the same 72-byte appends through the queue's
+//! `Box<dyn StorageFile>` and through `std::fs::File` directly, in one run.
 
+use diskq::storage::{FsStorage, OpenMode, Storage};
 use diskq::{Durability, Options, Queue};
+use std::io::Write;
 use std::time::Instant;
+
+/// Appends per second: (through the seam, straight to `std::fs::File`).
+fn seam(n: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = [7u8; 72];
+    let mut f = FsStorage
+        .open(&dir.path().join("a"), OpenMode::CreateNew)
+        .unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        f.append(&frame).unwrap();
+    }
+    let through = n as f64 / t.elapsed().as_secs_f64();
+    let mut g = std::fs::OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(dir.path().join("b"))
+        .unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        g.write_all(&frame).unwrap();
+    }
+    (through, n as f64 / t.elapsed().as_secs_f64())
+}
 
 fn run(durability: Durability, items: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
