@@ -91,4 +91,15 @@ fn main() {
             median(gets)
         );
     }
+    let (mut via, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (a, b) = seam(items);
+        via.push(a);
+        direct.push(b);
+    }
+    let (a, b) = (median(via), median(direct));
+    println!(
+        "storage seam: {a:.0} appends/s through Box<dyn StorageFile>, {b:.0}/s with std::fs::File: ratio {:.3}",
+        a / b
+    );
 }
