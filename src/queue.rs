@@ -390,12 +390,32 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Items waiting to be gotten (Python's `qsize`).
+    /// Items waiting to be gotten (Python's `qsize`). Items gotten but not yet
+    /// acknowledged do not count; see [`unfinished`](Self::unfinished).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.put(&2)?;
+    /// q.get()?;
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.engine.lock().len() as usize
     }
 
     /// True when no item waits to be gotten.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.is_empty());
+    /// q.put(&1)?;
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.engine.lock().len() == 0
     }
@@ -415,7 +435,14 @@ impl<T> Queue<T> {
         self.engine.lock().unfinished() as usize
     }
 
-    /// The queue's directory.
+    /// The queue's directory, as given to `open`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert_eq!(q.path(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.dir
     }
