@@ -10,6 +10,12 @@
 //!   opens it once this process closes it; while the child holds the queue (it says
 //!   `READY` on stdout), this process gets `Locked`, and opens it (with the child's items)
 //!   once the child is killed with SIGKILL, or once it exits normally.
+//! * Spurious locks: closing a queue and opening it again must succeed while another
+//!   thread of the process spawns child processes (which briefly inherit every descriptor,
+//!   the lock's included, between fork and exec).
+//!
+//! The tests of this file run one at a time (a file-wide mutex), because every spawn can
+//! hold another test's lock for a moment, which is exactly what the last test is about.
 
 use diskq::{Error, Options, Queue};
 use std::collections::BTreeMap;
@@ -17,12 +23,19 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
 
 const ROLE_ENV: &str = "DISKQ_CRASH_LOCKING_ROLE";
 const DIR_ENV: &str = "DISKQ_CRASH_LOCKING_DIR";
 const CHILD_TEST: &str = "child_process_role";
+
+/// Serializes the tests of this file (see the file's documentation).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn assert_locked(r: Result<Queue<u64>, Error>, dir: &Path, case: &str) {
     match r {
@@ -63,6 +76,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn second_open_in_this_process_is_locked_until_the_first_is_dropped() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("q");
     let q: Queue<u64> = Options::new().chunk_size(3).open(&dir).unwrap();
@@ -111,6 +125,7 @@ fn second_open_in_this_process_is_locked_until_the_first_is_dropped() {
 
 #[test]
 fn many_threads_racing_to_open_exactly_one_wins() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     for round in 0..20 {
         let barrier = std::sync::Barrier::new(8);
@@ -231,6 +246,7 @@ fn run_try_open(dir: &Path) -> String {
 
 #[test]
 fn child_process_is_locked_out_while_this_process_holds_the_queue() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let q: Queue<u64> = Queue::open(tmp.path()).unwrap();
     q.put(&7).unwrap();
@@ -249,6 +265,7 @@ fn child_process_is_locked_out_while_this_process_holds_the_queue() {
 
 #[test]
 fn this_process_is_locked_out_while_a_child_holds_the_queue_until_it_is_killed() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spawn_child("hold", tmp.path());
     let rx = child_lines(child.stdout.take().unwrap());
@@ -270,6 +287,7 @@ fn this_process_is_locked_out_while_a_child_holds_the_queue_until_it_is_killed()
 
 #[test]
 fn this_process_opens_the_queue_after_the_child_closes_it() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spawn_child("hold", tmp.path());
     let rx = child_lines(child.stdout.take().unwrap());
@@ -281,4 +299,53 @@ fn this_process_opens_the_queue_after_the_child_closes_it() {
     let q: Queue<u64> = Queue::open(tmp.path()).unwrap();
     assert_eq!(q.len(), 3);
     assert_eq!(q.get_nowait().unwrap(), 10);
+}
+
+/// `flock` belongs to the open file description, and a child process gets a copy of every
+/// descriptor of its parent between `fork` and `exec` (`O_CLOEXEC` closes them only at
+/// `exec`). So while another thread spawns processes, the lock of a queue that this thread
+/// has just closed can still be held by a half-started child, and the next `open` fails with
+/// `Locked` although no other `Queue` has the directory open.
+#[test]
+fn reopen_is_not_locked_by_processes_spawned_meanwhile() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let spawned = AtomicUsize::new(0);
+    let (mut cycles, mut spurious) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                // A child that exits at once (no test matches the filter).
+                let status = Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "no_such_test", "-q"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                spawned.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1500) || spawned.load(Ordering::Relaxed) < 20 {
+            cycles += 1;
+            match Queue::<u64>::open(tmp.path()) {
+                Ok(q) => q.close().unwrap(),
+                Err(e) if e.is_locked() => spurious += 1,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    panic!("open failed: {e}");
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        spurious,
+        0,
+        "{spurious} of {cycles} open + close cycles failed with Locked while another thread \
+         spawned {} processes; no other Queue had the directory open",
+        spawned.load(Ordering::Relaxed)
+    );
 }
