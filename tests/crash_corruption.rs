@@ -25,6 +25,7 @@ use diskq::{Error, Options, Queue};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const HEADER_LEN: u64 = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
@@ -46,6 +47,20 @@ impl XorShift {
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
+}
+
+/// The test that spawns child processes runs alone: a child holds a copy of every
+/// descriptor of this process between fork and exec, queue locks included, so a test that
+/// closed a queue could find it still locked when it reopens it (see
+/// `tests/crash_locking.rs`, `reopen_is_not_locked_by_processes_spawned_meanwhile`).
+static SPAWNING: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SPAWNING.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SPAWNING.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn opts() -> Options {
@@ -186,6 +201,7 @@ fn expect_damage(
 /// followed by valid records is not a torn tail.
 #[test]
 fn flipped_byte_in_a_record_of_the_newest_chunk() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     for rec in 0..5u64 {
@@ -207,6 +223,7 @@ fn flipped_byte_in_a_record_of_the_newest_chunk() {
 /// goes on.
 #[test]
 fn flipped_byte_in_the_last_record_of_the_newest_chunk_is_cut_as_a_torn_tail() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     for byte in 0..REC {
@@ -236,6 +253,7 @@ fn flipped_byte_in_the_last_record_of_the_newest_chunk_is_cut_as_a_torn_tail() {
 /// everything before it.
 #[test]
 fn flipped_byte_in_a_record_of_an_older_chunk() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     for (chunk, first_seq) in [(0u64, 0u64), (1, 7)] {
@@ -272,6 +290,7 @@ fn flipped_byte_in_a_record_of_an_older_chunk() {
 /// open or when the reader enters the chunk.
 #[test]
 fn flipped_byte_in_a_chunk_header() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     for (chunk, first_seq) in [(0u64, 0u64), (1, 7), (2, 14)] {
@@ -295,6 +314,7 @@ fn flipped_byte_in_a_chunk_header() {
 
 #[test]
 fn every_flipped_info_byte_is_reported() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     let len = fs::metadata(src.path().join("info")).unwrap().len();
@@ -315,6 +335,7 @@ fn every_flipped_info_byte_is_reported() {
 
 #[test]
 fn info_of_random_bytes_wrong_length_or_empty_is_reported() {
+    let _guard = shared();
     let mut rng = XorShift(0xD15C_0000_0000_0001);
     for with_chunks in [true, false] {
         for len in [0usize, 1, 35, 36, 37, 100, 4096] {
@@ -334,6 +355,7 @@ fn info_of_random_bytes_wrong_length_or_empty_is_reported() {
 
 #[test]
 fn info_deleted_while_chunk_files_exist_is_missing_info_and_changes_nothing() {
+    let _guard = shared();
     let tmp = tempfile::tempdir().unwrap();
     build(tmp.path());
     fs::remove_file(tmp.path().join("info")).unwrap();
@@ -369,6 +391,7 @@ fn info_deleted_while_chunk_files_exist_is_missing_info_and_changes_nothing() {
 
 #[test]
 fn missing_chunk_files_are_reported() {
+    let _guard = shared();
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     // (deleted chunk, the files the error may name)
@@ -404,6 +427,7 @@ fn missing_chunk_files_are_reported() {
 /// item, which must be reported, not answered with an empty queue.
 #[test]
 fn deleting_the_only_chunk_file_is_reported_not_an_empty_queue() {
+    let _guard = shared();
     let tmp = tempfile::tempdir().unwrap();
     let q: Queue<u64> = Queue::open(tmp.path()).unwrap();
     for i in 0..5 {
@@ -423,6 +447,7 @@ fn deleting_the_only_chunk_file_is_reported_not_an_empty_queue() {
 
 #[test]
 fn chunk_file_of_random_bytes_is_reported() {
+    let _guard = shared();
     let mut rng = XorShift(77);
     // Without info: not a diskq directory, nothing changed.
     let tmp = tempfile::tempdir().unwrap();
@@ -454,6 +479,7 @@ fn chunk_file_of_random_bytes_is_reported() {
 
 #[test]
 fn junk_files_are_ignored_and_left_alone() {
+    let _guard = shared();
     let mut rng = XorShift(4242);
     let tmp = tempfile::tempdir().unwrap();
     build(tmp.path());
@@ -509,6 +535,7 @@ fn junk_files_are_ignored_and_left_alone() {
 
 #[test]
 fn queue_path_that_is_a_regular_file_is_an_io_error() {
+    let _guard = shared();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-dir");
     fs::write(&file, b"plain file").unwrap();
@@ -566,12 +593,14 @@ fn expect_items_from(dir: &Path, first: u64, case: &str) {
 
 #[test]
 fn journal_snapshot_recovers_the_acknowledged_count() {
+    let _guard = shared();
     let (snap, _) = journal_snapshot();
     expect_items_from(snap.path(), 6, "intact journal");
 }
 
 #[test]
 fn damaged_journal_entry_followed_by_valid_ones_is_reported() {
+    let _guard = shared();
     let (src, _) = journal_snapshot();
     for entry in 0..5u64 {
         for byte in 0..12 {
@@ -591,6 +620,7 @@ fn damaged_journal_entry_followed_by_valid_ones_is_reported() {
 
 #[test]
 fn torn_or_damaged_final_journal_entry_is_recovered() {
+    let _guard = shared();
     let (src, _) = journal_snapshot();
     // Cut inside the last entry: its acknowledgement is lost, item 5 comes again.
     for cut in 61..72 {
@@ -671,6 +701,7 @@ fn child_reads_damaged_queue() {
 /// allocating what the length claims: the bytes are not there.
 #[test]
 fn damaged_length_field_does_not_allocate_what_it_claims() {
+    let _guard = exclusive();
     let mut too_much = Vec::new();
     for (file, before_items) in [("q00002", 0u64), ("q00001", 7)] {
         let tmp = tempfile::tempdir().unwrap();
