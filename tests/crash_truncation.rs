@@ -13,6 +13,10 @@
 //! chunk is the only one; a crash snapshot taken while the queue was open with an
 //! acknowledged prefix that reaches into the newest chunk (so some cuts remove acknowledged
 //! records); and a torn record whose payload itself contains a valid-looking frame.
+//!
+//! An older chunk cut short is not a torn tail but lost data: the items before the cut must
+//! come out, then a `Corrupt` error naming the cut chunk and the offset of the first missing
+//! record.
 
 use diskq::{Error, Options, Queue};
 use serde::Serialize;
@@ -357,5 +361,117 @@ fn torn_record_whose_payload_embeds_a_frame() {
             assert_eq!(offset, first_end);
         }
         Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// An older chunk cut short is not a torn tail (the writer had moved on to the next chunk):
+/// the items before the cut come out, then `get` (or `open`, for the head chunk's header)
+/// reports `Corrupt` naming the cut chunk at the offset of the first missing record; no item
+/// is skipped or invented, also after a reopen. Wrong items fail at once; errors that name
+/// another place than the cut are collected and reported together.
+#[test]
+fn older_chunk_cut_anywhere_is_reported_at_the_cut() {
+    let src = tempfile::tempdir().unwrap();
+    // 27 items in chunks of 7: q00000 0..7, q00001 7..14, q00002 14..21, q00003 21..27.
+    let q: Queue<u64> = Options::new().chunk_size(7).open(src.path()).unwrap();
+    for i in 0..27u64 {
+        q.put(&(i * 31 + 5)).unwrap();
+    }
+    q.close().unwrap();
+    assert_eq!(chunk_files(src.path()).len(), 4);
+    let mut misplaced = Vec::new();
+    let mut cases = 0;
+    for (chunk, first_seq) in [(0u64, 0u64), (1, 7), (2, 14)] {
+        let name = format!("q{chunk:05}");
+        let full = HEADER_LEN + 7 * 16;
+        // Every cut of the middle chunk; in the others, cuts in the header, at each record
+        // boundary, and inside each record's frame header and payload.
+        let cuts: Vec<u64> = if chunk == 1 {
+            (0..full).collect()
+        } else {
+            [0, 5, 27]
+                .into_iter()
+                .chain((0..7).flat_map(|k| {
+                    let b = HEADER_LEN + k * 16;
+                    [b, b + 1, b + 9]
+                }))
+                .collect()
+        };
+        for cut in cuts {
+            let case = format!("{name} cut to {cut}");
+            cases += 1;
+            let tmp = tempfile::tempdir().unwrap();
+            copy_dir(src.path(), tmp.path());
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(tmp.path().join(&name))
+                .unwrap();
+            f.set_len(cut).unwrap();
+            drop(f);
+            let (complete, at) = if cut < HEADER_LEN {
+                (0, 0)
+            } else {
+                let k = (cut - HEADER_LEN) / 16;
+                (k, HEADER_LEN + k * 16)
+            };
+            let mut reported = Vec::new();
+            for attempt in 0..2 {
+                let q = match Options::new().chunk_size(7).open::<u64>(tmp.path()) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        reported.push(where_corrupt(&e, &case));
+                        continue;
+                    }
+                };
+                let mut next = 0;
+                let err = loop {
+                    match q.get_nowait() {
+                        Ok(v) => {
+                            assert_eq!(v, next * 31 + 5, "{case}: item {next}");
+                            next += 1;
+                        }
+                        Err(e) => break e,
+                    }
+                };
+                assert!(
+                    next <= first_seq + complete,
+                    "{case}: an item after the cut was returned"
+                );
+                assert_eq!(
+                    next,
+                    first_seq + complete,
+                    "{case}, attempt {attempt}: items before the damage"
+                );
+                reported.push(where_corrupt(&err, &case));
+            }
+            assert_eq!(reported[0], reported[1], "{case}: the same after a reopen");
+            if reported[0] != (name.clone(), at) {
+                misplaced.push(format!(
+                    "{case}: reported in {} at {}, expected {name} at {at}",
+                    reported[0].0, reported[0].1
+                ));
+            }
+        }
+    }
+    assert!(
+        misplaced.is_empty(),
+        "{} of {cases} cuts reported the damage elsewhere than at the cut:\n{}",
+        misplaced.len(),
+        misplaced.join("\n")
+    );
+}
+
+/// The file name and offset of a `Corrupt` error.
+fn where_corrupt(e: &Error, case: &str) -> (String, u64) {
+    match e {
+        Error::Corrupt { path, offset, .. } => {
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("offset {offset}")), "{case}: {msg}");
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                *offset,
+            )
+        }
+        other => panic!("{case}: expected Corrupt, got {other:?}"),
     }
 }
