@@ -1,2 +1,1055 @@
 //! Bodies of the cargo-fuzz targets in `fuzz/`, as plain functions so that a stable
 //! `#[test]` replays the checked-in corpus through exactly the same code. Not public API.
+//!
+//! Each function accepts any bytes and returns normally unless it catches the library
+//! breaking a promise, which it reports with a panic (`assert!`): a panic is a bug, in
+//! the library or here.
+//!
+//! * [`decode`]: every pure decoder of `src/format/` on the bytes (and frames at every
+//!   offset); what decodes must encode back to the same bytes.
+//! * [`open_dir`]: the bytes carved into the files of a queue directory (see
+//!   [`encode_dir`]), opened, drained, written to and reopened.
+//! * [`model`]: the bytes read as a program of queue operations, reopens, crash points
+//!   and injected faults (see [`ModelOp`]), checked against a `VecDeque` model.
+
+use crate::format::{
+    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, Info,
+    MAX_ITEM_LEN, decode_frame, seal_frame,
+};
+use crate::reader::{chunk_path, parse_chunk_name};
+use crate::storage::{Crash, Fault, Op, SimStorage};
+use crate::{Durability, Error, Options, Queue};
+use bincode::Options as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The queue directory inside the simulated file system.
+const DIR: &str = "/fuzz/q";
+
+/// Length of the `info` file (FORMAT.md §info).
+const INFO_LEN: usize = 36;
+
+/// FORMAT.md §Payload (the same configuration as the queue's, written out again here).
+fn codec() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+}
+
+/// Up to eight bytes at `at`, little-endian, zero-padded past the end.
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    for (i, x) in a.iter_mut().enumerate() {
+        *x = b.get(at + i).copied().unwrap_or(0);
+    }
+    u64::from_le_bytes(a)
+}
+
+/// A frame (FORMAT.md §Records) holding `payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; FRAME_HEADER_LEN];
+    f.extend_from_slice(payload);
+    seal_frame(&mut f);
+    f
+}
+
+// ---------------------------------------------------------------------------------------
+// decode
+// ---------------------------------------------------------------------------------------
+
+/// Runs every decoder of the on-disk format over `data`: `info`, chunk headers and
+/// journal entries on the whole input and on every window of their length, record
+/// frames at every offset, and chunk file names. Whatever decodes must encode back to
+/// exactly the bytes it came from; values taken from the bytes must survive an
+/// encode/decode round trip; and a frame must be caught after any single flipped bit
+/// of its CRC-covered bytes.
+pub fn decode(data: &[u8]) {
+    let zero = Info {
+        acked: 0,
+        tail_chunk: 0,
+    };
+    assert_eq!(zero.encode().len(), INFO_LEN);
+    check_info(data);
+    check_header(data);
+    check_ack(data);
+    for w in data.windows(INFO_LEN) {
+        check_info(w);
+    }
+    for w in data.windows(CHUNK_HEADER_LEN) {
+        check_header(w);
+    }
+    for w in data.windows(ACK_ENTRY_LEN) {
+        check_ack(w);
+    }
+    for at in 0..=data.len() {
+        check_frame(&data[at..]);
+    }
+
+    // The journal as recovery reads it: 12-byte entries from the start.
+    for e in data.chunks(ACK_ENTRY_LEN) {
+        check_ack(e);
+    }
+
+    // Values from the bytes, encoded, decode back.
+    let (a, b) = (le64(data, 0), le64(data, 8));
+    let info = Info {
+        acked: a,
+        tail_chunk: b,
+    };
+    assert_eq!(Info::decode(&info.encode()), Ok(info));
+    let header = ChunkHeader {
+        chunk: a,
+        first_seq: b,
+    };
+    assert_eq!(ChunkHeader::decode(&header.encode()), Ok(header));
+    let entry = AckEntry { acked: a };
+    assert_eq!(AckEntry::decode(&entry.encode()), Some(entry));
+
+    // A frame of (a prefix of) the input decodes back, and no flipped bit of its CRC and
+    // payload goes unnoticed (CRC-32 catches every single-bit error).
+    let payload = &data[..data.len().min(64)];
+    let f = frame(payload);
+    assert_eq!(decode_frame(&f), Ok((payload, f.len())));
+    for bit in 4 * 8..f.len() * 8 {
+        let mut c = f.clone();
+        c[bit / 8] ^= 1 << (bit % 8);
+        assert_eq!(
+            decode_frame(&c),
+            Err(FrameError::Checksum),
+            "flipped bit {bit} of frame {f:02x?} went unnoticed"
+        );
+    }
+
+    // Chunk file names: what parses is the canonical name of its number.
+    if let Ok(name) = std::str::from_utf8(data) {
+        check_name(name);
+    }
+    check_name(&format!("q{a:05}"));
+    assert_eq!(parse_chunk_name(&format!("q{a:05}")), Some(a));
+}
+
+fn check_info(b: &[u8]) {
+    match Info::decode(b) {
+        Ok(info) => assert_eq!(
+            &info.encode()[..],
+            b,
+            "info {info:?} re-encodes differently"
+        ),
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+fn check_header(b: &[u8]) {
+    match ChunkHeader::decode(b) {
+        Ok(h) => assert_eq!(&h.encode()[..], b, "header {h:?} re-encodes differently"),
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+fn check_ack(b: &[u8]) {
+    if let Some(e) = AckEntry::decode(b) {
+        assert_eq!(&e.encode()[..], b, "entry {e:?} re-encodes differently");
+    }
+}
+
+fn check_frame(b: &[u8]) {
+    match decode_frame(b) {
+        Ok((payload, total)) => {
+            assert_eq!(total, FRAME_HEADER_LEN + payload.len());
+            assert!(total <= b.len() && payload.len() <= MAX_ITEM_LEN);
+            assert_eq!(payload, &b[FRAME_HEADER_LEN..total]);
+            assert_eq!(frame(payload), &b[..total], "frame re-encodes differently");
+            // A frame does not depend on the bytes after it, and a cut one is incomplete.
+            assert_eq!(decode_frame(&b[..total]), Ok((payload, total)));
+            assert!(matches!(
+                decode_frame(&b[..total - 1]),
+                Err(FrameError::Incomplete { .. })
+            ));
+        }
+        Err(FrameError::Incomplete { needed }) => {
+            assert!(
+                needed > b.len(),
+                "incomplete, needing {needed} of {}",
+                b.len()
+            );
+            if b.len() >= FRAME_HEADER_LEN {
+                assert_eq!(needed, FRAME_HEADER_LEN + le64(&b[..4], 0) as usize);
+            } else {
+                assert_eq!(needed, FRAME_HEADER_LEN);
+            }
+        }
+        Err(FrameError::TooLong(len)) => {
+            assert!(len as usize > MAX_ITEM_LEN);
+            assert_eq!(u64::from(len), le64(&b[..4], 0));
+        }
+        Err(FrameError::Checksum) => {
+            let len = le64(&b[..4], 0) as usize;
+            assert!(len <= MAX_ITEM_LEN && FRAME_HEADER_LEN + len <= b.len());
+        }
+    }
+}
+
+fn check_name(name: &str) {
+    if let Some(n) = parse_chunk_name(name) {
+        let canonical = chunk_path(Path::new(""), n);
+        assert_eq!(
+            canonical.to_str(),
+            Some(name),
+            "{name:?} parsed as chunk {n}, whose name is {canonical:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// open_dir
+// ---------------------------------------------------------------------------------------
+
+/// File names [`open_dir`] can create: a tag's low three bits index this list. The last
+/// is a non-canonical spelling of chunk 1, which the queue must ignore.
+pub const DIR_NAMES: [&str; 8] = [
+    "info", "acks", "q00000", "q00001", "q00002", "q00003", "info.tmp", "q000001",
+];
+
+/// Tag bit: build a well-formed structure from the file's bytes instead of using them
+/// as they are (see [`open_dir`]).
+pub const SEALED: u8 = 0x08;
+
+/// Serializes a directory for [`open_dir`]: the `config` byte, then each file as its tag
+/// (index in [`DIR_NAMES`], plus [`SEALED`] if wanted), a `u16` little-endian length and
+/// the bytes. Panics on a name not in [`DIR_NAMES`] or a file over 64 KiB (a helper for
+/// writing seeds, not a fuzz target).
+pub fn encode_dir(config: u8, files: &[(&str, bool, &[u8])]) -> Vec<u8> {
+    let mut out = vec![config];
+    for &(name, sealed, bytes) in files {
+        let idx = DIR_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("{name} is not one of {DIR_NAMES:?}"));
+        out.push(idx as u8 | if sealed { SEALED } else { 0 });
+        let len = u16::try_from(bytes.len()).expect("file too long for the scheme");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// The files `data` describes (see [`encode_dir`]); a later file of the same name
+/// replaces an earlier one. Lengths running past the end are cut.
+fn carve(data: &[u8]) -> (u8, BTreeMap<&'static str, Vec<u8>>) {
+    let config = data.first().copied().unwrap_or(0);
+    let mut files = BTreeMap::new();
+    let mut at = 1;
+    while at < data.len() {
+        let tag = data[at];
+        let len = le64(&data[..data.len().min(at + 3)], at + 1) as usize & 0xffff;
+        let start = (at + 3).min(data.len());
+        let end = (start + len).min(data.len());
+        let idx = usize::from(tag & 7);
+        let bytes = &data[start..end];
+        let content = if tag & SEALED != 0 {
+            seal(idx, bytes)
+        } else {
+            bytes.to_vec()
+        };
+        files.insert(DIR_NAMES[idx], content);
+        at = end;
+    }
+    (config, files)
+}
+
+/// A well-formed file built from `b`, CRCs computed, so that the fuzzer reaches the
+/// checks past the CRCs:
+/// * `info`: `acked` from bytes 0..8, `tail_chunk` from 8..16 (zero-padded);
+/// * `acks`: an entry per 8 bytes; a last partial group is appended raw (a torn entry);
+/// * chunks: byte 0 added (as `i8`) to the file's number gives the header's chunk
+///   number, bytes 1..9 are `first_seq`, then records: a length byte `l` and its bytes;
+///   `l < 0x80`: a `Vec<u8>` of `l` bytes (bincode), `0x80 <= l < 0xff`: `l - 0x80` raw
+///   payload bytes, `0xff`: the rest of the file raw (a torn or damaged tail);
+/// * other names: the bytes as they are.
+fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
+    match DIR_NAMES[idx] {
+        "info" => Info {
+            acked: le64(b, 0),
+            tail_chunk: le64(b, 8),
+        }
+        .encode()
+        .to_vec(),
+        "acks" => {
+            let mut out = Vec::new();
+            let mut groups = b.chunks_exact(8);
+            for g in &mut groups {
+                out.extend_from_slice(&AckEntry { acked: le64(g, 0) }.encode());
+            }
+            out.extend_from_slice(groups.remainder());
+            out
+        }
+        name if parse_chunk_name(name).is_some() => {
+            let no = parse_chunk_name(name).expect("chunk name");
+            let delta = i64::from(b.first().copied().unwrap_or(0) as i8);
+            let mut out = ChunkHeader {
+                chunk: no.wrapping_add_signed(delta),
+                first_seq: le64(b, 1),
+            }
+            .encode()
+            .to_vec();
+            let mut at = 9;
+            while at < b.len() {
+                let l = b[at];
+                at += 1;
+                if l == 0xff {
+                    out.extend_from_slice(&b[at..]);
+                    break;
+                }
+                let n = usize::from(l & 0x7f);
+                let bytes = &b[at..(at + n).min(b.len())];
+                at += bytes.len();
+                let payload = if l & 0x80 != 0 {
+                    bytes.to_vec()
+                } else {
+                    codec().serialize(&bytes.to_vec()).expect("serialize")
+                };
+                out.extend_from_slice(&frame(&payload));
+            }
+            out
+        }
+        _ => b.to_vec(),
+    }
+}
+
+/// Options from `open_dir`'s config byte: bits 0-1 durability, 2-4 chunk size - 1.
+fn dir_options(config: u8) -> Options {
+    let durability = match config & 3 {
+        1 => Durability::Synced,
+        2 => Durability::Buffered,
+        _ => Durability::Written,
+    };
+    Options::new()
+        .durability(durability)
+        .chunk_size(1 + usize::from((config >> 2) & 7))
+}
+
+/// Whether the drain acknowledges the `i`-th item it gets (config bits 5-6).
+fn dir_acks(config: u8, i: usize) -> bool {
+    match (config >> 5) & 3 {
+        0 => true,
+        1 => false,
+        2 => i.is_multiple_of(2),
+        _ => i > 0,
+    }
+}
+
+/// Most items a drain takes (more than any directory of a fuzz-sized input holds).
+const MAX_DRAIN: usize = 20_000;
+
+fn storage_with(files: &BTreeMap<&'static str, Vec<u8>>) -> SimStorage {
+    let st = SimStorage::new();
+    for (name, bytes) in files {
+        st.put_file(&Path::new(DIR).join(name), bytes);
+    }
+    st
+}
+
+/// Payloads of the valid records of each chunk file, read from offset 28 the way the
+/// queue reads them, chunk after chunk: any item the queue returns must be one of these,
+/// in this order.
+fn valid_records(files: &BTreeMap<&'static str, Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut chunks: Vec<(u64, &Vec<u8>)> = files
+        .iter()
+        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
+        .collect();
+    chunks.sort();
+    let mut out = Vec::new();
+    for (_, b) in chunks {
+        let mut at = CHUNK_HEADER_LEN;
+        while let Some(Ok((p, n))) = b.get(at..).map(decode_frame) {
+            out.push(p.to_vec());
+            at += n;
+        }
+    }
+    out
+}
+
+/// Asserts that `items` serialize to a subsequence of `records`: nothing invented, and
+/// FIFO.
+fn assert_subsequence<T: Serialize + Debug>(items: &[T], records: &[Vec<u8>]) {
+    let mut from = 0;
+    for (i, item) in items.iter().enumerate() {
+        let bytes = codec().serialize(item).expect("serialize");
+        match records[from..].iter().position(|r| *r == bytes) {
+            Some(k) => from += k + 1,
+            None => panic!(
+                "item {i} ({item:?}) returned by get is not a valid record of the directory \
+                 after the records of the items before it"
+            ),
+        }
+    }
+}
+
+/// What [`drain`] saw.
+struct Drained<T> {
+    items: Vec<T>,
+    /// Items gotten and not acknowledged, in order.
+    unacked: Vec<T>,
+    /// The drain stopped at `Error::Empty` (rather than an error or the step bound).
+    clean: bool,
+}
+
+/// Gets until empty, an error, or the bound, acknowledging as `config` says; checks
+/// `len` as it goes and that an error consumes nothing.
+fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
+    q: &Queue<T>,
+    config: u8,
+    bound: usize,
+) -> Drained<T> {
+    let mut d = Drained {
+        items: Vec::new(),
+        unacked: Vec::new(),
+        clean: false,
+    };
+    let start_len = q.len();
+    assert_eq!(
+        q.unfinished(),
+        start_len,
+        "unfinished != len right after open"
+    );
+    while d.items.len() < bound {
+        let len = q.len();
+        assert_eq!(len, start_len - d.items.len(), "len is off");
+        match q.get_nowait() {
+            Ok(item) => {
+                let i = d.items.len();
+                if dir_acks(config, i) {
+                    // FIFO acknowledgement: acknowledge everything gotten so far.
+                    for _ in 0..=d.unacked.len() {
+                        q.task_done().expect("task_done of a gotten item");
+                    }
+                    d.unacked.clear();
+                } else {
+                    d.unacked.push(item.clone());
+                }
+                d.items.push(item);
+            }
+            Err(Error::Empty) => {
+                assert_eq!(len, 0, "get_nowait said empty while len() is {len}");
+                d.clean = true;
+                break;
+            }
+            Err(e) => {
+                assert!(len > 0, "get_nowait failed with len() 0: {e}");
+                assert!(
+                    matches!(e, Error::Corrupt { .. } | Error::Decode { .. }),
+                    "get failed with {e:?} on a healthy file system"
+                );
+                // Nothing was consumed: the next get reports the same.
+                let again = q.get_nowait();
+                assert!(
+                    matches!(
+                        (&e, &again),
+                        (Error::Corrupt { .. }, Err(Error::Corrupt { .. }))
+                            | (Error::Decode { .. }, Err(Error::Decode { .. }))
+                    ),
+                    "get failed with {e}, then gave {again:?}"
+                );
+                assert_eq!(q.len(), len, "a failed get consumed an item");
+                break;
+            }
+        }
+    }
+    d
+}
+
+/// Carves `data` into the files of a queue directory (see [`encode_dir`] and the
+/// `SEALED` builders), opens it as a `Queue<Vec<u8>>` and as a `Queue<u64>`, drains
+/// them, and for the first: puts two items, closes and reopens.
+///
+/// Errors are fine; what must hold: no panic, hang or huge allocation; a refusal for
+/// a missing or damaged `info` changes no file; every item returned is the payload of a
+/// valid record, in FIFO order; `len` counts down to `Empty`; a failed `get` consumes
+/// nothing; and after a drain that reached `Empty` the directory reopens and delivers
+/// exactly the unacknowledged items and then the new ones.
+pub fn open_dir(data: &[u8]) {
+    let (config, files) = carve(data);
+    let opts = dir_options(config);
+    let records = valid_records(&files);
+
+    let st = storage_with(&files);
+    match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {
+        Err(e) => {
+            let info_named = matches!(&e, Error::Corrupt { path, .. } if path.ends_with("info"));
+            if info_named || matches!(e, Error::MissingInfo { .. }) {
+                // "open changes nothing in that case" (FORMAT.md §info, §open step 3),
+                // apart from deleting a leftover info.tmp.
+                let mut before = files.clone();
+                before.remove("info.tmp");
+                let dir = Path::new(DIR);
+                let after: BTreeMap<&'static str, Vec<u8>> = DIR_NAMES
+                    .iter()
+                    .filter_map(|n| Some((*n, st.file(&dir.join(n))?)))
+                    .collect();
+                assert_eq!(before, after, "open refused ({e}) but changed files");
+            }
+        }
+        Ok(q) => {
+            let d = drain(&q, config, MAX_DRAIN);
+            assert_subsequence(&d.items, &records);
+            let markers = [vec![0xa5u8; 3], Vec::new()];
+            if d.clean {
+                for m in &markers {
+                    q.put(m).expect("put after recovery");
+                }
+            }
+            q.close().expect("close on a healthy file system");
+
+            match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {
+                Ok(q) => {
+                    let mut want = d.unacked.clone();
+                    if d.clean {
+                        want.extend(markers.iter().cloned());
+                    }
+                    for (i, w) in want.iter().enumerate() {
+                        match q.get_nowait() {
+                            Ok(got) => assert_eq!(&got, w, "item {i} after reopen"),
+                            Err(e) => {
+                                assert!(!d.clean, "item {i} after reopen: {e}");
+                                break;
+                            }
+                        }
+                    }
+                    if d.clean {
+                        assert!(
+                            matches!(q.get_nowait(), Err(Error::Empty)),
+                            "more items after reopen than were left"
+                        );
+                    }
+                }
+                Err(e) => assert!(
+                    !d.clean,
+                    "reopen after a drain that reached Empty and a close failed: {e}"
+                ),
+            }
+        }
+    }
+
+    // The same directory read as another type: decode errors, never a wrong item.
+    let st = storage_with(&files);
+    if let Ok(q) = opts.open_on::<u64>(Arc::new(st), DIR) {
+        let d = drain(&q, config, MAX_DRAIN);
+        assert_subsequence(&d.items, &records);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// model
+// ---------------------------------------------------------------------------------------
+
+/// One operation of a [`model`] program; [`encode_model`] turns a list into bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOp {
+    /// `put` of an item whose padding length comes from this byte (see `pad_len`).
+    Put(u8),
+    /// `get_nowait`.
+    Get,
+    /// `task_done`.
+    TaskDone,
+    /// Drop the queue and reopen with options from this byte.
+    Reopen(u8),
+    /// `close` the queue and reopen with options from this byte.
+    Close(u8),
+    /// Stop the world after this many more mutating storage operations; the second byte
+    /// picks a torn write (bit 0) and at the synced level the kind of power loss (bits
+    /// 1-2: power loss, power loss keeping prefixes, process crash) or at the written
+    /// level a power loss instead of a process crash (bit 1, bit 2 keeping prefixes).
+    Crash(u8, u8),
+    /// Inject a fault: storage operation kind and fault from the first byte, how many
+    /// operations of that kind to skip from the second.
+    Fault(u8, u8),
+    /// `get_nowait` then `task_done`.
+    GetAck,
+    /// `task_done` for every item gotten.
+    AckAll,
+}
+
+const OPS: u8 = 20;
+
+impl ModelOp {
+    fn encode(self, out: &mut Vec<u8>) {
+        match self {
+            ModelOp::Put(b) => out.extend([0, b]),
+            ModelOp::Get => out.push(7),
+            ModelOp::TaskDone => out.push(11),
+            ModelOp::Reopen(b) => out.extend([14, b]),
+            ModelOp::Close(b) => out.extend([15, b]),
+            ModelOp::Crash(k, f) => out.extend([16, k, f]),
+            ModelOp::Fault(kind, skip) => out.extend([17, kind, skip]),
+            ModelOp::GetAck => out.push(18),
+            ModelOp::AckAll => out.push(19),
+        }
+    }
+
+    fn decode(input: &mut Input<'_>) -> Option<ModelOp> {
+        let op = input.next()?;
+        Some(match op % OPS {
+            0..=6 => ModelOp::Put(input.byte()),
+            7..=10 => ModelOp::Get,
+            11..=13 => ModelOp::TaskDone,
+            14 => ModelOp::Reopen(input.byte()),
+            15 => ModelOp::Close(input.byte()),
+            16 => ModelOp::Crash(input.byte(), input.byte()),
+            17 => ModelOp::Fault(input.byte(), input.byte()),
+            18 => ModelOp::GetAck,
+            _ => ModelOp::AckAll,
+        })
+    }
+}
+
+/// The bytes of a [`model`] program: durability (0 written, 1 synced, 2 buffered), the
+/// options byte (see [`ModelOp::Reopen`]), then the operations.
+pub fn encode_model(level: u8, options: u8, ops: &[ModelOp]) -> Vec<u8> {
+    let mut out = vec![level, options];
+    for op in ops {
+        op.encode(&mut out);
+    }
+    out
+}
+
+struct Input<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Input<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let b = self.data.get(self.at).copied();
+        self.at += 1;
+        b
+    }
+
+    /// The next byte, 0 past the end.
+    fn byte(&mut self) -> u8 {
+        self.next().unwrap_or(0)
+    }
+}
+
+type Item = (u64, Vec<u8>);
+
+fn model_item(id: u64, pad: usize) -> Item {
+    (
+        id,
+        (0..pad)
+            .map(|i| (i as u64 ^ id.wrapping_mul(0x9e37)) as u8)
+            .collect(),
+    )
+}
+
+/// Padding lengths: mostly small, sometimes kilobytes so frames straddle read buffers and
+/// the buffered level's 64 KiB batches.
+fn pad_len(b: u8) -> usize {
+    if b < 0xf0 {
+        usize::from(b % 64)
+    } else {
+        usize::from(b - 0xef) * 1024
+    }
+}
+
+/// Options from a byte: chunk size 1-8 (bits 0-2), journal limit (bits 3-5: one to six
+/// entries, or the default 64 KiB).
+fn model_options(durability: Durability, b: u8) -> Options {
+    let entries = u64::from((b >> 3) & 7);
+    let opts = Options::new()
+        .durability(durability)
+        .chunk_size(1 + usize::from(b & 7));
+    if entries < 6 {
+        opts.journal_limit(ACK_ENTRY_LEN as u64 * (entries + 1))
+    } else {
+        opts
+    }
+}
+
+/// Operations a program runs at most (each restart drains the whole queue once more).
+const MAX_OPS: usize = 600;
+
+/// Which item an operation that failed when the world stopped may or may not have
+/// changed.
+#[derive(Debug, Clone)]
+enum Uncertain {
+    None,
+    /// A put that failed: its item may be on disk.
+    Put(Item),
+    /// A task_done that failed: the oldest gotten item may be acknowledged.
+    Ack,
+}
+
+/// What a crash or restart must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Promise {
+    /// Every put that returned Ok is there, no task_done that returned Ok is undone.
+    Keeps,
+    /// Recovery opens and returns items in order, invents none; items may be lost and
+    /// acknowledged ones may come back (buffered level).
+    Opens,
+    /// Recovery may refuse with `Error::Corrupt`; if it opens, order is kept and nothing
+    /// is invented (power loss below the synced level).
+    Nothing,
+}
+
+struct Model {
+    durability: Durability,
+    opts: Options,
+    st: SimStorage,
+    q: Option<Queue<Item>>,
+    /// Items put and not gotten, oldest first.
+    waiting: VecDeque<Item>,
+    /// Items gotten and not acknowledged, oldest first.
+    in_flight: VecDeque<Item>,
+    /// Padding length of every item whose put was attempted, by id.
+    pads: Vec<usize>,
+    /// The crash armed on `st`, if any.
+    armed: Option<Crash>,
+    /// A fault was injected on `st` (it may not have fired yet).
+    faulted: bool,
+}
+
+/// Reads `data` as a program (see [`encode_model`] and [`ModelOp`]) and runs it on a
+/// queue in a simulated file system against a model: the items waiting and the items
+/// gotten but not acknowledged. Checked: every `get` returns the model's next item (FIFO,
+/// nothing invented, nothing lost); `len`, `unfinished`, `Empty` and
+/// `NothingToAcknowledge` agree with the model; an operation fails only when the world
+/// stopped or a fault was injected; and after every reopen and every crash, recovery
+/// returns exactly what the durability level promises: every put that returned Ok
+/// still there until acknowledged, no acknowledged item back, with the one operation
+/// that failed when the world stopped allowed either outcome.
+pub fn model(data: &[u8]) {
+    let mut input = Input { data, at: 0 };
+    let durability = match input.byte() % 3 {
+        1 => Durability::Synced,
+        2 => Durability::Buffered,
+        _ => Durability::Written,
+    };
+    let opts = model_options(durability, input.byte());
+    let st = SimStorage::new();
+    let q = opts
+        .open_on(Arc::new(st.clone()), DIR)
+        .unwrap_or_else(|e| panic!("creating a queue failed: {e}"));
+    let mut m = Model {
+        durability,
+        opts,
+        st,
+        q: Some(q),
+        waiting: VecDeque::new(),
+        in_flight: VecDeque::new(),
+        pads: Vec::new(),
+        armed: None,
+        faulted: false,
+    };
+    for _ in 0..MAX_OPS {
+        let Some(op) = ModelOp::decode(&mut input) else {
+            break;
+        };
+        if !m.step(op) {
+            return; // recovery refused where nothing was promised
+        }
+    }
+    // The end: drop the queue (which may hit an armed crash) and check what is left.
+    let failed = m.st.crashed();
+    m.restart(failed, Uncertain::None);
+}
+
+impl Model {
+    fn q(&self) -> &Queue<Item> {
+        self.q.as_ref().expect("queue open")
+    }
+
+    /// An operation failed: allowed only when the world stopped or a fault was injected.
+    fn failed(&self, what: &str, e: &Error) {
+        assert!(
+            self.st.crashed() || self.faulted,
+            "{what} failed on a healthy file system: {e}"
+        );
+    }
+
+    /// Runs one operation; false when the run cannot go on.
+    fn step(&mut self, op: ModelOp) -> bool {
+        let mut uncertain = Uncertain::None;
+        let mut failed = false;
+        match op {
+            ModelOp::Put(b) => {
+                let item = model_item(self.pads.len() as u64, pad_len(b));
+                self.pads.push(item.1.len());
+                match self.q().put(&item) {
+                    Ok(()) => self.waiting.push_back(item),
+                    Err(e) => {
+                        self.failed("put", &e);
+                        uncertain = Uncertain::Put(item);
+                        failed = true;
+                    }
+                }
+            }
+            ModelOp::Get => failed = !self.get(),
+            ModelOp::TaskDone => match self.ack() {
+                Ok(()) => {}
+                Err(u) => {
+                    uncertain = u;
+                    failed = true;
+                }
+            },
+            ModelOp::GetAck => {
+                failed = !self.get();
+                if !failed && let Err(u) = self.ack() {
+                    uncertain = u;
+                    failed = true;
+                }
+            }
+            ModelOp::AckAll => {
+                while !self.in_flight.is_empty() {
+                    if let Err(u) = self.ack() {
+                        uncertain = u;
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            ModelOp::Reopen(b) | ModelOp::Close(b) => {
+                let q = self.q.take().expect("queue open");
+                if matches!(op, ModelOp::Close(_)) {
+                    if let Err(e) = q.close() {
+                        self.failed("close", &e);
+                        failed = true;
+                    }
+                } else {
+                    drop(q);
+                }
+                self.opts = model_options(self.durability, b);
+                return self.restart(failed || self.st.crashed(), Uncertain::None);
+            }
+            ModelOp::Crash(k, flags) => {
+                if self.armed.is_none() {
+                    let seed = u64::from(flags >> 3) + 1;
+                    let crash = match (self.durability, (flags >> 1) & 3) {
+                        (Durability::Synced, 0) => Crash::PowerLoss,
+                        (Durability::Synced, 1) => Crash::PowerLossPrefix(seed),
+                        (Durability::Written, 1) => Crash::PowerLoss,
+                        (Durability::Written, 3) => Crash::PowerLossPrefix(seed),
+                        _ => Crash::Process,
+                    };
+                    self.st
+                        .crash_after(self.st.ops() + u64::from(k), flags & 1 != 0);
+                    self.armed = Some(crash);
+                }
+            }
+            ModelOp::Fault(kind, skip) => {
+                let ops = [
+                    Op::Write,
+                    Op::Sync,
+                    Op::Rename,
+                    Op::SetLen,
+                    Op::Remove,
+                    Op::SyncDir,
+                ];
+                let on = ops[usize::from(kind & 7) % ops.len()];
+                let fault = if on == Op::Write && kind & 0x80 != 0 {
+                    Fault::Short(usize::from(skip >> 3) * 3)
+                } else if kind & 0x40 != 0 {
+                    Fault::Errno(5) // EIO
+                } else {
+                    Fault::Errno(28) // ENOSPC
+                };
+                self.st.inject(on, u64::from(skip & 7), fault);
+                self.faulted = true;
+            }
+        }
+        if failed || self.st.crashed() {
+            return self.restart(true, uncertain);
+        }
+        // The counters agree with the model.
+        let q = self.q();
+        assert_eq!(q.len(), self.waiting.len(), "len after {op:?}");
+        assert_eq!(
+            q.unfinished(),
+            self.waiting.len() + self.in_flight.len(),
+            "unfinished after {op:?}"
+        );
+        true
+    }
+
+    /// `get_nowait` against the model; false when it failed (world stopped or fault).
+    fn get(&mut self) -> bool {
+        match self.q().get_nowait() {
+            Ok(got) => {
+                let want = self.waiting.pop_front();
+                assert_eq!(Some(&got), want.as_ref(), "get returned the wrong item");
+                self.in_flight.push_back(got);
+                true
+            }
+            Err(Error::Empty) => {
+                assert!(
+                    self.waiting.is_empty(),
+                    "get said empty, but {} items wait",
+                    self.waiting.len()
+                );
+                true
+            }
+            Err(e) => {
+                self.failed("get", &e);
+                false
+            }
+        }
+    }
+
+    /// `task_done` against the model.
+    fn ack(&mut self) -> Result<(), Uncertain> {
+        match self.q().task_done() {
+            Ok(()) => {
+                assert!(
+                    self.in_flight.pop_front().is_some(),
+                    "task_done returned Ok with nothing gotten"
+                );
+                Ok(())
+            }
+            Err(Error::NothingToAcknowledge) => {
+                assert!(
+                    self.in_flight.is_empty(),
+                    "task_done found nothing to acknowledge, but {} items were gotten",
+                    self.in_flight.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.failed("task_done", &e);
+                Err(if self.in_flight.is_empty() {
+                    Uncertain::None
+                } else {
+                    Uncertain::Ack
+                })
+            }
+        }
+    }
+
+    /// Closes the queue (if still open) and reopens it, as a process restart does. With
+    /// `stopped`, the world stopped (crash) or an operation failed: the run goes on with
+    /// what the crash (or, after a fault, a process death) leaves. Before the reopen,
+    /// recovery is checked on a copy against what the level promises, and the model
+    /// becomes what it found. False when recovery refused where nothing was promised.
+    fn restart(&mut self, stopped: bool, mut uncertain: Uncertain) -> bool {
+        drop(self.q.take());
+        let mut stopped = stopped || self.st.crashed();
+        loop {
+            let promise = if stopped {
+                let crash = match self.armed {
+                    Some(c) if self.st.crashed() => c,
+                    _ => Crash::Process,
+                };
+                self.st = self.st.after_crash(crash);
+                self.armed = None;
+                self.faulted = false;
+                match (self.durability, crash) {
+                    (Durability::Buffered, _) => Promise::Opens,
+                    (Durability::Written, Crash::PowerLoss | Crash::PowerLossPrefix(_)) => {
+                        Promise::Nothing
+                    }
+                    _ => Promise::Keeps,
+                }
+            } else if self.durability == Durability::Buffered && self.faulted {
+                // Drop may have failed to write what was buffered, silently.
+                Promise::Opens
+            } else {
+                Promise::Keeps
+            };
+            if !self.verify(promise, &uncertain) {
+                return false;
+            }
+            // A second round (the reopen failed) starts from the model just verified.
+            uncertain = Uncertain::None;
+            match self.opts.open_on(Arc::new(self.st.clone()), DIR) {
+                Ok(q) => {
+                    self.q = Some(q);
+                    return true;
+                }
+                Err(e) => {
+                    // The probe opened a copy, so only a crash or a fault explains this.
+                    self.failed("reopen", &e);
+                    stopped = true;
+                }
+            }
+        }
+    }
+
+    /// Opens a copy of the storage, drains it and checks the items against the model
+    /// and `promise`; then the model holds what recovery found, all waiting.
+    fn verify(&mut self, promise: Promise, uncertain: &Uncertain) -> bool {
+        let probe = self.st.after_crash(Crash::Process);
+        let q: Queue<Item> = match self.opts.open_on(Arc::new(probe), DIR) {
+            Ok(q) => q,
+            Err(e) if promise == Promise::Nothing && e.is_corrupt() => return false,
+            Err(e) => panic!("recovery failed ({promise:?}): {e}"),
+        };
+        let len = q.len();
+        assert_eq!(q.unfinished(), len, "unfinished != len right after open");
+        let mut got = Vec::new();
+        loop {
+            match q.get_nowait() {
+                Ok(item) => {
+                    got.push(item);
+                    assert!(got.len() <= self.pads.len(), "more items than were put");
+                }
+                Err(Error::Empty) => break,
+                Err(e) if promise == Promise::Nothing && e.is_corrupt() => return false,
+                Err(e) => panic!("get after recovery failed ({promise:?}): {e}"),
+            }
+        }
+        assert_eq!(got.len(), len, "len at open was not the number of items");
+        let base: Vec<Item> = self
+            .in_flight
+            .iter()
+            .chain(&self.waiting)
+            .cloned()
+            .collect();
+        let ids = |v: &[Item]| v.iter().map(|i| i.0).collect::<Vec<_>>();
+        if promise == Promise::Keeps {
+            let ok = got == base
+                || match uncertain {
+                    Uncertain::None => false,
+                    Uncertain::Ack => !base.is_empty() && got[..] == base[1..],
+                    Uncertain::Put(item) => {
+                        got.len() == base.len() + 1
+                            && got[..base.len()] == base[..]
+                            && got.last() == Some(item)
+                    }
+                };
+            assert!(
+                ok,
+                "recovery at {:?} gave items {:?}, the model has {:?} (uncertain: {:?})",
+                self.durability,
+                ids(&got),
+                ids(&base),
+                match uncertain {
+                    Uncertain::Put(i) => format!("put {}", i.0),
+                    u => format!("{u:?}"),
+                }
+            );
+        } else {
+            for w in got.windows(2) {
+                assert!(w[0].0 < w[1].0, "order broken: {:?}", ids(&got));
+            }
+            for item in &got {
+                let pad = self.pads.get(item.0 as usize).copied();
+                assert!(
+                    pad.is_some_and(|p| *item == model_item(item.0, p)),
+                    "invented or damaged item {} after recovery",
+                    item.0
+                );
+            }
+        }
+        self.in_flight.clear();
+        self.waiting = got.into();
+        true
+    }
+}
