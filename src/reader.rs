@@ -168,7 +168,7 @@ impl ChunkReader {
     }
 }
 
-fn describe(e: FrameError) -> String {
+pub(crate) fn describe(e: FrameError) -> String {
     match e {
         FrameError::Incomplete { needed } => format!(
             "the record is cut short: its frame needs {needed} bytes and the file ends first"
