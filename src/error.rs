@@ -42,8 +42,8 @@ pub enum Error {
     /// A queue file holds bytes that are not what diskq wrote there.
     #[error(
         "queue file {} is corrupt at offset {offset}: {detail}; no item was returned from there. \
-         Move the queue directory aside and restore it from a backup, or salvage the intact \
-         records by hand as FORMAT.md describes",
+         Restore the queue directory from a backup, or run diskq::repair on it to salvage \
+         the intact records (it moves the damaged files aside)",
         .path.display()
     )]
     Corrupt {
