@@ -262,7 +262,18 @@ impl Engine {
     /// Moves the reader into chunk `no`, checking that it continues where the last ended.
     fn enter(&mut self, no: u64) -> Result<()> {
         let r = ChunkReader::open(&*self.storage, &self.dir, no)?;
-        if r.header.first_seq != self.read {
+        if r.header.first_seq > self.read {
+            // The chunk being left lacks its last records: it was cut short.
+            return Err(Error::corrupt(
+                &self.reader.path,
+                self.reader.offset(),
+                format!(
+                    "the chunk ends at item {} but the next chunk starts at item {}: records are missing here (the file was cut short?)",
+                    self.read, r.header.first_seq
+                ),
+            ));
+        }
+        if r.header.first_seq < self.read {
             return Err(Error::corrupt(
                 &r.path,
                 0,

@@ -6,6 +6,10 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::Duration;
+
+/// How long `try_lock` retries a lock that looks held (see there).
+const LOCK_PATIENCE: Duration = Duration::from_millis(100);
 
 /// `std::fs`: what every queue uses unless a test says otherwise.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,11 +28,23 @@ impl Storage for FsStorage {
             .truncate(false)
             .open(path)?;
         // flock(2): held per open file description, so a second open in this process
-        // conflicts just as another process does.
-        match f.try_lock() {
-            Ok(()) => Ok(Some(Box::new(f))),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e),
+        // conflicts just as another process does. A process being spawned holds a copy of
+        // every descriptor between fork and exec (where O_CLOEXEC closes it), so a lock
+        // just released can look held for a moment: retry for about 100 ms before
+        // reporting it locked.
+        let mut pause = Duration::from_millis(1);
+        let mut waited = Duration::ZERO;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(Box::new(f))),
+                Err(TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                    std::thread::sleep(pause);
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
 
