@@ -56,9 +56,9 @@ pub enum Error {
     },
     /// The directory has queue files but no `info` checkpoint.
     #[error(
-        "queue directory {} has chunk files but no info file: it was not created by diskq, or \
-         info was deleted. Nothing was changed; restore info from a backup or move the \
-         directory aside",
+        "queue directory {} has queue files but no info file: it was not created by diskq, or \
+         info was deleted (or a repair was interrupted). Nothing was changed; restore info \
+         from a backup, or run diskq::repair on the directory to salvage its records",
         .path.display()
     )]
     MissingInfo {

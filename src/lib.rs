@@ -38,7 +38,8 @@
 //! * A damaged file gives an [`Error`] naming the file and offset, never a panic, a wrong
 //!   item, or a silently emptied queue. A record cut short by a crash at the end of the
 //!   newest chunk is the one thing recovery repairs by itself (it was never acknowledged
-//!   to its writer).
+//!   to its writer). For anything else, [`repair`] salvages every intact record into a
+//!   rebuilt queue and moves the damaged files aside.
 //! * The directory is locked while a `Queue` has it open: a second `open`, from this
 //!   process or another, gets [`Error::Locked`].
 //!
