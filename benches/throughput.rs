@@ -60,6 +60,31 @@ fn run(durability: Durability, items: usize) -> (f64, f64) {
     (put, get)
 }
 
+/// One producer thread and one consumer thread (get + task_done): items/s end to end.
+fn interleaved(durability: Durability, items: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let q: Queue<Vec<u8>> = Options::new()
+        .durability(durability)
+        .open(dir.path())
+        .unwrap();
+    let payload = vec![5u8; 64];
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..items {
+                q.put(&payload).unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..items {
+                q.get().unwrap();
+                q.task_done().unwrap();
+            }
+        });
+    });
+    items as f64 / t.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -89,6 +114,16 @@ fn main() {
             "{name:<10} {n:>10} {:>16.0} {:>22.0}",
             median(puts),
             median(gets)
+        );
+    }
+    for (name, level) in [
+        ("buffered", Durability::Buffered),
+        ("written", Durability::Written),
+    ] {
+        let rates: Vec<f64> = (0..3).map(|_| interleaved(level, items)).collect();
+        println!(
+            "{name:<10} {items:>10} interleaved (1 producer, 1 consumer): {:.0} items/s",
+            median(rates)
         );
     }
     let (mut via, mut direct) = (Vec::new(), Vec::new());

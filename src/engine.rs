@@ -1,9 +1,11 @@
 //! The queue's state on disk and in memory, at the level of bytes: appending frames,
 //! reading them back in order, acknowledging, checkpointing. One `Engine` lives behind
-//! the queue's mutex; nothing here blocks on anything but I/O.
+//! the queue's mutex. Appends to the chunk files and the journal are done by a *leader*
+//! that borrows the file out of the engine and writes without holding the lock (see
+//! `commit.rs`); everything here runs under the lock.
 
 use crate::error::{Error, Result};
-use crate::format::{AckEntry, CHUNK_HEADER_LEN, ChunkHeader, Info};
+use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -13,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Buffered level: pending item bytes are written once they reach this size.
-const WRITE_BATCH: usize = 64 * 1024;
+pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 /// Buffered level: acknowledgements are journaled once this many are pending.
-const ACK_BATCH: u64 = 4096;
+pub(crate) const ACK_BATCH: u64 = 4096;
 /// The journal is folded into `info` (a checkpoint) once it reaches this size, which
 /// bounds what recovery reads.
 pub(crate) const JOURNAL_LIMIT: u64 = 64 * 1024;
@@ -41,12 +43,10 @@ pub(crate) struct Writer {
     pub(crate) path: PathBuf,
     pub(crate) file: Box<dyn StorageFile>,
     pub(crate) first_seq: u64,
-    /// Records in the chunk, pending ones included.
+    /// Records written to the chunk.
     pub(crate) count: u64,
     /// Bytes handed to the OS (header included).
     pub(crate) written: u64,
-    /// Frames not yet written (buffered level only).
-    pub(crate) pending: Vec<u8>,
 }
 
 /// The append-only acknowledgement journal.
@@ -55,28 +55,41 @@ pub(crate) struct Journal {
     pub(crate) path: PathBuf,
     pub(crate) file: Box<dyn StorageFile>,
     pub(crate) len: u64,
-    /// Acknowledgements not yet journaled (buffered level only).
-    pub(crate) pending: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct Engine {
     pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: Arc<Path>,
     pub(crate) chunk_size: u64,
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
     /// Chunk files, oldest first; the front holds the oldest unacknowledged item (or is
     /// the writer's chunk), the back is the writer's chunk.
     pub(crate) chunks: VecDeque<ChunkMeta>,
-    pub(crate) writer: Writer,
+    /// `None` while a write leader has it out.
+    pub(crate) writer: Option<Writer>,
+    /// The writer's chunk number, also while it is out.
+    pub(crate) writer_chunk: u64,
     pub(crate) reader: ChunkReader,
-    pub(crate) journal: Journal,
-    /// Items acknowledged ever: the sequence number of the oldest unacknowledged item.
+    /// `None` while an acknowledgement leader has it out.
+    pub(crate) journal: Option<Journal>,
+    /// Frames accepted and not yet written, in sequence order.
+    pub(crate) pending: Vec<u8>,
+    pub(crate) pending_count: u64,
+    /// A cleared buffer kept for the next `pending`.
+    pub(crate) spare: Vec<u8>,
+    /// Items written to chunk files: the sequence number after the last of them.
+    pub(crate) written: u64,
+    /// Items acknowledged by callers: the sequence number of the oldest unacknowledged.
     pub(crate) acked: u64,
+    /// Acknowledgements recorded in the journal or `info` (`<= acked`).
+    pub(crate) acked_written: u64,
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
     pub(crate) poisoned: bool,
+    /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
+    pub(crate) checkpoint_wanted: bool,
 }
 
 /// Where an item came from, for error messages.
@@ -86,9 +99,24 @@ pub(crate) struct Peeked {
 }
 
 impl Engine {
-    /// Sequence number the next `put` gets.
+    /// Sequence number after the last item `get` may return: written items, and at the
+    /// buffered level also pending ones (a `get` writes them first).
     pub(crate) fn tail(&self) -> u64 {
-        self.writer.first_seq + self.writer.count
+        if self.durability == Durability::Buffered {
+            self.accepted()
+        } else {
+            self.written
+        }
+    }
+
+    /// Sequence number after the last item accepted by a `put`.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.written + self.pending_count
+    }
+
+    /// Items accepted and not yet gotten: what `max_size` bounds.
+    pub(crate) fn queued(&self) -> u64 {
+        self.accepted() - self.read
     }
 
     /// Items waiting to be gotten.
@@ -96,9 +124,9 @@ impl Engine {
         self.tail() - self.read
     }
 
-    /// Items put and not yet acknowledged.
+    /// Items put (or being put) and not yet acknowledged.
     pub(crate) fn unfinished(&self) -> u64 {
-        self.tail() - self.acked
+        self.accepted() - self.acked
     }
 
     /// Items gotten and not yet acknowledged.
@@ -106,7 +134,7 @@ impl Engine {
         self.read - self.acked
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.poisoned {
             Err(Error::Poisoned)
         } else {
@@ -116,92 +144,31 @@ impl Engine {
 
     /// Marks the queue failed: after a failed write or sync nothing in memory can be
     /// trusted to match the disk, so every later call says to reopen.
-    fn poison(&mut self, e: Error) -> Error {
+    pub(crate) fn poison(&mut self, e: Error) -> Error {
         self.poisoned = true;
         e
     }
 
-    fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.durability == Durability::Synced
     }
 
-    /// Appends one complete frame.
-    pub(crate) fn append(&mut self, frame: &[u8]) -> Result<()> {
+    /// Accepts a frame for writing; returns its sequence number.
+    pub(crate) fn enqueue(&mut self, frame: &[u8]) -> Result<u64> {
         self.check()?;
-        if self.writer.count >= self.chunk_size {
-            self.rollover()?;
-        }
-        if self.durability == Durability::Buffered {
-            self.writer.pending.extend_from_slice(frame);
-            self.writer.count += 1;
-            if self.writer.pending.len() >= WRITE_BATCH {
-                self.flush_pending()?;
-            }
-            return Ok(());
-        }
-        let w = &mut self.writer;
-        let res = w.file.append(frame).and_then(|()| {
-            if self.durability == Durability::Synced {
-                w.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = res {
-            let e = Error::io("append to", &self.writer.path, e);
-            return Err(self.poison(e));
-        }
-        self.writer.count += 1;
-        self.writer.written += frame.len() as u64;
-        Ok(())
-    }
-
-    /// Writes buffered frames and acknowledgements.
-    fn flush_pending(&mut self) -> Result<()> {
-        if !self.writer.pending.is_empty() {
-            let w = &mut self.writer;
-            if let Err(e) = w.file.append(&w.pending) {
-                let e = Error::io("append to", &self.writer.path, e);
-                return Err(self.poison(e));
-            }
-            w.written += w.pending.len() as u64;
-            w.pending.clear();
-        }
-        if self.journal.pending > 0 {
-            self.journal_ack()?;
-        }
-        Ok(())
-    }
-
-    /// Starts the next chunk file once the writer's is full.
-    fn rollover(&mut self) -> Result<()> {
-        self.flush_pending()?;
-        let chunk = self.writer.chunk + 1;
-        let first_seq = self.tail();
-        let writer = create_chunk(&*self.storage, &self.dir, chunk, first_seq, self.synced())
-            .map_err(|e| self.poison(e))?;
-        self.writer = writer;
-        self.chunks.push_back(ChunkMeta {
-            no: chunk,
-            first_seq: Some(first_seq),
-        });
-        // Records the new tail in info, so that a lost newest chunk file is noticed.
-        self.checkpoint()
+        self.pending.extend_from_slice(frame);
+        self.pending_count += 1;
+        Ok(self.accepted() - 1)
     }
 
     /// Finds the next record without consuming it.
     pub(crate) fn peek(&mut self) -> Result<Peeked> {
         self.check()?;
-        debug_assert!(self.read < self.tail());
+        debug_assert!(self.read < self.written);
         loop {
-            if self.reader.chunk < self.writer.chunk {
-                if self.next_chunk_first() == Some(self.read) {
-                    self.enter(self.reader.chunk + 1)?;
-                    continue;
-                }
-            } else if !self.writer.pending.is_empty() && self.reader.offset() >= self.writer.written
-            {
-                self.flush_pending()?;
+            if self.reader.chunk < self.writer_chunk && self.next_chunk_first() == Some(self.read) {
+                self.enter(self.reader.chunk + 1)?;
+                continue;
             }
             match self.reader.next()? {
                 Next::Frame { payload, len } => return Ok(Peeked { payload, len }),
@@ -213,7 +180,7 @@ impl Engine {
                     ));
                 }
                 Next::End => {
-                    if self.reader.chunk >= self.writer.chunk {
+                    if self.reader.chunk >= self.writer_chunk {
                         return Err(Error::corrupt(
                             &self.reader.path,
                             self.reader.offset(),
@@ -292,45 +259,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Acknowledges the `n` oldest gotten items.
+    /// Acknowledges the `n` oldest gotten items in memory; a leader journals them.
     pub(crate) fn ack(&mut self, n: u64) -> Result<()> {
         self.check()?;
         if n > self.in_flight() {
             return Err(Error::NothingToAcknowledge);
         }
-        if n == 0 {
-            return Ok(());
-        }
         self.acked += n;
-        if self.durability == Durability::Buffered {
-            self.journal.pending += n;
-            if self.journal.pending >= ACK_BATCH {
-                self.journal_ack()?;
-            }
-        } else {
-            self.journal_ack()?;
-        }
-        self.delete_acked_chunks(false)?;
-        if self.journal.len >= self.journal_limit {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-
-    fn journal_ack(&mut self) -> Result<()> {
-        let entry = AckEntry { acked: self.acked }.encode();
-        let synced = self.synced();
-        let j = &mut self.journal;
-        let res = j
-            .file
-            .append(&entry)
-            .and_then(|()| if synced { j.file.sync_data() } else { Ok(()) });
-        if let Err(e) = res {
-            let e = Error::io("append to", &self.journal.path, e);
-            return Err(self.poison(e));
-        }
-        self.journal.len += entry.len() as u64;
-        self.journal.pending = 0;
         Ok(())
     }
 
@@ -338,7 +273,7 @@ impl Engine {
     /// Where the next chunk begins is known once the reader has entered it; with `probe`,
     /// an unknown start is read from its header (one open), which checkpoints do so that
     /// `close` leaves no fully acknowledged chunk behind.
-    fn delete_acked_chunks(&mut self, probe: bool) -> Result<()> {
+    pub(crate) fn delete_acked_chunks(&mut self, probe: bool) {
         while self.chunks.len() >= 2 {
             let next_first = match self.chunks[1].first_seq {
                 Some(f) => f,
@@ -349,18 +284,15 @@ impl Engine {
                             r.header.first_seq
                         }
                         // The reader reports damage when it gets there.
-                        Err(_) => return Ok(()),
+                        Err(_) => return,
                     }
                 }
-                None => return Ok(()),
+                None => return,
             };
-            if self.acked < next_first {
-                return Ok(());
-            }
-            // The acknowledgements must be on disk before the chunk is gone: recovery
-            // takes a missing chunk with unacknowledged items for lost data.
-            if self.journal.pending > 0 {
-                self.journal_ack()?;
+            // Only acknowledgements on disk count: recovery takes a missing chunk with
+            // unacknowledged items for lost data.
+            if self.acked_written < next_first {
+                return;
             }
             let path = chunk_path(&self.dir, self.chunks[0].no);
             match self.storage.remove(&path) {
@@ -368,39 +300,137 @@ impl Engine {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 // Not fatal: the file is retried at the next acknowledgement and
                 // removed by recovery at the latest.
-                Err(_) => return Ok(()),
+                Err(_) => return,
             }
             self.chunks.pop_front();
         }
-        Ok(())
     }
 
-    /// Writes buffered data and acknowledgements to the OS.
-    pub(crate) fn flush(&mut self) -> Result<()> {
-        self.check()?;
-        self.flush_pending()
+    /// Writes pending frames while holding the lock (checkpoints, close). The writer
+    /// must be home.
+    pub(crate) fn write_pending_locked(&mut self) -> Result<()> {
+        if self.pending_count == 0 {
+            return Ok(());
+        }
+        let mut w = self.writer.take().expect("writer is home");
+        let batch = std::mem::take(&mut self.pending);
+        let n = std::mem::take(&mut self.pending_count);
+        let res = write_frames(
+            &*self.storage,
+            &self.dir,
+            &mut w,
+            &batch,
+            self.chunk_size,
+            self.synced(),
+        );
+        self.writer_home(w, batch, n, res)
+    }
+
+    /// Takes the writer back from a batch write, registering the chunks it started.
+    pub(crate) fn writer_home(
+        &mut self,
+        w: Writer,
+        mut batch: Vec<u8>,
+        n: u64,
+        res: Result<Vec<ChunkMeta>>,
+    ) -> Result<()> {
+        self.writer_chunk = w.chunk;
+        self.writer = Some(w);
+        batch.clear();
+        if batch.capacity() > self.spare.capacity() {
+            self.spare = batch;
+        }
+        match res {
+            Ok(started) => {
+                if !started.is_empty() {
+                    // Record the new newest chunk in info, so that losing it is noticed.
+                    self.checkpoint_wanted = true;
+                }
+                self.chunks.extend(started);
+                self.written += n;
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e)),
+        }
     }
 
     /// Folds the journal into a new `info`: write everything pending, replace `info`
     /// atomically, then empty the journal. A crash between the last two steps leaves
-    /// journal entries no newer than `info`, which recovery's maximum ignores.
+    /// journal entries no newer than `info`, which recovery's maximum ignores. Both files
+    /// must be home.
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
         self.check()?;
-        self.flush_pending()?;
+        self.write_pending_locked()?;
         let info = Info {
             acked: self.acked,
-            tail_chunk: self.writer.chunk,
+            tail_chunk: self.writer_chunk,
         };
         if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {
             return Err(self.poison(e));
         }
-        if let Err(e) = self.journal.file.set_len(0) {
-            let e = Error::io("truncate", &self.journal.path, e);
+        let j = self.journal.as_mut().expect("journal is home");
+        if let Err(e) = j.file.set_len(0) {
+            let e = Error::io("truncate", &j.path, e);
             return Err(self.poison(e));
         }
-        self.journal.len = 0;
-        self.delete_acked_chunks(true)
+        j.len = 0;
+        self.acked_written = self.acked;
+        self.checkpoint_wanted = false;
+        self.delete_acked_chunks(true);
+        Ok(())
     }
+}
+
+/// Appends a batch of frames to the writer's chunk, starting new chunks at `chunk_size`
+/// records (each full chunk synced first at the synced level). Returns the chunks started.
+pub(crate) fn write_frames(
+    storage: &dyn Storage,
+    dir: &Path,
+    w: &mut Writer,
+    mut batch: &[u8],
+    chunk_size: u64,
+    sync: bool,
+) -> Result<Vec<ChunkMeta>> {
+    let mut started = Vec::new();
+    while !batch.is_empty() {
+        if w.count >= chunk_size {
+            if sync {
+                w.file
+                    .sync_data()
+                    .map_err(|e| Error::io("sync", &w.path, e))?;
+            }
+            *w = create_chunk(storage, dir, w.chunk + 1, w.first_seq + w.count, sync)?;
+            started.push(ChunkMeta {
+                no: w.chunk,
+                first_seq: Some(w.first_seq),
+            });
+        }
+        let (bytes, n) = split_frames(batch, chunk_size - w.count);
+        w.file
+            .append(&batch[..bytes])
+            .map_err(|e| Error::io("append to", &w.path, e))?;
+        w.count += n;
+        w.written += bytes as u64;
+        batch = &batch[bytes..];
+    }
+    if sync {
+        w.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &w.path, e))?;
+    }
+    Ok(started)
+}
+
+/// The length and count of the leading frames of `batch`, at most `max` of them. The
+/// frames were built by this process, so their length fields are trusted.
+fn split_frames(batch: &[u8], max: u64) -> (usize, u64) {
+    let (mut at, mut n) = (0, 0);
+    while at < batch.len() && n < max {
+        let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes"));
+        at += FRAME_HEADER_LEN + len as usize;
+        n += 1;
+    }
+    (at, n)
 }
 
 /// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory).
@@ -455,6 +485,5 @@ pub(crate) fn create_chunk(
         first_seq,
         count: 0,
         written: CHUNK_HEADER_LEN as u64,
-        pending: Vec::new(),
     })
 }

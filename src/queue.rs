@@ -1,7 +1,8 @@
 //! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
 //! variables.
 
-use crate::engine::Engine;
+use crate::commit::{Signals, lead_acks, lead_writes, wait_idle};
+use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
 use crate::options::{Durability, Options};
@@ -56,7 +57,7 @@ thread_local! {
 /// ```
 pub struct Queue<T> {
     engine: Mutex<Engine>,
-    not_empty: Condvar,
+    sig: Signals,
     not_full: Condvar,
     all_done: Condvar,
     max_size: u64,
@@ -106,7 +107,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let (engine, lock) = recovery::open(storage, dir, &opts)?;
         Ok(Queue {
             engine: Mutex::new(engine),
-            not_empty: Condvar::new(),
+            sig: Signals::default(),
             not_full: Condvar::new(),
             all_done: Condvar::new(),
             max_size: opts.max_size as u64,
@@ -221,12 +222,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         seal_frame(frame);
         let mut e = self.engine.lock();
-        while self.max_size > 0 && e.len() >= self.max_size {
+        while self.max_size > 0 && e.queued() >= self.max_size {
             wait.wait(&self.not_full, &mut e)?;
         }
-        e.append(frame)?;
-        drop(e);
-        self.not_empty.notify_one();
+        let seq = e.enqueue(frame)?;
+        if self.durability == Durability::Buffered {
+            if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
+                lead_writes(&mut e, &self.sig)?;
+            }
+            drop(e);
+            self.sig.not_empty.notify_one();
+            return Ok(());
+        }
+        if e.writer.is_some() {
+            lead_writes(&mut e, &self.sig)?;
+        }
+        // A leader is writing our frame (or already has).
+        while e.written <= seq {
+            e.check()?;
+            self.sig.progress.wait(&mut e);
+        }
         Ok(())
     }
 
@@ -305,7 +320,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_until(&self, wait: Wait) -> Result<T> {
         let mut e = self.engine.lock();
         while e.len() == 0 {
-            wait.wait(&self.not_empty, &mut e)?;
+            wait.wait(&self.sig.not_empty, &mut e)?;
+        }
+        // At the buffered level the item may still be pending: write it first.
+        while e.read >= e.written {
+            e.check()?;
+            if e.writer.is_some() {
+                lead_writes(&mut e, &self.sig)?;
+            } else {
+                self.sig.progress.wait(&mut e);
+            }
         }
         let peeked = e.peek()?;
         // Decoded under the lock: an item that fails to decode must stay unconsumed,
@@ -354,6 +378,21 @@ impl<T> Queue<T> {
     pub fn task_done(&self) -> Result<()> {
         let mut e = self.engine.lock();
         e.ack(1)?;
+        let target = e.acked;
+        if self.durability == Durability::Buffered {
+            if e.acked - e.acked_written >= ACK_BATCH && e.journal.is_some() {
+                lead_acks(&mut e, &self.sig)?;
+            }
+        } else {
+            if e.journal.is_some() {
+                lead_acks(&mut e, &self.sig)?;
+            }
+            // A leader is journaling our acknowledgement (or already has).
+            while e.acked_written < target {
+                e.check()?;
+                self.sig.progress.wait(&mut e);
+            }
+        }
         let done = e.unfinished() == 0;
         drop(e);
         if done {
@@ -464,7 +503,18 @@ impl<T> Queue<T> {
     /// [`Error::Io`] when the write fails (the queue is then poisoned);
     /// [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
-        self.engine.lock().flush()
+        let mut e = self.engine.lock();
+        loop {
+            e.check()?;
+            wait_idle(&mut e, &self.sig);
+            if e.pending_count > 0 {
+                lead_writes(&mut e, &self.sig)?;
+            } else if e.acked_written < e.acked {
+                lead_acks(&mut e, &self.sig)?;
+            } else {
+                return Ok(());
+            }
+        }
     }
 
     /// Writes what is buffered, records a checkpoint and releases the directory, reporting

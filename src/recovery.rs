@@ -211,24 +211,30 @@ pub(crate) fn open(
 
     let mut engine = Engine {
         storage: storage.clone(),
-        dir: dir.to_path_buf(),
+        dir: Arc::from(dir),
         chunk_size: opts.chunk_size.max(1) as u64,
         durability: opts.durability,
         journal_limit: opts.journal_limit,
         chunks: meta,
-        writer: engine_writer,
+        writer_chunk: engine_writer.chunk,
+        written: engine_writer.first_seq + engine_writer.count,
+        writer: Some(engine_writer),
         reader: head,
-        journal: Journal {
+        journal: Some(Journal {
             path: journal_path,
             file: jfile,
             len: journal_valid_len,
-            pending: 0,
-        },
+        }),
+        pending: Vec::new(),
+        pending_count: 0,
+        spare: Vec::new(),
         acked,
+        acked_written: acked,
         read: acked,
         poisoned: false,
+        checkpoint_wanted: false,
     };
-    if journal_valid_len > 0 || info.acked != acked || info.tail_chunk != engine.writer.chunk {
+    if journal_valid_len > 0 || info.acked != acked || info.tail_chunk != engine.writer_chunk {
         engine.checkpoint()?;
     }
     Ok((engine, lock))
@@ -335,7 +341,6 @@ fn recover_tail(
                 first_seq,
                 count,
                 written: end,
-                pending: Vec::new(),
             },
             first_seq,
         ));

@@ -231,6 +231,7 @@ fn acknowledged_chunk_files_are_deleted() {
         for i in 0..9 {
             q.put(&i).unwrap();
         }
+        q.flush().unwrap(); // at the buffered level, chunk files appear when items are written
         assert_eq!(chunk_files(dir.path()), ["q00000", "q00001", "q00002"]);
         for i in 0..3 {
             assert_eq!(q.get().unwrap(), i);

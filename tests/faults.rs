@@ -122,9 +122,10 @@ fn a_failed_rename_at_a_checkpoint_is_reported_and_the_old_info_still_works() {
     assert_poisoned(&q);
     drop(q);
     let q = open(&st, Durability::Written);
-    // The put's record may or may not have been written before the checkpoint failed
-    // (here it was not: the chunk was started first); nothing acknowledged comes back.
-    assert_eq!(drain(&q), vec![1, 2, 3]);
+    // The put's record may or may not have been written before the checkpoint failed;
+    // nothing acknowledged comes back.
+    let got = drain(&q);
+    assert!(got == vec![1, 2, 3] || got == vec![1, 2, 3, 4], "{got:?}");
 }
 
 #[test]

@@ -1,0 +1,93 @@
+//! Group commit: how appends reach the files without holding the queue lock.
+//!
+//! A `put` accepts its frame into the engine's pending buffer under the lock. If no write
+//! is under way, the caller becomes the *leader*: it takes the writer and the whole pending
+//! buffer out of the engine, releases the lock, writes the batch with one `write` (and one
+//! `fdatasync` at the synced level), takes the lock again, publishes the items, and goes
+//! on while more frames arrived meanwhile. Callers that find a write under way are
+//! *followers*: they wait until their frame is published. Concurrent puts thus share one
+//! write and one sync, and consumers keep getting while a write is in the kernel.
+//!
+//! Acknowledgements work the same way with the journal: entries hold absolute counts, so
+//! one entry with the newest count covers every `task_done` that came before it.
+
+use crate::engine::{Engine, write_frames};
+use crate::error::{Error, Result};
+use crate::format::AckEntry;
+use parking_lot::{Condvar, MutexGuard};
+
+/// The condition variables a leader signals.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    /// Items became gettable.
+    pub(crate) not_empty: Condvar,
+    /// A write or journal entry completed, or a leader gave its file back.
+    pub(crate) progress: Condvar,
+}
+
+/// Writes pending frames until none are left. The writer must be home.
+pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
+    while e.pending_count > 0 {
+        e.check()?;
+        let mut w = e.writer.take().expect("writer is home");
+        let spare = std::mem::take(&mut e.spare);
+        let batch = std::mem::replace(&mut e.pending, spare);
+        let n = std::mem::take(&mut e.pending_count);
+        let (storage, dir, chunk_size, sync) =
+            (e.storage.clone(), e.dir.clone(), e.chunk_size, e.synced());
+        let res = MutexGuard::unlocked(e, || {
+            write_frames(&*storage, &dir, &mut w, &batch, chunk_size, sync)
+        });
+        let res = e.writer_home(w, batch, n, res);
+        sig.progress.notify_all();
+        res?;
+        sig.not_empty.notify_all();
+    }
+    checkpoint_if_due(e)
+}
+
+/// Journals acknowledgements until the journal holds the newest count. The journal must
+/// be home.
+pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
+    while e.acked_written < e.acked {
+        e.check()?;
+        let target = e.acked;
+        let mut j = e.journal.take().expect("journal is home");
+        let sync = e.synced();
+        let res = MutexGuard::unlocked(e, || {
+            let entry = AckEntry { acked: target }.encode();
+            j.file.append(&entry)?;
+            j.len += entry.len() as u64;
+            if sync {
+                j.file.sync_data()?;
+            }
+            Ok(())
+        });
+        let res = res.map_err(|err| Error::io("append to", &j.path, err));
+        let full = j.len >= e.journal_limit;
+        e.journal = Some(j);
+        sig.progress.notify_all();
+        if let Err(err) = res {
+            return Err(e.poison(err));
+        }
+        e.acked_written = target;
+        e.checkpoint_wanted |= full;
+        e.delete_acked_chunks(false);
+    }
+    checkpoint_if_due(e)
+}
+
+/// Runs a wanted checkpoint once no leader has a file out.
+fn checkpoint_if_due(e: &mut MutexGuard<'_, Engine>) -> Result<()> {
+    if e.checkpoint_wanted && e.writer.is_some() && e.journal.is_some() {
+        e.checkpoint()?;
+    }
+    Ok(())
+}
+
+/// Waits until no leader has a file out, so that the caller may use both.
+pub(crate) fn wait_idle(e: &mut MutexGuard<'_, Engine>, sig: &Signals) {
+    while e.writer.is_none() || e.journal.is_none() {
+        sig.progress.wait(e);
+    }
+}
