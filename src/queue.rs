@@ -319,16 +319,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, wait: Wait) -> Result<T> {
         let mut e = self.engine.lock();
-        while e.len() == 0 {
-            wait.wait(&self.sig.not_empty, &mut e)?;
-        }
-        // At the buffered level the item may still be pending: write it first.
-        while e.read >= e.written {
-            e.check()?;
-            if e.writer.is_some() {
-                lead_writes(&mut e, &self.sig)?;
+        loop {
+            if e.len() == 0 {
+                wait.wait(&self.sig.not_empty, &mut e)?;
+            } else if e.read >= e.written {
+                // Buffered level: the item is still pending; write it first. Either way
+                // the lock is released meanwhile, so look again from the top.
+                e.check()?;
+                if e.writer.is_some() {
+                    lead_writes(&mut e, &self.sig)?;
+                } else {
+                    self.sig.progress.wait(&mut e);
+                }
             } else {
-                self.sig.progress.wait(&mut e);
+                break;
             }
         }
         let peeked = e.peek()?;
