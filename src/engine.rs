@@ -350,7 +350,12 @@ impl Engine {
                 self.written += n;
                 Ok(())
             }
-            Err(e) => Err(self.poison(e)),
+            Err(e) => {
+                // Nothing more is written once poisoned; the batch's items still count
+                // as accepted, so `len` does not drop under callers' feet.
+                self.pending_count += n;
+                Err(self.poison(e))
+            }
         }
     }
 
