@@ -378,6 +378,65 @@ fn valid_records(files: &BTreeMap<&'static str, Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
+/// What `len()` must be after a successful open, computed from the files as FORMAT.md
+/// §open describes: `acked` is the maximum of `info` and the valid journal entries; the
+/// newest chunk at least a header long holds `tail - first_seq` valid records back to
+/// back (a torn tail is cut); `len = tail - acked`, or 0 when `acked > tail`. `None`
+/// where open must have failed anyway (it checks more than this does).
+fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, String>> {
+    let info_acked = match files.get("info") {
+        Some(b) => Info::decode(b).ok()?.acked,
+        None => 0,
+    };
+    let journal = files.get("acks").map(|b| &b[..]).unwrap_or(&[]);
+    let acked = journal
+        .chunks_exact(ACK_ENTRY_LEN)
+        .filter_map(AckEntry::decode)
+        .map(|e| e.acked)
+        .fold(info_acked, u64::max);
+    let mut chunks: Vec<(u64, &Vec<u8>)> = files
+        .iter()
+        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
+        .collect();
+    chunks.sort();
+    // A newest chunk shorter than a header is deleted, and the one before is the newest.
+    let Some((_, newest)) = chunks
+        .iter()
+        .rev()
+        .find(|(_, b)| b.len() >= CHUNK_HEADER_LEN)
+    else {
+        return Some(Ok(0)); // created again, empty, at `acked`
+    };
+    let header = ChunkHeader::decode(&newest[..CHUNK_HEADER_LEN]).ok()?;
+    let mut count = 0u64;
+    let mut at = CHUNK_HEADER_LEN;
+    while let Ok((_, n)) = decode_frame(&newest[at..]) {
+        count += 1;
+        at += n;
+    }
+    Some(match header.first_seq.checked_add(count) {
+        Some(tail) => Ok(tail.saturating_sub(acked)),
+        None => Err(format!(
+            "the newest chunk starts at item {} and holds {count} records: the sequence \
+             numbers overflow u64, so the chunk cannot be what diskq wrote",
+            header.first_seq
+        )),
+    })
+}
+
+/// Checks `len()` right after a successful open against [`expected_len`].
+fn check_len_at_open<T>(q: &Queue<T>, files: &BTreeMap<&'static str, Vec<u8>>) {
+    match expected_len(files) {
+        Some(Ok(len)) => assert_eq!(
+            q.len() as u64,
+            len,
+            "len() after open is not tail - acked as the files give them"
+        ),
+        Some(Err(why)) => panic!("open succeeded, but {why}"),
+        None => {}
+    }
+}
+
 /// Asserts that `items` serialize to a subsequence of `records`: nothing invented, and
 /// FIFO.
 fn assert_subsequence<T: Serialize + Debug>(items: &[T], records: &[Vec<u8>]) {
@@ -472,7 +531,8 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
 /// them, and for the first: puts two items, closes and reopens.
 ///
 /// Errors are fine; what must hold: no panic, hang or huge allocation; a refusal for
-/// a missing or damaged `info` changes no file; every item returned is the payload of a
+/// a missing or damaged `info` changes no file; `len()` at open is `tail - acked` as the
+/// files give them, which must not overflow; every item returned is the payload of a
 /// valid record, in FIFO order; `len` counts down to `Empty`; a failed `get` consumes
 /// nothing; and after a drain that reached `Empty` the directory reopens and delivers
 /// exactly the unacknowledged items and then the new ones.
@@ -499,6 +559,7 @@ pub fn open_dir(data: &[u8]) {
             }
         }
         Ok(q) => {
+            check_len_at_open(&q, &files);
             let d = drain(&q, config, MAX_DRAIN);
             assert_subsequence(&d.items, &records);
             let markers = [vec![0xa5u8; 3], Vec::new()];
@@ -542,6 +603,7 @@ pub fn open_dir(data: &[u8]) {
     // The same directory read as another type: decode errors, never a wrong item.
     let st = storage_with(&files);
     if let Ok(q) = opts.open_on::<u64>(Arc::new(st), DIR) {
+        check_len_at_open(&q, &files);
         let d = drain(&q, config, MAX_DRAIN);
         assert_subsequence(&d.items, &records);
     }
