@@ -155,9 +155,14 @@ impl Engine {
 
     /// Accepts a frame for writing; returns its sequence number.
     pub(crate) fn enqueue(&mut self, frame: &[u8]) -> Result<u64> {
+        self.enqueue_many(frame, 1)
+    }
+
+    /// Accepts `n` frames for writing; returns the sequence number of the last.
+    pub(crate) fn enqueue_many(&mut self, frames: &[u8], n: u64) -> Result<u64> {
         self.check()?;
-        self.pending.extend_from_slice(frame);
-        self.pending_count += 1;
+        self.pending.extend_from_slice(frames);
+        self.pending_count += n;
         Ok(self.accepted() - 1)
     }
 
