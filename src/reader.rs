@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{
-    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame,
+    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, MAX_SEQ,
+    decode_frame,
 };
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::ops::Range;
@@ -52,6 +53,13 @@ impl ChunkReader {
         let n = read_full_at(&*file, &mut h, 0).map_err(|e| Error::io("read", &path, e))?;
         let header = ChunkHeader::decode(&h[..n])
             .map_err(|e| Error::corrupt(&path, 0, format!("bad chunk header: {e}")))?;
+        if header.first_seq >= MAX_SEQ {
+            return Err(Error::corrupt(
+                &path,
+                16,
+                format!("impossible first item number {}", header.first_seq),
+            ));
+        }
         if header.chunk != chunk {
             return Err(Error::corrupt(
                 &path,

@@ -6,7 +6,7 @@ use crate::engine::{
     ACKS, ChunkMeta, Engine, INFO, INFO_TMP, Journal, LOCK, Writer, create_chunk, write_info,
 };
 use crate::error::{Error, Result};
-use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ};
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage};
@@ -51,7 +51,18 @@ pub(crate) fn open(
         .read_all(&info_path)
         .map_err(|e| Error::io("read", &info_path, e))?
     {
-        Some(b) => Info::decode(&b).map_err(|e| Error::corrupt(&info_path, 0, e.to_string()))?,
+        Some(b) => {
+            let info =
+                Info::decode(&b).map_err(|e| Error::corrupt(&info_path, 0, e.to_string()))?;
+            if info.acked >= MAX_SEQ {
+                return Err(Error::corrupt(
+                    &info_path,
+                    16,
+                    format!("impossible acknowledged count {}", info.acked),
+                ));
+            }
+            info
+        }
         None if chunks.is_empty() && !names.iter().any(|n| n == ACKS) => {
             // A new queue. info first: a crash before the chunk exists leaves a state
             // that the `chunks.is_empty()` case below completes.
@@ -251,6 +262,13 @@ fn read_journal(st: &dyn Storage, path: &Path) -> Result<(Option<u64>, u64)> {
     let entries = bytes.chunks(ACK_ENTRY_LEN);
     for (i, e) in entries.enumerate() {
         match AckEntry::decode(e) {
+            Some(AckEntry { acked }) if acked >= MAX_SEQ => {
+                return Err(Error::corrupt(
+                    path,
+                    (i * ACK_ENTRY_LEN) as u64,
+                    format!("impossible acknowledged count {acked}"),
+                ));
+            }
             Some(AckEntry { acked }) => max = max.max(Some(acked)),
             None => {
                 let at = i * ACK_ENTRY_LEN;

@@ -12,6 +12,10 @@ pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
 pub(crate) use info::Info;
 pub(crate) use record::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame, seal_frame};
 
+/// Sequence numbers at or above this are refused as damage: diskq would need centuries to
+/// put this many items, and the headroom keeps every `seq + count` from overflowing.
+pub(crate) const MAX_SEQ: u64 = 1 << 62;
+
 /// The on-disk format version written by this build. FORMAT.md §Version history.
 pub const FORMAT_VERSION: u32 = 1;
 
