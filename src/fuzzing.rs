@@ -384,16 +384,7 @@ fn valid_records(files: &BTreeMap<&'static str, Vec<u8>>) -> Vec<Vec<u8>> {
 /// back (a torn tail is cut); `len = tail - acked`, or 0 when `acked > tail`. `None`
 /// where open must have failed anyway (it checks more than this does).
 fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, String>> {
-    let info_acked = match files.get("info") {
-        Some(b) => Info::decode(b).ok()?.acked,
-        None => 0,
-    };
-    let journal = files.get("acks").map(|b| &b[..]).unwrap_or(&[]);
-    let acked = journal
-        .chunks_exact(ACK_ENTRY_LEN)
-        .filter_map(AckEntry::decode)
-        .map(|e| e.acked)
-        .fold(info_acked, u64::max);
+    let acked = acked_at_open(files)?;
     let mut chunks: Vec<(u64, &Vec<u8>)> = files
         .iter()
         .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
@@ -422,6 +413,62 @@ fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, S
             header.first_seq
         )),
     })
+}
+
+/// Items acknowledged as open finds them: the maximum of `info` and the valid journal
+/// entries. `None` when `info` is damaged (open fails).
+fn acked_at_open(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<u64> {
+    let info_acked = match files.get("info") {
+        Some(b) => Info::decode(b).ok()?.acked,
+        None => 0,
+    };
+    let journal = files.get("acks").map(|b| &b[..]).unwrap_or(&[]);
+    Some(
+        journal
+            .chunks_exact(ACK_ENTRY_LEN)
+            .filter_map(AckEntry::decode)
+            .map(|e| e.acked)
+            .fold(info_acked, u64::max),
+    )
+}
+
+/// Asserts that every chunk file of `files` that is gone from `st` held, by its own
+/// header and records, only acknowledged items (`first_seq + records <= acked`): a chunk
+/// holding records it places at or after `acked` must be reported, never deleted
+/// (FORMAT.md: chunk `n+1` must start exactly where chunk `n` ends, so another chunk's
+/// header cannot vouch for it). Files without a valid header are not judged.
+fn check_deletions(
+    st: &SimStorage,
+    files: &BTreeMap<&'static str, Vec<u8>>,
+    acked: u64,
+    when: &str,
+) {
+    for (name, b) in files {
+        let Some(no) = parse_chunk_name(name) else {
+            continue;
+        };
+        if b.len() < CHUNK_HEADER_LEN || st.file(&Path::new(DIR).join(name)).is_some() {
+            continue;
+        }
+        let Ok(h) = ChunkHeader::decode(&b[..CHUNK_HEADER_LEN]) else {
+            continue;
+        };
+        if h.chunk != no {
+            continue;
+        }
+        let mut count = 0u64;
+        let mut at = CHUNK_HEADER_LEN;
+        while let Ok((_, n)) = decode_frame(&b[at..]) {
+            count += 1;
+            at += n;
+        }
+        assert!(
+            h.first_seq.saturating_add(count) <= acked,
+            "{when}: {name} was deleted, but its header places its {count} records at items \
+             {} on, and only {acked} items are acknowledged",
+            h.first_seq
+        );
+    }
 }
 
 /// Checks `len()` right after a successful open against [`expected_len`].
@@ -532,7 +579,8 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
 ///
 /// Errors are fine; what must hold: no panic, hang or huge allocation; a refusal for
 /// a missing or damaged `info` changes no file; `len()` at open is `tail - acked` as the
-/// files give them, which must not overflow; every item returned is the payload of a
+/// files give them, which must not overflow; no chunk file is deleted while its own
+/// header and records place items at or after the acknowledged count; every item returned is the payload of a
 /// valid record, in FIFO order; `len` counts down to `Empty`; a failed `get` consumes
 /// nothing; and after a drain that reached `Empty` the directory reopens and delivers
 /// exactly the unacknowledged items and then the new ones.
@@ -560,6 +608,8 @@ pub fn open_dir(data: &[u8]) {
         }
         Ok(q) => {
             check_len_at_open(&q, &files);
+            let acked = acked_at_open(&files).expect("open succeeded, so info is valid");
+            check_deletions(&st, &files, acked, "open");
             let d = drain(&q, config, MAX_DRAIN);
             assert_subsequence(&d.items, &records);
             let markers = [vec![0xa5u8; 3], Vec::new()];
@@ -569,6 +619,8 @@ pub fn open_dir(data: &[u8]) {
                 }
             }
             q.close().expect("close on a healthy file system");
+            let acks = (d.items.len() - d.unacked.len()) as u64;
+            check_deletions(&st, &files, acked + acks, "drain and close");
 
             match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {
                 Ok(q) => {
