@@ -13,7 +13,7 @@
 
 use crate::engine::{Engine, write_frames};
 use crate::error::{Error, Result};
-use crate::format::AckEntry;
+use crate::format::{ACK_ENTRY_LEN, AckEntry};
 use parking_lot::{Condvar, MutexGuard};
 
 /// The condition variables a leader signals.
@@ -46,18 +46,23 @@ pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Resu
     checkpoint_if_due(e)
 }
 
-/// Journals acknowledgements until the journal holds the newest count. The journal must
+/// Journals acknowledgements until the journal holds the newest state. The journal must
 /// be home.
 pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
-    while e.acked_written < e.acked {
+    while e.ack_gen_written < e.ack_gen {
         e.check()?;
-        let target = e.acked;
+        let (head, gen_) = (e.acked, e.ack_gen);
+        let singles = std::mem::take(&mut e.singles_unwritten);
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let res = MutexGuard::unlocked(e, || {
-            let entry = AckEntry { acked: target }.encode();
-            j.file.append(&entry)?;
-            j.len += entry.len() as u64;
+            let mut buf = Vec::with_capacity(ACK_ENTRY_LEN * (singles.len() + 1));
+            for &s in &singles {
+                buf.extend_from_slice(&AckEntry::Single(s).encode());
+            }
+            buf.extend_from_slice(&AckEntry::Head(head).encode());
+            j.file.append(&buf)?;
+            j.len += buf.len() as u64;
             if sync {
                 j.file.sync_data()?;
             }
@@ -70,7 +75,8 @@ pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result
         if let Err(err) = res {
             return Err(e.poison(err));
         }
-        e.acked_written = target;
+        e.acked_written = head;
+        e.ack_gen_written = gen_;
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
     }

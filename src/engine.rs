@@ -9,7 +9,7 @@ use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::storage::{OpenMode, Storage, StorageFile};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,9 +81,20 @@ pub(crate) struct Engine {
     pub(crate) spare: Vec<u8>,
     /// Items written to chunk files: the sequence number after the last of them.
     pub(crate) written: u64,
-    /// Items acknowledged by callers: the sequence number of the oldest unacknowledged.
+    /// The acknowledgement head: every item before it is acknowledged, and it is not.
     pub(crate) acked: u64,
-    /// Acknowledgements recorded in the journal or `info` (`<= acked`).
+    /// Items after the head acknowledged one by one (`Delivery::ack` out of order).
+    pub(crate) singles: BTreeSet<u64>,
+    /// How many of `singles` lie at or after `read`: acknowledged before a reopen, they
+    /// are skipped, not delivered again.
+    pub(crate) skip_ahead: u64,
+    /// Single acknowledgements not yet in the journal.
+    pub(crate) singles_unwritten: Vec<u64>,
+    /// Counts acknowledging calls, so that a caller can wait until its own is journaled.
+    pub(crate) ack_gen: u64,
+    pub(crate) ack_gen_written: u64,
+    /// The head as recorded in the journal or `info` (`<= acked`); chunk files are
+    /// deleted only below it.
     pub(crate) acked_written: u64,
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
@@ -116,22 +127,22 @@ impl Engine {
 
     /// Items accepted and not yet gotten: what `max_size` bounds.
     pub(crate) fn queued(&self) -> u64 {
-        self.accepted() - self.read
+        self.accepted() - self.read - self.skip_ahead
     }
 
     /// Items waiting to be gotten.
     pub(crate) fn len(&self) -> u64 {
-        self.tail() - self.read
+        self.tail() - self.read - self.skip_ahead
     }
 
     /// Items put (or being put) and not yet acknowledged.
     pub(crate) fn unfinished(&self) -> u64 {
-        self.accepted() - self.acked
+        self.accepted() - self.acked - self.singles.len() as u64
     }
 
     /// Items gotten and not yet acknowledged.
     pub(crate) fn in_flight(&self) -> u64 {
-        self.read - self.acked
+        self.read - self.acked - (self.singles.len() as u64 - self.skip_ahead)
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -264,14 +275,59 @@ impl Engine {
         Ok(())
     }
 
-    /// Acknowledges the `n` oldest gotten items in memory; a leader journals them.
-    pub(crate) fn ack(&mut self, n: u64) -> Result<()> {
+    /// Acknowledges the `n` oldest gotten, unacknowledged items in memory; a leader
+    /// journals them. Returns the generation to wait for.
+    pub(crate) fn ack(&mut self, n: u64) -> Result<u64> {
         self.check()?;
         if n > self.in_flight() {
             return Err(Error::NothingToAcknowledge);
         }
-        self.acked += n;
-        Ok(())
+        if self.singles.is_empty() {
+            self.acked += n;
+        } else {
+            for _ in 0..n {
+                self.acked += 1;
+                self.absorb();
+            }
+        }
+        self.ack_gen += 1;
+        Ok(self.ack_gen)
+    }
+
+    /// Acknowledges the gotten item `seq`, in any order. Returns the generation to wait
+    /// for.
+    pub(crate) fn ack_one(&mut self, seq: u64) -> Result<u64> {
+        self.check()?;
+        if seq < self.acked || seq >= self.read || self.singles.contains(&seq) {
+            return Err(Error::AlreadyAcknowledged { seq });
+        }
+        if seq == self.acked {
+            self.acked += 1;
+            self.absorb();
+        } else {
+            self.singles.insert(seq);
+            self.singles_unwritten.push(seq);
+        }
+        self.ack_gen += 1;
+        Ok(self.ack_gen)
+    }
+
+    /// Moves the head past items acknowledged one by one.
+    fn absorb(&mut self) {
+        while self.singles.remove(&self.acked) {
+            self.acked += 1;
+        }
+    }
+
+    /// Skips records acknowledged one by one before a reopen; true when it skipped one.
+    pub(crate) fn skip_acknowledged(&mut self) -> Result<bool> {
+        if self.skip_ahead == 0 || !self.singles.contains(&self.read) {
+            return Ok(false);
+        }
+        let p = self.peek()?;
+        self.advance(p);
+        self.skip_ahead -= 1;
+        Ok(true)
     }
 
     /// Deletes chunk files all of whose items are acknowledged. The writer's chunk stays.
@@ -374,6 +430,7 @@ impl Engine {
         let info = Info {
             acked: self.acked,
             tail_chunk: self.writer_chunk,
+            singles: self.singles.iter().copied().collect(),
         };
         if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {
             return Err(self.poison(e));
@@ -385,6 +442,8 @@ impl Engine {
         }
         j.len = 0;
         self.acked_written = self.acked;
+        self.singles_unwritten.clear();
+        self.ack_gen_written = self.ack_gen;
         self.checkpoint_wanted = false;
         self.delete_acked_chunks(true);
         Ok(())

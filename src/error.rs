@@ -96,6 +96,15 @@ pub enum Error {
         "task_done called more times than items were gotten; call it once for each item returned by get"
     )]
     NothingToAcknowledge,
+    /// A [`Delivery`](crate::Delivery) was acknowledged that already was (by `task_done`
+    /// or an earlier `ack`).
+    #[error(
+        "item {seq} is already acknowledged (by task_done or an earlier ack); nothing was changed"
+    )]
+    AlreadyAcknowledged {
+        /// The item's sequence number.
+        seq: u64,
+    },
     /// An earlier write or sync failed, so the state on disk is uncertain.
     #[error(
         "an earlier write or sync to the queue failed, so what is on disk is uncertain; \

@@ -30,8 +30,8 @@ use std::sync::Arc;
 /// The queue directory inside the simulated file system.
 const DIR: &str = "/fuzz/q";
 
-/// Length of the `info` file (FORMAT.md §info).
-const INFO_LEN: usize = 36;
+/// Length of an `info` file with no single acknowledgements (FORMAT.md §info).
+const INFO_LEN: usize = crate::format::INFO_MIN_LEN;
 
 /// FORMAT.md §Payload (the same configuration as the queue's, written out again here).
 fn codec() -> impl bincode::Options {
@@ -72,6 +72,7 @@ pub fn decode(data: &[u8]) {
     let zero = Info {
         acked: 0,
         tail_chunk: 0,
+        singles: Vec::new(),
     };
     assert_eq!(zero.encode().len(), INFO_LEN);
     check_info(data);
@@ -100,6 +101,7 @@ pub fn decode(data: &[u8]) {
     let info = Info {
         acked: a,
         tail_chunk: b,
+        singles: vec![a ^ b],
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info));
     let header = ChunkHeader {
@@ -107,8 +109,9 @@ pub fn decode(data: &[u8]) {
         first_seq: b,
     };
     assert_eq!(ChunkHeader::decode(&header.encode()), Ok(header));
-    let entry = AckEntry { acked: a };
-    assert_eq!(AckEntry::decode(&entry.encode()), Some(entry));
+    for entry in [AckEntry::Head(a >> 1), AckEntry::Single(b >> 1)] {
+        assert_eq!(AckEntry::decode(&entry.encode()), Some(entry));
+    }
 
     // A frame of (a prefix of) the input decodes back, and no flipped bit of its CRC and
     // payload goes unnoticed (CRC-32 catches every single-bit error).
@@ -280,14 +283,23 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
         "info" => Info {
             acked: le64(b, 0),
             tail_chunk: le64(b, 8),
+            singles: b.get(16..).map_or(Vec::new(), |r| {
+                r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
+            }),
         }
-        .encode()
-        .to_vec(),
+        .encode(),
         "acks" => {
             let mut out = Vec::new();
             let mut groups = b.chunks_exact(8);
             for g in &mut groups {
-                out.extend_from_slice(&AckEntry { acked: le64(g, 0) }.encode());
+                // Bit 63 of the value picks a single acknowledgement.
+                let v = le64(g, 0);
+                let e = if v >> 63 == 1 {
+                    AckEntry::Single(v & !(1 << 63))
+                } else {
+                    AckEntry::Head(v)
+                };
+                out.extend_from_slice(&e.encode());
             }
             out.extend_from_slice(groups.remainder());
             out
@@ -384,7 +396,7 @@ fn valid_records(files: &BTreeMap<&'static str, Vec<u8>>) -> Vec<Vec<u8>> {
 /// back (a torn tail is cut); `len = tail - acked`, or 0 when `acked > tail`. `None`
 /// where open must have failed anyway (it checks more than this does).
 fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, String>> {
-    let acked = acked_at_open(files)?;
+    let (acked, singles) = acked_at_open(files)?;
     let mut chunks: Vec<(u64, &Vec<u8>)> = files
         .iter()
         .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
@@ -406,7 +418,10 @@ fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, S
         at += n;
     }
     Some(match header.first_seq.checked_add(count) {
-        Some(tail) => Ok(tail.saturating_sub(acked)),
+        Some(tail) => {
+            let skipped = singles.range(acked..tail.max(acked)).count() as u64;
+            Ok(tail.saturating_sub(acked).saturating_sub(skipped))
+        }
         None => Err(format!(
             "the newest chunk starts at item {} and holds {count} records: the sequence \
              numbers overflow u64, so the chunk cannot be what diskq wrote",
@@ -415,21 +430,42 @@ fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, S
     })
 }
 
-/// Items acknowledged as open finds them: the maximum of `info` and the valid journal
-/// entries. `None` when `info` is damaged (open fails).
-fn acked_at_open(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<u64> {
-    let info_acked = match files.get("info") {
-        Some(b) => Info::decode(b).ok()?.acked,
-        None => 0,
+/// Acknowledgements as open finds them: the head (the maximum of `info` and the valid
+/// head entries, moved past the singles it reaches) and the items acknowledged one by one
+/// after it. `None` when `info` is damaged (open fails).
+fn acked_at_open(
+    files: &BTreeMap<&'static str, Vec<u8>>,
+) -> Option<(u64, std::collections::BTreeSet<u64>)> {
+    let info = match files.get("info") {
+        Some(b) => Info::decode(b).ok()?,
+        None => Info {
+            acked: 0,
+            tail_chunk: 0,
+            singles: Vec::new(),
+        },
     };
     let journal = files.get("acks").map(|b| &b[..]).unwrap_or(&[]);
-    Some(
-        journal
-            .chunks_exact(ACK_ENTRY_LEN)
-            .filter_map(AckEntry::decode)
-            .map(|e| e.acked)
-            .fold(info_acked, u64::max),
-    )
+    let entries: Vec<AckEntry> = journal
+        .chunks_exact(ACK_ENTRY_LEN)
+        .filter_map(AckEntry::decode)
+        .collect();
+    let mut acked = entries
+        .iter()
+        .filter_map(|e| match e {
+            AckEntry::Head(s) => Some(*s),
+            AckEntry::Single(_) => None,
+        })
+        .fold(info.acked, u64::max);
+    let mut singles: std::collections::BTreeSet<u64> = info.singles.iter().copied().collect();
+    singles.extend(entries.iter().filter_map(|e| match e {
+        AckEntry::Single(s) => Some(*s),
+        AckEntry::Head(_) => None,
+    }));
+    singles.retain(|&s| s >= acked);
+    while singles.remove(&acked) {
+        acked += 1;
+    }
+    Some((acked, singles))
 }
 
 /// Asserts that every chunk file of `files` that is gone from `st` held, by its own
@@ -608,7 +644,7 @@ pub fn open_dir(data: &[u8]) {
         }
         Ok(q) => {
             check_len_at_open(&q, &files);
-            let acked = acked_at_open(&files).expect("open succeeded, so info is valid");
+            let (acked, _) = acked_at_open(&files).expect("open succeeded, so info is valid");
             check_deletions(&st, &files, acked, "open");
             let d = drain(&q, config, MAX_DRAIN);
             assert_subsequence(&d.items, &records);

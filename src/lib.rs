@@ -77,5 +77,5 @@ pub mod storage;
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
-pub use queue::Queue;
+pub use queue::{Delivery, Queue};
 pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};

@@ -334,6 +334,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         loop {
             if e.len() == 0 {
                 wait.wait(&self.sig.not_empty, e)?;
+            } else if e.skip_acknowledged()? {
+                // An item acknowledged one by one before a reopen: not delivered again.
             } else if e.read >= e.written {
                 // Buffered level: the item is still pending; write it first. Either way
                 // the lock is released meanwhile, so look again from the top.
@@ -368,6 +370,61 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             })?;
         e.advance(peeked);
         Ok(item)
+    }
+
+    /// Removes and returns the oldest item together with a handle that acknowledges
+    /// exactly this item, in any order relative to other items and consumers. An
+    /// acknowledged item never comes back, even when older items are still
+    /// unacknowledged at a crash; an item whose [`Delivery`] is dropped unacknowledged is
+    /// delivered again after a reopen (or acknowledged by a later FIFO
+    /// [`task_done`](Self::task_done), which takes the oldest unacknowledged item however
+    /// it was gotten).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"a".to_string())?;
+    /// q.put(&"b".to_string())?;
+    /// let a = q.get_delivery()?;
+    /// let b = q.get_delivery()?;
+    /// assert_eq!(*b, "b");
+    /// b.ack()?; // "b" is gone for good, though "a" is not acknowledged yet
+    /// drop(a);
+    /// drop(q);
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// assert_eq!(q.get()?, "a"); // delivered again; "b" is not
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`get`](Self::get).
+    pub fn get_delivery(&self) -> Result<Delivery<'_, T>> {
+        self.get_delivery_until(Wait::Forever)
+    }
+
+    /// Like [`get_delivery`](Self::get_delivery), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], and those of [`get`](Self::get).
+    pub fn get_delivery_timeout(&self, timeout: Duration) -> Result<Delivery<'_, T>> {
+        self.get_delivery_until(Wait::after(timeout))
+    }
+
+    fn get_delivery_until(&self, wait: Wait) -> Result<Delivery<'_, T>> {
+        let mut e = self.engine.lock();
+        self.wait_for_item(&mut e, &wait)?;
+        let seq = e.read;
+        let item = Self::take(&mut e)?;
+        drop(e);
+        if self.max_size > 0 {
+            self.not_full.notify_one();
+        }
+        Ok(Delivery {
+            queue: self,
+            seq,
+            item,
+        })
     }
 
     /// Appends items in order, with one write for all of them (and one sync at
@@ -485,6 +542,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
         while out.len() < max && e.len() > 0 {
+            if e.skip_acknowledged()? {
+                continue;
+            }
             if e.read >= e.written {
                 // Buffered: write the rest before reading on.
                 if e.writer.is_none() {
@@ -552,10 +612,21 @@ impl<T> Queue<T> {
     /// (then none is acknowledged), and those of [`task_done`](Self::task_done).
     pub fn task_done_n(&self, n: usize) -> Result<()> {
         let mut e = self.engine.lock();
-        e.ack(n as u64)?;
-        let target = e.acked;
+        let generation = e.ack(n as u64)?;
+        self.finish_ack(e, generation)
+    }
+
+    /// Acknowledges the gotten item `seq` (a [`Delivery`]'s).
+    pub(crate) fn ack_seq(&self, seq: u64) -> Result<()> {
+        let mut e = self.engine.lock();
+        let generation = e.ack_one(seq)?;
+        self.finish_ack(e, generation)
+    }
+
+    /// Journals an acknowledgement as the level requires: as leader, or waiting for one.
+    fn finish_ack(&self, mut e: MutexGuard<'_, Engine>, generation: u64) -> Result<()> {
         if self.durability == Durability::Buffered {
-            if e.acked - e.acked_written >= ACK_BATCH && e.journal.is_some() {
+            if e.ack_gen - e.ack_gen_written >= ACK_BATCH && e.journal.is_some() {
                 lead_acks(&mut e, &self.sig)?;
             }
         } else {
@@ -563,7 +634,7 @@ impl<T> Queue<T> {
                 lead_acks(&mut e, &self.sig)?;
             }
             // A leader is journaling our acknowledgement (or already has).
-            while e.acked_written < target {
+            while e.ack_gen_written < generation {
                 e.check()?;
                 self.sig.progress.wait(&mut e);
             }
@@ -684,7 +755,7 @@ impl<T> Queue<T> {
             wait_idle(&mut e, &self.sig);
             if e.pending_count > 0 {
                 lead_writes(&mut e, &self.sig)?;
-            } else if e.acked_written < e.acked {
+            } else if e.ack_gen_written < e.ack_gen {
                 lead_acks(&mut e, &self.sig)?;
             } else {
                 return Ok(());
@@ -759,5 +830,60 @@ impl Wait {
             }
             Wait::No(error) => Err(error()),
         }
+    }
+}
+
+/// An item from [`Queue::get_delivery`], with the means to acknowledge exactly it.
+///
+/// Dereferences to the item. Dropping it without [`ack`](Self::ack) leaves the item
+/// unacknowledged: it is delivered again after a reopen.
+pub struct Delivery<'q, T> {
+    queue: &'q Queue<T>,
+    seq: u64,
+    item: T,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("seq", &self.seq)
+            .field("item", &self.item)
+            .finish()
+    }
+}
+
+impl<T> std::ops::Deref for Delivery<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.item
+    }
+}
+
+impl<T> Delivery<'_, T> {
+    /// The item's sequence number: its position in the queue's whole history.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The item, without acknowledging it.
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+
+    /// Acknowledges this item: it is gone for good once this returns `Ok`, at the level
+    /// the queue's [`Durability`] promises. Returns the item.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyAcknowledged`] when a FIFO `task_done` acknowledged it first;
+    /// [`Error::Io`] when the journal write fails (the queue is then poisoned).
+    pub fn ack(self) -> Result<T> {
+        self.queue.ack_seq(self.seq)?;
+        Ok(self.item)
+    }
+
+    /// The item, leaving it unacknowledged (delivered again after a reopen unless
+    /// `task_done` acknowledges it).
+    pub fn into_inner(self) -> T {
+        self.item
     }
 }

@@ -11,7 +11,7 @@ use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage};
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -69,6 +69,7 @@ pub(crate) fn open(
             let info = Info {
                 acked: 0,
                 tail_chunk: 0,
+                singles: Vec::new(),
             };
             write_info(st, dir, &info, sync)?;
             info
@@ -81,8 +82,23 @@ pub(crate) fn open(
     };
 
     let journal_path = dir.join(ACKS);
-    let (journal_max, journal_valid_len) = read_journal(st, &journal_path)?;
-    let acked = info.acked.max(journal_max.unwrap_or(0));
+    let journal = read_journal(st, &journal_path)?;
+    let journal_valid_len = journal.valid_len;
+    let mut acked = info.acked.max(journal.head.unwrap_or(0));
+    if let Some(&s) = info.singles.iter().find(|&&s| s >= MAX_SEQ) {
+        return Err(Error::corrupt(
+            &info_path,
+            36,
+            format!("impossible acknowledged item {s}"),
+        ));
+    }
+    // Items acknowledged one by one: those the head has reached are absorbed into it.
+    let mut singles: BTreeSet<u64> = info.singles.iter().copied().collect();
+    singles.extend(journal.singles);
+    singles.retain(|&s| s >= acked);
+    while singles.remove(&acked) {
+        acked += 1;
+    }
 
     if chunks.is_empty() {
         // Only a creation interrupted between writing info and creating q00000 leaves no
@@ -166,6 +182,11 @@ pub(crate) fn open(
         head = ChunkReader::open(st, dir, chunks[0])?;
     }
 
+    // Single acknowledgements of items that are not there (lost with a power loss below
+    // the synced level) mean nothing.
+    let tail = engine_writer.first_seq + engine_writer.count;
+    singles.retain(|&s| s < tail);
+
     // Skip the acknowledged items of the head chunk, checking each record on the way.
     for _ in head.header.first_seq..acked {
         match head.next()? {
@@ -240,6 +261,11 @@ pub(crate) fn open(
         pending_count: 0,
         spare: Vec::new(),
         acked,
+        skip_ahead: singles.len() as u64,
+        singles,
+        singles_unwritten: Vec::new(),
+        ack_gen: 0,
+        ack_gen_written: 0,
         acked_written: acked,
         read: acked,
         poisoned: false,
@@ -254,22 +280,27 @@ pub(crate) fn open(
 /// Reads the journal: the largest acknowledged count in it and the length of its valid
 /// prefix. A damaged entry followed by a valid one is corruption; damage at the end is a
 /// torn append and is cut off.
-fn read_journal(st: &dyn Storage, path: &Path) -> Result<(Option<u64>, u64)> {
-    let Some(bytes) = st.read_all(path).map_err(|e| Error::io("read", path, e))? else {
-        return Ok((None, 0));
+fn read_journal(st: &dyn Storage, path: &Path) -> Result<JournalState> {
+    let mut state = JournalState {
+        head: None,
+        singles: Vec::new(),
+        valid_len: 0,
     };
-    let mut max = None;
+    let Some(bytes) = st.read_all(path).map_err(|e| Error::io("read", path, e))? else {
+        return Ok(state);
+    };
     let entries = bytes.chunks(ACK_ENTRY_LEN);
     for (i, e) in entries.enumerate() {
         match AckEntry::decode(e) {
-            Some(AckEntry { acked }) if acked >= MAX_SEQ => {
+            Some(entry) if entry.seq() >= MAX_SEQ => {
                 return Err(Error::corrupt(
                     path,
                     (i * ACK_ENTRY_LEN) as u64,
-                    format!("impossible acknowledged count {acked}"),
+                    format!("impossible acknowledged item {}", entry.seq()),
                 ));
             }
-            Some(AckEntry { acked }) => max = max.max(Some(acked)),
+            Some(AckEntry::Head(acked)) => state.head = state.head.max(Some(acked)),
+            Some(AckEntry::Single(seq)) => state.singles.push(seq),
             None => {
                 let at = i * ACK_ENTRY_LEN;
                 let later_valid = bytes[at..]
@@ -283,11 +314,23 @@ fn read_journal(st: &dyn Storage, path: &Path) -> Result<(Option<u64>, u64)> {
                         "damaged acknowledgement entry followed by valid ones",
                     ));
                 }
-                return Ok((max, at as u64));
+                state.valid_len = at as u64;
+                return Ok(state);
             }
         }
     }
-    Ok((max, bytes.len() as u64))
+    state.valid_len = bytes.len() as u64;
+    Ok(state)
+}
+
+/// What the journal holds.
+struct JournalState {
+    /// The largest head entry.
+    head: Option<u64>,
+    /// Single acknowledgements.
+    singles: Vec<u64>,
+    /// Length of the valid prefix.
+    valid_len: u64,
 }
 
 /// Opens the newest chunk for appending: repairs a header torn at creation, keeps every

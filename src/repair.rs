@@ -743,7 +743,11 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
             match AckEntry::decode(e) {
                 Some(entry) => {
                     flush(&mut bad);
-                    journal_max = journal_max.max(Some(entry.acked));
+                    // Single acknowledgements are ignored: their records are kept
+                    // (at least once).
+                    if let AckEntry::Head(acked) = entry {
+                        journal_max = journal_max.max(Some(acked));
+                    }
                 }
                 None => {
                     let start = bad.as_ref().map_or(at, |r| r.start);
@@ -753,7 +757,7 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
         }
         flush(&mut bad);
     }
-    let ack = match (info, journal_max) {
+    let ack = match (&info, journal_max) {
         (Some(i), j) => AckState::Known {
             acked: i.acked.max(j.unwrap_or(0)),
         },
@@ -762,7 +766,7 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
     };
     let acked = ack.acked();
 
-    match (chunks.last(), info) {
+    match (chunks.last(), &info) {
         (None, _) => problems.push("the directory holds no chunk files".to_string()),
         (Some(&newest), Some(info)) if newest < info.tail_chunk => problems.push(format!(
             "chunk files after {} are missing: info records {} as the newest",
@@ -900,6 +904,7 @@ fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Bui
         &Info {
             acked: 0,
             tail_chunk,
+            singles: Vec::new(),
         }
         .encode(),
     )

@@ -5,19 +5,28 @@ use super::{u32_at, u64_at};
 /// Length of one journal entry.
 pub(crate) const ACK_ENTRY_LEN: usize = 12;
 
-/// One journal entry: the absolute number of items acknowledged so far. Absolute rather
-/// than a delta, so that the newest valid entry alone gives the state and a stale entry
-/// left by an interrupted checkpoint can never move the head backwards (recovery takes
-/// the maximum).
+/// Bit 63 of an entry's value: set for a single acknowledgement.
+const SINGLE: u64 = 1 << 63;
+
+/// One journal entry. Values are absolute rather than deltas, so that the newest valid
+/// entries alone give the state and a stale entry left by an interrupted checkpoint can
+/// never move the head backwards (recovery takes the maximum head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AckEntry {
-    pub(crate) acked: u64,
+pub(crate) enum AckEntry {
+    /// Every item before this sequence number is acknowledged (FIFO `task_done`).
+    Head(u64),
+    /// This one item is acknowledged (a `Delivery` acknowledged out of order).
+    Single(u64),
 }
 
 impl AckEntry {
     pub(crate) fn encode(&self) -> [u8; ACK_ENTRY_LEN] {
+        let v = match *self {
+            AckEntry::Head(s) => s,
+            AckEntry::Single(s) => s | SINGLE,
+        };
         let mut b = [0u8; ACK_ENTRY_LEN];
-        b[0..8].copy_from_slice(&self.acked.to_le_bytes());
+        b[0..8].copy_from_slice(&v.to_le_bytes());
         let crc = crc32fast::hash(&b[..8]);
         b[8..12].copy_from_slice(&crc.to_le_bytes());
         b
@@ -28,9 +37,19 @@ impl AckEntry {
         if b.len() != ACK_ENTRY_LEN || u32_at(b, 8) != crc32fast::hash(&b[..8]) {
             return None;
         }
-        Some(AckEntry {
-            acked: u64_at(b, 0),
+        let v = u64_at(b, 0);
+        Some(if v & SINGLE != 0 {
+            AckEntry::Single(v & !SINGLE)
+        } else {
+            AckEntry::Head(v)
         })
+    }
+
+    /// The sequence number the entry names.
+    pub(crate) fn seq(&self) -> u64 {
+        match *self {
+            AckEntry::Head(s) | AckEntry::Single(s) => s,
+        }
     }
 }
 
@@ -40,15 +59,16 @@ mod tests {
 
     #[test]
     fn round_trip_and_damage() {
-        let e = AckEntry { acked: 99 };
-        let b = e.encode();
-        assert_eq!(AckEntry::decode(&b), Some(e));
-        assert_eq!(AckEntry::decode(&[0u8; ACK_ENTRY_LEN]), None);
-        assert_eq!(AckEntry::decode(&b[..11]), None);
-        for i in 0..b.len() * 8 {
-            let mut c = b;
-            c[i / 8] ^= 1 << (i % 8);
-            assert_eq!(AckEntry::decode(&c), None, "bit {i}");
+        for e in [AckEntry::Head(99), AckEntry::Single(99)] {
+            let b = e.encode();
+            assert_eq!(AckEntry::decode(&b), Some(e));
+            assert_eq!(AckEntry::decode(&b[..11]), None);
+            for i in 0..b.len() * 8 {
+                let mut c = b;
+                c[i / 8] ^= 1 << (i % 8);
+                assert_eq!(AckEntry::decode(&c), None, "bit {i}");
+            }
         }
+        assert_eq!(AckEntry::decode(&[0u8; ACK_ENTRY_LEN]), None);
     }
 }

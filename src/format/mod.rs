@@ -9,7 +9,7 @@ mod record;
 
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
-pub(crate) use info::Info;
+pub(crate) use info::{INFO_MIN_LEN, Info};
 pub(crate) use record::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame, seal_frame};
 
 /// Sequence numbers at or above this are refused as damage: diskq would need centuries to
