@@ -141,21 +141,61 @@ pub(crate) fn open(
     let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync)?;
     let tail = writer.first_seq + writer.count;
 
+    // The headers must form a chain: each chunk starts after the one before it (a chunk
+    // that is not the newest is never empty). A header that breaks it could otherwise
+    // hide records or get a chunk with unacknowledged records deleted.
+    let mut firsts = Vec::with_capacity(chunks.len());
+    for &no in &chunks[..chunks.len() - 1] {
+        firsts.push(ChunkReader::open(st, dir, no)?.header.first_seq);
+    }
+    firsts.push(tail_first);
+    for (i, pair) in firsts.windows(2).enumerate() {
+        if pair[1] <= pair[0] {
+            return Err(Error::corrupt(
+                chunk_path(dir, chunks[i + 1]),
+                16,
+                format!(
+                    "the chunk claims to start at item {}, but the chunk before it starts at item {}",
+                    pair[1], pair[0]
+                ),
+            ));
+        }
+    }
+
     // Drop chunks whose every item is acknowledged (a crash came between the journal
-    // entry and the unlink), then check the oldest chunk still holds the head.
+    // entry and the unlink), then check the oldest chunk still holds the head. A chunk is
+    // deleted only when its own records end where the next chunk starts.
     let mut head = ChunkReader::open(st, dir, chunks[0])?;
-    while chunks.len() >= 2 {
-        let next_first = if chunks.len() == 2 {
-            tail_first
-        } else {
-            ChunkReader::open(st, dir, chunks[1])?.header.first_seq
-        };
-        if acked < next_first {
-            break;
+    while chunks.len() >= 2 && acked >= firsts[1] {
+        let mut records = 0u64;
+        loop {
+            match head.next()? {
+                Next::Frame { len, .. } => {
+                    head.advance(len);
+                    records += 1;
+                }
+                Next::End => break,
+                Next::Damaged { detail } => {
+                    return Err(Error::corrupt(&head.path, head.offset(), detail));
+                }
+            }
+        }
+        if firsts[0] + records != firsts[1] {
+            return Err(Error::corrupt(
+                &head.path,
+                head.offset(),
+                format!(
+                    "the chunk holds items {} to {} but the next chunk starts at item {}",
+                    firsts[0],
+                    firsts[0] + records,
+                    firsts[1]
+                ),
+            ));
         }
         let p = chunk_path(dir, chunks[0]);
         st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
         chunks.remove(0);
+        firsts.remove(0);
         head = ChunkReader::open(st, dir, chunks[0])?;
     }
     if head.header.first_seq > acked {
