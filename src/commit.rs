@@ -56,11 +56,18 @@ pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let res = MutexGuard::unlocked(e, || {
-            let mut buf = Vec::with_capacity(ACK_ENTRY_LEN * (singles.len() + 1));
-            for &s in &singles {
-                buf.extend_from_slice(&AckEntry::Single(s).encode());
-            }
-            buf.extend_from_slice(&AckEntry::Head(head).encode());
+            let head_entry = AckEntry::Head(head).encode();
+            let buf = if singles.is_empty() {
+                // The common case, without an allocation.
+                std::borrow::Cow::Borrowed(&head_entry[..])
+            } else {
+                let mut buf = Vec::with_capacity(ACK_ENTRY_LEN * (singles.len() + 1));
+                for &s in &singles {
+                    buf.extend_from_slice(&AckEntry::Single(s).encode());
+                }
+                buf.extend_from_slice(&head_entry);
+                std::borrow::Cow::Owned(buf)
+            };
             j.file.append(&buf)?;
             j.len += buf.len() as u64;
             if sync {

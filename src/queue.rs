@@ -29,6 +29,9 @@ fn codec() -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
+/// How many times a consumer looks again for an item before it sleeps.
+const SPINS: u32 = 20;
+
 thread_local! {
     /// Per-thread frame buffer: items are serialized outside the queue lock without an
     /// allocation per put.
@@ -331,8 +334,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Waits until an item is there and written (at the buffered level, writing pending
     /// items first).
     fn wait_for_item(&self, e: &mut MutexGuard<'_, Engine>, wait: &Wait) -> Result<()> {
+        let mut spins = 0;
         loop {
             if e.len() == 0 {
+                // A producer is often microseconds away: look again a few times before
+                // sleeping, which costs a futex wake-up on both sides.
+                if spins < SPINS && !matches!(wait, Wait::No(_)) {
+                    spins += 1;
+                    MutexGuard::unlocked(e, || {
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                        std::thread::yield_now();
+                    });
+                    continue;
+                }
                 wait.wait(&self.sig.not_empty, e)?;
             } else if e.skip_acknowledged()? {
                 // An item acknowledged one by one before a reopen: not delivered again.
