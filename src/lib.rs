@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod channel;
 mod commit;
 mod engine;
 mod error;
@@ -74,6 +75,11 @@ mod repair;
 #[doc(hidden)]
 pub mod storage;
 
+pub use channel::{
+    IntoIter, Iter, OwnedDelivery, Receiver, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,
+    channel_with, sync_channel,
+};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
