@@ -2,8 +2,8 @@
 //! and the in-memory ceilings `crossbeam-channel` and `std::sync::mpsc`, in one run.
 //!
 //! ```sh
-//! cargo bench --bench compare                      # everything (a few minutes)
-//! cargo bench --bench compare -- w1 w4             # only some workloads
+//! cargo bench --bench compare                      # everything (6-7 minutes, 2 cores)
+//! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w6 memory)
 //! cargo bench --bench compare -- memory            # only the peak-memory rows
 //! DISKQ_BENCH_SCALE=0.1 cargo bench --bench compare   # every item count x 0.1
 //! ```
@@ -13,6 +13,8 @@
 //! turns within each round, and the median shown):
 //!
 //! * W1 fill-drain: N puts of 64 B, then N gets each followed by its acknowledgement.
+//!   Also at 1,000 items: every operation synced (diskq Synced, queue-file with
+//!   `sync_writes`), and yaque saving its read position on every commit.
 //! * W2 interleaved: one producer thread, one consumer thread (get + acknowledge).
 //! * W3 large items: W1 with 4 KiB items.
 //! * W4 durable puts: puts that are on stable storage when they return, from 1 and from
@@ -817,7 +819,7 @@ fn w5(n: usize) -> Vec<Row> {
     let mut rows = Vec::new();
     for (&b, [open, _]) in backends.iter().zip(&results) {
         rows.push(
-            Row::new("W5 reopen", b, SMALL)
+            Row::new("W5 reopen", b, 0)
                 .rate(n as f64 / open)
                 .note(format!(
                     "reopen took {:.2} ms (items/s = queued items ÷ that)",
@@ -1000,7 +1002,10 @@ fn print_table(rows: &[Row]) {
             _ => "—".into(),
         };
         let (ips, mbs) = match r.items_per_s {
-            Some(v) => (fmt_rate(v), format!("{:.1}", v * r.item_bytes as f64 / 1e6)),
+            Some(v) if r.item_bytes > 0 => {
+                (fmt_rate(v), format!("{:.1}", v * r.item_bytes as f64 / 1e6))
+            }
+            Some(v) => (fmt_rate(v), "—".into()),
             None => ("—".into(), "—".into()),
         };
         let lat = r
@@ -1035,7 +1040,7 @@ fn main() {
     let load_before = loadavg();
 
     let n1 = scaled(1_000_000);
-    let n_small = scaled(2_000);
+    let n_small = scaled(1_000);
     let n3 = scaled(100_000);
     let n4 = scaled(2_000) / 8 * 8;
     let n_mem = scaled(10_000_000);
@@ -1047,8 +1052,10 @@ fn main() {
             n1,
             SMALL,
         ));
-        // Every operation synced, and yaque with its position saved on every commit
-        // (about 1 ms each here: see BENCHMARKS.md), at a small item count.
+    }
+    if want("w1") || selected.contains("w1s") {
+        // Every operation synced, and yaque with its read position saved on every commit
+        // (an open with O_TRUNC each time, slow on ext4), at a small item count.
         let small = format!("W1 {} items", thousands(n_small));
         rows.extend(fill_drain_rows(
             &small,
