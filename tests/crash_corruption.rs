@@ -27,27 +27,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+mod common;
+use common::{XorShift, snapshot};
+
 const HEADER_LEN: u64 = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
 const REC: u64 = 16;
 const CHUNK: usize = 7;
-
-/// Tiny deterministic PRNG (xorshift64*), so that no `rand` dependency is needed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// The test that spawns child processes runs alone: a child holds a copy of every
 /// descriptor of this process between fork and exec, queue locks included, so a test that
@@ -98,21 +84,6 @@ fn copy_dir(src: &Path, dst: &Path) {
             fs::copy(e.path(), dst.join(e.file_name())).unwrap();
         }
     }
-}
-
-/// Every regular file of `dir` but `.lock`, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != ".lock")
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn xor_byte(path: &Path, offset: u64, mask: u8) {

@@ -18,7 +18,6 @@
 //! hold another test's lock for a moment, which is exactly what the last test is about.
 
 use diskq::{Error, Options, Queue};
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -26,6 +25,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::snapshot;
 
 const ROLE_ENV: &str = "DISKQ_CRASH_LOCKING_ROLE";
 const DIR_ENV: &str = "DISKQ_CRASH_LOCKING_DIR";
@@ -58,20 +60,6 @@ fn assert_locked(r: Result<Queue<u64>, Error>, dir: &Path, case: &str) {
         Err(e) => panic!("{case}: expected Locked, got {e:?}"),
         Ok(_) => panic!("{case}: a second open of a locked directory succeeded"),
     }
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != ".lock")
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]

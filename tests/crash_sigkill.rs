@@ -46,6 +46,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::XorShift;
+
 const CHUNK: usize = 7;
 const ENV_DIR: &str = "DISKQ_SIGKILL_DIR";
 const ENV_START: &str = "DISKQ_SIGKILL_START";
@@ -53,23 +56,6 @@ const ENV_SYNCED: &str = "DISKQ_SIGKILL_SYNCED";
 const ENV_CONSUMERS: &str = "DISKQ_SIGKILL_CONSUMERS";
 const ENV_PACE: &str = "DISKQ_SIGKILL_PACE";
 const CHILD_TEST: &str = "sigkill_child";
-
-/// Tiny deterministic PRNG (xorshift64*), so that no `rand` dependency is needed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn options(synced: bool) -> Options {
     Options::new().chunk_size(CHUNK).durability(if synced {

@@ -25,24 +25,10 @@ use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::XorShift;
+
 const HEADER_LEN: u64 = 28;
-
-/// Tiny deterministic PRNG (xorshift64*), so that no `rand` dependency is needed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Chunk files `qNNNNN` of `dir`, sorted by number.
 fn chunk_files(dir: &Path) -> Vec<(u64, PathBuf)> {

@@ -13,10 +13,12 @@
 
 use diskq::storage::{Crash, SimStorage};
 use diskq::{AckState, Options, Queue, RepairReport, repair, repair_on};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod common;
+use common::{XorShift, snapshot};
 
 const HEADER_LEN: u64 = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
@@ -69,21 +71,6 @@ fn flip(path: &Path, offset: u64) {
     let mut b = fs::read(path).unwrap();
     b[offset as usize] ^= 0x5a;
     fs::write(path, b).unwrap();
-}
-
-/// Every file of `dir` (not subdirectories, not `.lock`) and its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != ".lock")
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn moved_names(r: &RepairReport) -> Vec<String> {
@@ -650,23 +637,6 @@ fn repair_on_sim_is_locked_while_open() {
     drop(q);
     let r = repair_on(Arc::new(st.clone()), Path::new(DIR)).unwrap();
     assert!(!r.rebuilt && r.records_salvaged == 1, "{r}");
-}
-
-/// Tiny deterministic PRNG (xorshift64*), so that no `rand` dependency is needed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Random damage (bit flips, cuts, appended garbage, zeroed ranges), one to three at a
