@@ -22,7 +22,7 @@
 //!   `fairness` 10 000 → 2 000.
 //! * `drops` counted `Drop`s of items dropped with the channel; diskq items outlive the
 //!   channel, so it counts the items a new channel on the directory receives instead
-//!   (10 runs of up to 1 000 steps, a fixed xorshift seed instead of `thread_rng`).
+//!   (10 runs of up to 1 000 steps, a fixed xorshift seed (`tests/common`) instead of `thread_rng`).
 //! * `fairness` and `fairness_duplicates` select over `Receiver::ready()` and then
 //!   `try_recv`, which must find an item every time.
 //! * Not ported: `recv_in_send` (a send arm in `select!`), `channel_through_channel` (a
@@ -30,6 +30,9 @@
 //!   with the channel). `stack_overflow` becomes `big_item` (a 32 KiB `Vec`; serde has no
 //!   arrays that long).
 
+mod common;
+
+use common::XorShift;
 use crossbeam_channel::select;
 use diskq::{
     Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, TryRecvError,
@@ -56,20 +59,6 @@ fn bounded<T: Serialize + DeserializeOwned>(cap: usize) -> (TempDir, Sender<T>, 
     let dir = tempfile::tempdir().unwrap();
     let (s, r) = diskq::sync_channel(dir.path(), cap).unwrap();
     (dir, s, r)
-}
-
-/// xorshift64*, instead of `rand::thread_rng`.
-struct XorShift(u64);
-
-impl XorShift {
-    fn below(&mut self, n: usize) -> usize {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-    }
 }
 
 mod list {
@@ -445,8 +434,8 @@ mod list {
         let mut rng = XorShift(0x5EED_1157);
 
         for _ in 0..RUNS {
-            let steps = rng.below(STEPS);
-            let additional = rng.below(STEPS / 10);
+            let steps = rng.below(STEPS as u64) as usize;
+            let additional = rng.below(STEPS as u64 / 10) as usize;
 
             let (d, s, r) = unbounded::<u32>();
 
@@ -1029,8 +1018,8 @@ mod array {
         let mut rng = XorShift(0x5EED_A77A);
 
         for _ in 0..RUNS {
-            let steps = rng.below(STEPS);
-            let additional = rng.below(50);
+            let steps = rng.below(STEPS as u64) as usize;
+            let additional = rng.below(50) as usize;
 
             let (d, s, r) = bounded::<u32>(50);
 
@@ -1246,7 +1235,7 @@ mod select_ready {
                     for i in 0..PER_SENDER {
                         s.send(k * PER_SENDER + i).unwrap();
                         if rng.below(50) == 0 {
-                            thread::sleep(Duration::from_micros(rng.below(500) as u64));
+                            thread::sleep(Duration::from_micros(rng.below(500)));
                         }
                     }
                 });
