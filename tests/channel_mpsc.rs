@@ -26,9 +26,7 @@
 //! * Dropping a receiver does not drop the items: they stay on disk for the next channel
 //!   on the directory. The `drop_full` tests check that instead.
 
-use diskq::{
-    Receiver, RecvError, RecvTimeoutError, SendError, Sender, TryRecvError, TrySendError,
-};
+use diskq::{Receiver, RecvError, RecvTimeoutError, SendError, Sender, TryRecvError, TrySendError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::thread::{self, JoinHandle};
