@@ -507,6 +507,82 @@ fn check_deletions(
     }
 }
 
+/// The payloads a drain from open to `Empty` must return, in order, when the chunk files
+/// form a consistent chain (each valid header starting where the chunk before ends, by
+/// its valid records): those of items `acked..tail` that were not acknowledged one by
+/// one. `None` when the files are not such a chain (open or a get must then fail, or the
+/// check does not apply).
+fn expected_items(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+    let (acked, singles) = acked_at_open(files)?;
+    let mut chunks: Vec<(u64, &Vec<u8>)> = files
+        .iter()
+        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
+        .collect();
+    chunks.sort();
+    // A newest chunk shorter than a header holds nothing and is deleted.
+    while chunks
+        .last()
+        .is_some_and(|(_, b)| b.len() < CHUNK_HEADER_LEN)
+    {
+        chunks.pop();
+    }
+    let mut first = None;
+    let mut records: Vec<&[u8]> = Vec::new();
+    for (no, b) in chunks {
+        let h = ChunkHeader::decode(b.get(..CHUNK_HEADER_LEN)?).ok()?;
+        let next = first.map(|f: u64| f + records.len() as u64);
+        if h.chunk != no || next.is_some_and(|n| n != h.first_seq) {
+            return None;
+        }
+        first.get_or_insert(h.first_seq);
+        let mut at = CHUNK_HEADER_LEN;
+        while let Ok((p, n)) = decode_frame(&b[at..]) {
+            records.push(p);
+            at += n;
+        }
+    }
+    let Some(first) = first else {
+        return Some(Vec::new());
+    };
+    if acked < first {
+        return None; // items were lost: open refuses
+    }
+    let tail = first.checked_add(records.len() as u64)?;
+    Some(
+        (acked..tail.max(acked))
+            .filter(|s| !singles.contains(s))
+            .map(|s| records[(s - first) as usize].to_vec())
+            .collect(),
+    )
+}
+
+/// Asserts that a drain that reached `Empty` returned [`expected_items`].
+fn check_clean_drain<T: Serialize + Debug>(
+    d: &Drained<T>,
+    files: &BTreeMap<&'static str, Vec<u8>>,
+) {
+    if !d.clean {
+        return;
+    }
+    let Some(want) = expected_items(files) else {
+        return;
+    };
+    let got: Vec<Vec<u8>> = d
+        .items
+        .iter()
+        .map(|i| codec().serialize(i).expect("serialize"))
+        .collect();
+    assert!(
+        got == want,
+        "a drain from open to Empty returned {} items, {:?}, where the files hold {} \
+         unacknowledged, {:?} (payloads shown)",
+        got.len(),
+        got,
+        want.len(),
+        want
+    );
+}
+
 /// Checks `len()` right after a successful open against [`expected_len`].
 fn check_len_at_open<T>(q: &Queue<T>, files: &BTreeMap<&'static str, Vec<u8>>) {
     match expected_len(files) {
@@ -616,7 +692,9 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
 /// Errors are fine; what must hold: no panic, hang or huge allocation; a refusal for
 /// a missing or damaged `info` changes no file; `len()` at open is `tail - acked` as the
 /// files give them, which must not overflow; no chunk file is deleted while its own
-/// header and records place items at or after the acknowledged count; every item returned is the payload of a
+/// header and records place items at or after the acknowledged count; a drain that
+/// reaches `Empty` over a consistent chain of chunks returns exactly the unacknowledged
+/// records (none acknowledged one by one); every item returned is the payload of a
 /// valid record, in FIFO order; `len` counts down to `Empty`; a failed `get` consumes
 /// nothing; and after a drain that reached `Empty` the directory reopens and delivers
 /// exactly the unacknowledged items and then the new ones.
@@ -648,6 +726,7 @@ pub fn open_dir(data: &[u8]) {
             check_deletions(&st, &files, acked, "open");
             let d = drain(&q, config, MAX_DRAIN);
             assert_subsequence(&d.items, &records);
+            check_clean_drain(&d, &files);
             let markers = [vec![0xa5u8; 3], Vec::new()];
             if d.clean {
                 for m in &markers {
@@ -696,6 +775,7 @@ pub fn open_dir(data: &[u8]) {
         check_len_at_open(&q, &files);
         let d = drain(&q, config, MAX_DRAIN);
         assert_subsequence(&d.items, &records);
+        check_clean_drain(&d, &files);
     }
 }
 
