@@ -312,9 +312,11 @@ impl Engine {
         Ok(self.ack_gen)
     }
 
-    /// Moves the head past items acknowledged one by one.
+    /// Moves the head past items acknowledged one by one, but not past the reader: a
+    /// single at or after `read` (acknowledged before a reopen) is absorbed once the
+    /// reader has skipped it.
     fn absorb(&mut self) {
-        while self.singles.remove(&self.acked) {
+        while self.acked < self.read && self.singles.remove(&self.acked) {
             self.acked += 1;
         }
     }
@@ -327,6 +329,7 @@ impl Engine {
         let p = self.peek()?;
         self.advance(p);
         self.skip_ahead -= 1;
+        self.absorb();
         Ok(true)
     }
 
