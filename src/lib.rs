@@ -27,6 +27,90 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Durable channels
+//!
+//! [`channel`], [`sync_channel`] and [`channel_with`] give a [`Sender`] and a [`Receiver`]
+//! with the API of [`std::sync::mpsc`] and crossbeam-channel, over a queue directory.
+//! Making a std program durable changes three lines: the `use`, the item type's derive,
+//! and the directory given to `channel`.
+//!
+//! Before, with [`std::sync::mpsc`]:
+//!
+//! ```
+//! use std::sync::mpsc::channel;
+//! use std::thread;
+//!
+//! #[derive(Debug)]
+//! struct Job {
+//!     id: u64,
+//! }
+//!
+//! fn main() {
+//!     let (tx, rx) = channel();
+//!     let worker = thread::spawn(move || {
+//!         for job in rx {
+//!             println!("working on {job:?}");
+//!         }
+//!     });
+//!     for id in 0..3 {
+//!         tx.send(Job { id }).unwrap();
+//!     }
+//!     drop(tx);
+//!     worker.join().unwrap();
+//! }
+//! ```
+//!
+//! After, with diskq:
+//!
+//! ```
+//! use diskq::channel; // 1
+//! use std::thread;
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize)] // 2
+//! struct Job {
+//!     id: u64,
+//! }
+//!
+//! fn main() {
+//! #   let tmp = tempfile::tempdir().unwrap();
+//! #   let dir = tmp.path().join("jobs");
+//!     let (tx, rx) = channel(dir).unwrap(); // 3: a directory, e.g. "/var/lib/app/jobs"
+//!     let worker = thread::spawn(move || {
+//!         for job in rx {
+//!             println!("working on {job:?}");
+//!         }
+//!     });
+//!     for id in 0..3 {
+//!         tx.send(Job { id }).unwrap();
+//!     }
+//!     drop(tx);
+//!     worker.join().unwrap();
+//! }
+//! ```
+//!
+//! Now the jobs survive a crash, a `kill -9` and a restart: a job is acknowledged when the
+//! worker asks for the next one, so if the process dies, the next run's `channel` on the
+//! same directory receives the job that was in progress and those not yet received, in
+//! order, and nothing that was done. For a consumer that hands items to other threads,
+//! [`Receiver::recv_delivery`] returns an [`OwnedDelivery`] to acknowledge explicitly; for
+//! `crossbeam_channel::select!`, [`Receiver::ready`] gives a receiver to select on (see
+//! `examples/select_shutdown.rs`).
+//!
+//! What differs from std:
+//!
+//! * `channel(dir)` returns a `Result`: opening can fail, with [`Error::Locked`] while
+//!   another channel or [`Queue`] has the directory open (in this process or another).
+//! * Items are `Serialize + DeserializeOwned`; a receiver gets a deserialized copy.
+//! * The error types have std's names and one more variant, `Storage`, for a failure of
+//!   the queue underneath; [`SendError`] is an enum (`SendError::Disconnected(item)`).
+//!   The iterators panic on a storage failure, which they cannot report otherwise.
+//! * Disconnection is std's (`recv` fails once every [`Sender`] is gone and the items are
+//!   drained; `send` fails once every [`Receiver`] is gone), but dropping the receivers
+//!   does not drop the items: they wait on disk for the next channel on the directory.
+//! * A [`Receiver`] can be cloned for several consumers, as in crossbeam-channel; like
+//!   std's it is `Send` but not `Sync`, since each clone has its own item in progress.
+//! * `sync_channel(dir, 0)` holds one item: there is no rendezvous channel on disk.
+//!
 //! ## Guarantees
 //!
 //! * FIFO, across restarts.
