@@ -1096,6 +1096,31 @@ impl<T> fmt::Debug for IntoIter<T> {
 /// unacknowledged: a new channel on the directory receives it again after a restart (in
 /// this run it is not received again). While it exists, the queue stays open and its
 /// directory locked, even when every sender and receiver is gone.
+///
+/// ```
+/// use std::sync::mpsc;
+/// use std::thread;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+/// for n in 0..4 {
+///     tx.send(n)?;
+/// }
+/// // Hand the items to a pool of threads; each acknowledges its own when done.
+/// let (work_tx, work_rx) = mpsc::channel::<diskq::OwnedDelivery<u32>>();
+/// let pool = thread::spawn(move || {
+///     for d in work_rx {
+///         let n = *d * 10; // the work
+///         d.ack().unwrap();
+///         println!("{n}");
+///     }
+/// });
+/// for _ in 0..4 {
+///     work_tx.send(rx.recv_delivery()?)?;
+/// }
+/// drop(work_tx);
+/// pool.join().unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct OwnedDelivery<T> {
     shared: Arc<Shared<T>>,
     seq: u64,
@@ -1171,6 +1196,19 @@ impl<T: fmt::Debug> fmt::Debug for OwnedDelivery<T> {
 // with std.
 
 /// The error of [`Sender::send`]. The item comes back inside it: it was not stored.
+///
+/// ```
+/// use diskq::SendError;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, rx) = diskq::channel::<String>(dir.path())?;
+/// drop(rx);
+/// match tx.send("job".to_string()) {
+///     Err(SendError::Disconnected(job)) => println!("no receiver left for {job}"),
+///     Err(SendError::Storage(job, e)) => eprintln!("could not store {job}: {e}"),
+///     Ok(()) => unreachable!(),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum SendError<T> {
     /// Every [`Receiver`] is gone (std's and crossbeam's `SendError(T)`).
     Disconnected(T),
@@ -1179,6 +1217,18 @@ pub enum SendError<T> {
 }
 
 /// The error of [`Sender::try_send`]. The item comes back inside it: it was not stored.
+///
+/// ```
+/// use diskq::TrySendError;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, _rx) = diskq::sync_channel::<u32>(dir.path(), 1)?;
+/// tx.try_send(1)?;
+/// match tx.try_send(2) {
+///     Err(TrySendError::Full(n)) => assert_eq!(n, 2), // try again later
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum TrySendError<T> {
     /// A bounded channel is full.
     Full(T),
@@ -1190,6 +1240,18 @@ pub enum TrySendError<T> {
 
 /// The error of [`Sender::send_timeout`] and [`Sender::send_deadline`]. The item comes
 /// back inside it: it was not stored.
+///
+/// ```
+/// use diskq::SendTimeoutError;
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, _rx) = diskq::sync_channel::<u32>(dir.path(), 1)?;
+/// tx.send(1)?;
+/// let err = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err();
+/// assert_eq!(err, SendTimeoutError::Timeout(2));
+/// assert!(err.is_timeout());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum SendTimeoutError<T> {
     /// A bounded channel was still full when the time was up.
     Timeout(T),
@@ -1200,6 +1262,21 @@ pub enum SendTimeoutError<T> {
 }
 
 /// The error of [`Receiver::recv`] and [`Receiver::recv_delivery`].
+///
+/// ```
+/// use diskq::RecvError;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+/// drop(tx);
+/// loop {
+///     match rx.recv() {
+///         Ok(job) => println!("{job}"),
+///         Err(RecvError::Disconnected) => break, // every sender is gone, all received
+///         Err(e) => return Err(e.into()),        // the queue failed: see e.storage_error()
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum RecvError {
     /// The channel is empty and every [`Sender`] is gone (std's and crossbeam's
@@ -1211,6 +1288,16 @@ pub enum RecvError {
 }
 
 /// The error of [`Receiver::try_recv`] and [`Receiver::try_recv_delivery`].
+///
+/// ```
+/// use diskq::TryRecvError;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+/// drop(tx);
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum TryRecvError {
     /// No item is waiting, and a [`Sender`] exists.
@@ -1223,6 +1310,17 @@ pub enum TryRecvError {
 
 /// The error of [`Receiver::recv_timeout`], [`Receiver::recv_deadline`] and
 /// [`Receiver::recv_delivery_timeout`].
+///
+/// ```
+/// use diskq::RecvTimeoutError;
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+/// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
+/// drop(tx);
+/// assert!(rx.recv_timeout(Duration::from_millis(5)).unwrap_err().is_disconnected());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum RecvTimeoutError {
     /// No item came before the time was up.
