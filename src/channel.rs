@@ -564,7 +564,9 @@ impl<T> fmt::Debug for Sender<T> {
 ///   those calls, whatever it returns) or is dropped. So `for job in rx { work(job) }`
 ///   loses nothing and, after a crash, repeats only the job that was in progress. A
 ///   receiver dropped while its thread panics does not acknowledge: the job whose work
-///   panicked is received again after a restart.
+///   panicked is received again after a restart. A receiver dropped because the loop
+///   was left early (`break`, `return`, `?`) does acknowledge: its job counts as done.
+///   To keep a job that failed, use the explicit form and acknowledge only on success.
 /// * Explicitly: [`recv_delivery`](Self::recv_delivery) and its variants return an
 ///   [`OwnedDelivery`], acknowledged by its [`ack`](OwnedDelivery::ack), in any order,
 ///   on any thread. Use it to hand items to other threads.
