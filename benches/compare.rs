@@ -199,6 +199,9 @@ enum Backend {
     },
     Crossbeam,
     Mpsc,
+    /// `diskq::channel` (default level): `send`, and `recv` in a `for` loop, which
+    /// acknowledges each item when the next is asked for (W2 only).
+    DiskqChannel,
 }
 
 use Backend::*;
@@ -226,6 +229,7 @@ impl Backend {
             Yaque { every_ack: true } => "yaque (save_every_nth 1)",
             Crossbeam => "crossbeam-channel (memory, no durability)",
             Mpsc => "std mpsc (memory, no durability)",
+            DiskqChannel => "diskq channel (Written)",
         }
     }
 
@@ -251,6 +255,7 @@ impl Backend {
             Yaque { every_ack: true } => "yaque-every-ack",
             Crossbeam => "crossbeam",
             Mpsc => "mpsc",
+            DiskqChannel => "diskq-channel",
         }
     }
 
@@ -266,6 +271,7 @@ impl Backend {
             YAQUE_EVERY_ACK,
             Crossbeam,
             Mpsc,
+            DiskqChannel,
         ]
         .into_iter()
         .find(|b| b.key() == key)
@@ -277,6 +283,7 @@ impl Backend {
             Diskq(level) => Store::Diskq(Options::new().durability(level).open(dir).unwrap()),
             DiskqBytes => Store::DiskqBytes(Queue::open(dir).unwrap()),
             RawFile => unreachable!("the raw file is only W4's floor"),
+            DiskqChannel => unreachable!("the channel is only in W2"),
             QFile { sync } => {
                 let mut q = QueueFile::open(dir.join("queue")).unwrap();
                 q.set_sync_writes(sync);
@@ -656,6 +663,20 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
             t.elapsed()
         }
         RawFile => unreachable!("the raw file is only W4's floor"),
+        DiskqChannel => {
+            let (tx, rx) = diskq::channel::<Vec<u8>>(dir.path()).unwrap();
+            let t = Instant::now();
+            thread::scope(|s| {
+                s.spawn(move || (0..n).for_each(|i| tx.send(item(i).0.clone()).unwrap()));
+                s.spawn(move || {
+                    // The std idiom: each item is acknowledged when the next is asked for.
+                    for (i, got) in rx.iter().take(n).enumerate() {
+                        assert!(got == item(i).0);
+                    }
+                });
+            });
+            t.elapsed()
+        }
         Crossbeam => {
             let (tx, rx) = cb::unbounded::<Vec<u8>>();
             let t = Instant::now();
@@ -680,7 +701,16 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
 
 fn w2(n: usize) -> Vec<Row> {
     let pool = payloads(SMALL);
-    let backends = [BUFFERED, WRITTEN, DiskqBytes, QF, YAQUE, Crossbeam, Mpsc];
+    let backends = [
+        BUFFERED,
+        WRITTEN,
+        DiskqBytes,
+        DiskqChannel,
+        QF,
+        YAQUE,
+        Crossbeam,
+        Mpsc,
+    ];
     let results = rounds(&format!("W2 ({n} items)"), &backends, |b| {
         [interleaved(b, n, &pool)]
     });
