@@ -795,9 +795,15 @@ impl<T> Queue<T> {
     /// # Errors
     /// [`Error::Io`] when writing fails; [`Error::Poisoned`] after an earlier failure.
     pub fn close(self) -> Result<()> {
-        let res = self.engine.lock().checkpoint();
+        let mut e = self.engine.lock();
+        let res = if e.writer.is_some() && e.journal.is_some() {
+            e.checkpoint()
+        } else {
+            // A leader panicked mid-write; recovery sorts out what reached the disk.
+            Err(Error::Poisoned)
+        };
         // Keep Drop from checkpointing a second time.
-        self.engine.lock().poisoned = true;
+        e.poisoned = true;
         res
     }
 }
@@ -805,7 +811,8 @@ impl<T> Queue<T> {
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let e = self.engine.get_mut();
-        if !e.poisoned {
+        // A file still out means its leader panicked mid-write: leave the disk to recovery.
+        if !e.poisoned && e.writer.is_some() && e.journal.is_some() {
             // Errors cannot be reported from drop; `close` reports them.
             let _ = e.checkpoint();
         }
