@@ -118,7 +118,12 @@
 //!   intervenes, and at least once if one does.
 //! * Acknowledgement is FIFO: the k-th `task_done` acknowledges the k-th item gotten. After
 //!   a crash or reopen, items gotten but not acknowledged are delivered again, first, in
-//!   their order. An acknowledged item is never delivered again.
+//!   their order. An acknowledged item is never delivered again. For items finished out
+//!   of order, [`Queue::get_delivery`] hands out an item with its own
+//!   [`ack`](Delivery::ack).
+//! * Concurrent callers share writes (group commit): at [`Durability::Synced`], N threads
+//!   putting at once share one `fdatasync`. Batches ([`Queue::put_many`],
+//!   [`Queue::get_many`], [`Queue::task_done_n`]) take one write for many items.
 //! * A damaged file gives an [`Error`] naming the file and offset, never a panic, a wrong
 //!   item, or a silently emptied queue. A record cut short by a crash at the end of the
 //!   newest chunk is the one thing recovery repairs by itself (it was never acknowledged
