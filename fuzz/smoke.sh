@@ -27,6 +27,7 @@ for t in "${targets[@]}"; do
         echo "fuzz smoke run: $t ok, $runs inputs in ${secs}s"
     else
         tail -n 60 "$work/$t.log"
+        grep -A 2 "panicked at" "$work/$t.log" | head -n 6 || true
         echo "fuzz smoke run: target $t FAILED; the input is in fuzz/artifacts/$t/ (see fuzz/README.md)"
         exit 1
     fi
