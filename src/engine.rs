@@ -183,6 +183,21 @@ impl Engine {
         debug_assert!(self.read < self.written);
         loop {
             if self.reader.chunk < self.writer_chunk && self.next_chunk_first() == Some(self.read) {
+                // The chunk must end here: a record after the point where the next chunk
+                // starts is not one diskq wrote, and skipping it would later delete it.
+                match self.reader.next()? {
+                    Next::End => {}
+                    Next::Frame { .. } | Next::Damaged { .. } => {
+                        return Err(Error::corrupt(
+                            &self.reader.path,
+                            self.reader.offset(),
+                            format!(
+                                "the chunk holds records after item {}, where the next chunk starts",
+                                self.read
+                            ),
+                        ));
+                    }
+                }
                 self.enter(self.reader.chunk + 1)?;
                 continue;
             }
@@ -334,24 +349,26 @@ impl Engine {
     }
 
     /// Deletes chunk files all of whose items are acknowledged. The writer's chunk stays.
-    /// Where the next chunk begins is known once the reader has entered it; with `probe`,
-    /// an unknown start is read from its header (one open), which checkpoints do so that
-    /// `close` leaves no fully acknowledged chunk behind.
+    /// Where the next chunk begins is known once the reader has entered it, which checks
+    /// that this chunk ends exactly there. With `probe` (checkpoints, so that `close`
+    /// leaves no fully acknowledged chunk behind), a reader that has read everything of
+    /// this chunk moves on now; a header alone never vouches for another file.
     pub(crate) fn delete_acked_chunks(&mut self, probe: bool) {
         while self.chunks.len() >= 2 {
-            let next_first = match self.chunks[1].first_seq {
-                Some(f) => f,
-                None if probe => {
-                    match ChunkReader::open(&*self.storage, &self.dir, self.chunks[1].no) {
-                        Ok(r) => {
-                            self.chunks[1].first_seq = Some(r.header.first_seq);
-                            r.header.first_seq
-                        }
-                        // The reader reports damage when it gets there.
-                        Err(_) => return,
-                    }
+            if self.reader.chunk == self.chunks[0].no {
+                // The reader has not yet checked that this chunk ends where the next
+                // begins (it does so on leaving it).
+                if !probe {
+                    return;
                 }
-                None => return,
+                let at_end = matches!(self.reader.next(), Ok(Next::End));
+                // Any damage is reported by the reader when a get gets there.
+                if !at_end || self.enter(self.chunks[1].no).is_err() {
+                    return;
+                }
+            }
+            let Some(next_first) = self.chunks[1].first_seq else {
+                return;
             };
             // Only acknowledgements on disk count: recovery takes a missing chunk with
             // unacknowledged items for lost data.
