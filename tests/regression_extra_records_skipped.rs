@@ -12,53 +12,12 @@
 //! them. What should happen: leaving a chunk with valid records left over is
 //! `Error::Corrupt` (or `open` refuses the directory), never a silent skip.
 
-use diskq::storage::SimStorage;
 use diskq::{Error, Options, Queue};
 use std::path::Path;
 use std::sync::Arc;
 
-const DIR: &str = "/regression/q";
-
-/// `info` (FORMAT.md §info): acked 0, tail_chunk 0, no single acknowledgements.
-fn info() -> Vec<u8> {
-    let mut b = b"diskqinf".to_vec();
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&[0; 24]);
-    let crc = crc32fast::hash(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    b
-}
-
-/// A chunk file (FORMAT.md §Chunk files) holding one-byte `Vec<u8>` items.
-fn chunk(no: u64, first_seq: u64, items: &[u8]) -> Vec<u8> {
-    let mut b = b"dqck".to_vec();
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&no.to_le_bytes());
-    b.extend_from_slice(&first_seq.to_le_bytes());
-    let crc = crc32fast::hash(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    for &item in items {
-        let payload = [1, 0, 0, 0, 0, 0, 0, 0, item]; // bincode of vec![item]
-        let len = (payload.len() as u32).to_le_bytes();
-        let mut h = crc32fast::Hasher::new();
-        h.update(&len);
-        h.update(&payload);
-        b.extend_from_slice(&len);
-        b.extend_from_slice(&h.finalize().to_le_bytes());
-        b.extend_from_slice(&payload);
-    }
-    b
-}
-
-fn storage(chunks: &[Vec<u8>]) -> SimStorage {
-    let st = SimStorage::new();
-    let dir = Path::new(DIR);
-    st.put_file(&dir.join("info"), &info());
-    for (no, c) in chunks.iter().enumerate() {
-        st.put_file(&dir.join(format!("q{no:05}")), c);
-    }
-    st
-}
+mod common;
+use common::hand_built::{DIR, chunk, storage};
 
 #[test]
 fn files_built_here_are_well_formed() {
