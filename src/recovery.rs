@@ -162,6 +162,35 @@ pub(crate) fn open(
         }
     }
 
+    // The chunk before an empty newest chunk must end where the newest begins. The reader
+    // checks this for every other chunk on leaving it, but it never leaves this one while
+    // the newest is empty. (Damage in it is left for the reader to report.)
+    if chunks.len() >= 2 && tail == tail_first {
+        let i = chunks.len() - 2;
+        let mut r = ChunkReader::open(st, dir, chunks[i])?;
+        let mut records = 0u64;
+        loop {
+            match r.next()? {
+                Next::Frame { len, .. } => {
+                    r.advance(len);
+                    records += 1;
+                }
+                Next::End | Next::Damaged { .. } => break,
+            }
+        }
+        if firsts[i] + records > tail_first {
+            return Err(Error::corrupt(
+                &r.path,
+                r.offset(),
+                format!(
+                    "the chunk holds items {} to {} but the next chunk starts at item {tail_first}",
+                    firsts[i],
+                    firsts[i] + records
+                ),
+            ));
+        }
+    }
+
     // Drop chunks whose every item is acknowledged (a crash came between the journal
     // entry and the unlink), then check the oldest chunk still holds the head. A chunk is
     // deleted only when its own records end where the next chunk starts.
