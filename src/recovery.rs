@@ -169,14 +169,9 @@ pub(crate) fn open(
         let i = chunks.len() - 2;
         let mut r = ChunkReader::open(st, dir, chunks[i])?;
         let mut records = 0u64;
-        loop {
-            match r.next()? {
-                Next::Frame { len, .. } => {
-                    r.advance(len);
-                    records += 1;
-                }
-                Next::End | Next::Damaged { .. } => break,
-            }
+        while let Next::Frame { len, .. } = r.next()? {
+            r.advance(len);
+            records += 1;
         }
         if firsts[i] + records > tail_first {
             return Err(Error::corrupt(
