@@ -33,6 +33,9 @@ pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Resu
         let spare = std::mem::take(&mut e.spare);
         let batch = std::mem::replace(&mut e.pending, spare);
         let n = std::mem::take(&mut e.pending_count);
+        // Still accepted while out: a `put` enqueued meanwhile numbers its item after
+        // these, and `len`, `queued` and `unfinished` do not dip.
+        e.writing = n;
         let (storage, dir, chunk_size, sync) =
             (e.storage.clone(), e.dir.clone(), e.chunk_size, e.synced());
         let res = MutexGuard::unlocked(e, || {

@@ -77,6 +77,9 @@ pub(crate) struct Engine {
     /// Frames accepted and not yet written, in sequence order.
     pub(crate) pending: Vec<u8>,
     pub(crate) pending_count: u64,
+    /// Frames a write leader has taken out of `pending` and not yet published: still
+    /// accepted, not yet written.
+    pub(crate) writing: u64,
     /// A cleared buffer kept for the next `pending`.
     pub(crate) spare: Vec<u8>,
     /// Items written to chunk files: the sequence number after the last of them.
@@ -122,7 +125,7 @@ impl Engine {
 
     /// Sequence number after the last item accepted by a `put`.
     pub(crate) fn accepted(&self) -> u64 {
-        self.written + self.pending_count
+        self.written + self.writing + self.pending_count
     }
 
     /// Items accepted and not yet gotten: what `max_size` bounds.
@@ -417,6 +420,7 @@ impl Engine {
     ) -> Result<()> {
         self.writer_chunk = w.chunk;
         self.writer = Some(w);
+        self.writing = 0;
         batch.clear();
         if batch.capacity() > self.spare.capacity() {
             self.spare = batch;

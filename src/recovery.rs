@@ -323,6 +323,7 @@ pub(crate) fn open(
         }),
         pending: Vec::new(),
         pending_count: 0,
+        writing: 0,
         spare: Vec::new(),
         acked,
         skip_ahead: singles.len() as u64,

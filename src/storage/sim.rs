@@ -87,6 +87,8 @@ struct State {
     tear_last_write: bool,
     crashed: bool,
     faults: Vec<(Op, u64, Fault)>,
+    /// Writes to hold up, so that tests can widen a race window.
+    delays: Vec<(u64, std::time::Duration)>,
     counts: HashMap<Op, u64>,
 }
 
@@ -126,6 +128,15 @@ impl SimStorage {
         let mut s = self.state.lock();
         let base = s.counts.get(&op).copied().unwrap_or(0);
         s.faults.push((op, base + skip, fault));
+    }
+
+    /// Makes the `skip`-th next write (0 = the very next) sleep for `pause` before it
+    /// stores anything, with the file system unlocked: a slow disk, to widen races
+    /// between a write in flight and other threads.
+    pub fn delay_write(&self, skip: u64, pause: std::time::Duration) {
+        let mut s = self.state.lock();
+        let base = s.counts.get(&Op::Write).copied().unwrap_or(0);
+        s.delays.push((base + skip, pause));
     }
 
     /// Mutating operations done so far.
@@ -392,6 +403,13 @@ impl StorageFile for SimFile {
 
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut s = self.storage.state.lock();
+        let nth = s.counts.get(&Op::Write).copied().unwrap_or(0);
+        if let Some(i) = s.delays.iter().position(|d| d.0 == nth) {
+            let (_, pause) = s.delays.remove(i);
+            drop(s);
+            std::thread::sleep(pause);
+            s = self.storage.state.lock();
+        }
         let short = s.begin(Op::Write)?;
         let data = &mut s.inodes.get_mut(&self.ino).expect("inode").data;
         match short {
