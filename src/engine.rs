@@ -459,9 +459,24 @@ impl Engine {
         if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {
             return Err(self.poison(e));
         }
+        let sync = self.synced();
         let j = self.journal.as_mut().expect("journal is home");
-        if let Err(e) = j.file.set_len(0) {
-            let e = Error::io("truncate", &j.path, e);
+        // At the synced level the emptied journal is made durable before new entries are
+        // appended over the old ones' place: a power loss then cannot mix the two.
+        let res = j
+            .file
+            .set_len(0)
+            .map_err(|e| Error::io("truncate", &j.path, e));
+        let res = res.and_then(|()| {
+            if sync {
+                j.file
+                    .sync_data()
+                    .map_err(|e| Error::io("sync", &j.path, e))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
             return Err(self.poison(e));
         }
         j.len = 0;
@@ -487,6 +502,11 @@ pub(crate) fn write_frames(
     let mut started = Vec::new();
     while !batch.is_empty() {
         if w.count >= chunk_size {
+            // Give back the space reserved after the last record: a full chunk ends at
+            // its last record (FORMAT.md §Preallocation).
+            w.file
+                .set_len(w.written)
+                .map_err(|e| Error::io("truncate", &w.path, e))?;
             if sync {
                 w.file
                     .sync_data()

@@ -137,7 +137,7 @@
 //! | [`Durability`]            | `put`/`task_done` returns after | survives panic / `kill -9` | survives power loss |
 //! |---------------------------|----------------------------------|----------------------------|---------------------|
 //! | `Buffered`                | copying to a memory buffer       | what was flushed (64 KiB batches, `flush`, `close`, drop) | no |
-//! | `Written` (default)       | `write(2)` to the OS             | yes                        | no                  |
+//! | `Written` (default)       | into the page cache (the OS)     | yes                        | no                  |
 //! | `Synced`                  | `fdatasync(2)` (and directory sync) | yes                     | yes                 |
 //!
 //! ## On disk
@@ -146,7 +146,7 @@
 //! CRC-framed records, an acknowledgement journal `acks`, and `.lock`. The format, its
 //! crash analysis and its version history are in
 //! [FORMAT.md](https://github.com/diskq/diskq/blob/main/FORMAT.md).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception, with its proof: the mapping in `storage::fs`
 #![warn(missing_docs)]
 
 mod channel;

@@ -18,8 +18,10 @@ pub enum Durability {
     /// items, or 4096 acknowledgements), and by [`Queue::flush`], [`Queue::close`] and drop.
     /// Fastest; a crash loses what was not yet written.
     Buffered,
-    /// Each `put` and `task_done` is handed to the operating system (`write`) before it
-    /// returns. Survives `kill -9` and panics; not a power loss or kernel crash.
+    /// Each `put` and `task_done` is handed to the operating system before it returns:
+    /// its bytes are in the kernel's page cache, copied into a shared mapping of the
+    /// file's reserved tail (no syscall) or written with `pwrite`. Survives `kill -9` and
+    /// panics; not a power loss or kernel crash.
     #[default]
     Written,
     /// Each `put` and `task_done` is on stable storage (`fdatasync`, and the directory

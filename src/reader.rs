@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{
-    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, MAX_SEQ,
-    decode_frame,
+    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, MAX_SEQ, all_zero,
+    decode_frame, find_frame,
 };
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::ops::Range;
@@ -132,23 +132,69 @@ impl ChunkReader {
                 });
             }
             Err(FrameError::Incomplete { needed }) => needed,
-            Err(e) => {
-                return Ok(Next::Damaged {
-                    detail: describe(e),
-                });
-            }
+            Err(e) => return self.not_a_frame(e),
         };
         // Not all of the frame is buffered yet: read the rest, then decide.
         self.fill(needed)?;
-        Ok(match decode_frame(&self.buf[self.pos..self.end]) {
-            Ok((_, len)) => Next::Frame {
+        match decode_frame(&self.buf[self.pos..self.end]) {
+            Ok((_, len)) => Ok(Next::Frame {
                 payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
                 len,
-            },
-            Err(e) => Next::Damaged {
+            }),
+            Err(e) => self.not_a_frame(e),
+        }
+    }
+
+    /// No valid frame at the current offset. The bytes read earlier may since have been
+    /// written (the writer's file grows ahead of its data, and a read may have caught a
+    /// frame half copied in): read again before deciding. Zero bytes up to the end of
+    /// the file are the end of the records.
+    fn not_a_frame(&mut self, _: FrameError) -> Result<Next> {
+        // Also a frame being copied in when the bytes were read: read again.
+        self.end = self.pos; // forget the buffered bytes, keep the position
+        let avail = self.fill(FRAME_HEADER_LEN)?;
+        if avail == 0 {
+            return Ok(Next::End);
+        }
+        let e = match decode_frame(&self.buf[self.pos..self.end]) {
+            Ok(_) => return self.next(),
+            Err(FrameError::Incomplete { needed }) => {
+                self.fill(needed)?;
+                match decode_frame(&self.buf[self.pos..self.end]) {
+                    Ok(_) => return self.next(),
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let header_end = self.end.min(self.pos + FRAME_HEADER_LEN);
+        if all_zero(&self.buf[self.pos..header_end]) && self.rest_is_zero()? {
+            Ok(Next::End)
+        } else {
+            Ok(Next::Damaged {
                 detail: describe(e),
-            },
-        })
+            })
+        }
+    }
+
+    /// True when the file holds only zero bytes from the current offset on.
+    fn rest_is_zero(&mut self) -> Result<bool> {
+        let rest = self.rest()?;
+        Ok(all_zero(&rest))
+    }
+
+    /// The file's bytes from the current offset to its end.
+    fn rest(&self) -> Result<Vec<u8>> {
+        let from = self.offset();
+        let len = self
+            .file
+            .size()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        let mut rest = vec![0u8; len.saturating_sub(from) as usize];
+        let n = read_full_at(&*self.file, &mut rest, from)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        rest.truncate(n);
+        Ok(rest)
     }
 
     pub(crate) fn payload(&self, r: Range<usize>) -> &[u8] {
@@ -163,16 +209,8 @@ impl ChunkReader {
     /// True when a valid frame starts anywhere after the current offset: damage followed
     /// by good records is corruption, not a torn tail.
     pub(crate) fn valid_frame_follows(&mut self) -> Result<bool> {
-        let from = self.offset() + 1;
-        let len = self
-            .file
-            .size()
-            .map_err(|e| Error::io("stat", &self.path, e))?;
-        let mut rest = vec![0u8; len.saturating_sub(from) as usize];
-        let n = read_full_at(&*self.file, &mut rest, from)
-            .map_err(|e| Error::io("read", &self.path, e))?;
-        rest.truncate(n);
-        Ok((0..rest.len()).any(|i| decode_frame(&rest[i..]).is_ok()))
+        let rest = self.rest()?;
+        Ok(find_frame(&rest, 1).is_some())
     }
 }
 

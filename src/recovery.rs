@@ -303,6 +303,12 @@ pub(crate) fn open(
         jfile
             .set_len(journal_valid_len)
             .map_err(|e| Error::io("truncate", &journal_path, e))?;
+        if opts.durability == Durability::Synced {
+            // Durable before new entries go over the cut bytes.
+            jfile
+                .sync_data()
+                .map_err(|e| Error::io("sync", &journal_path, e))?;
+        }
     }
 
     let mut engine = Engine {

@@ -3,7 +3,10 @@
 
 use crate::engine::{ACKS, INFO, INFO_TMP, LOCK};
 use crate::error::{Error, Result};
-use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, Info, decode_frame};
+use crate::format::{
+    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, Info, all_zero, decode_frame,
+    find_frame,
+};
 use crate::reader::{describe, parse_chunk_name};
 use crate::storage::{FsStorage, OpenMode, Storage, StorageFile};
 use std::collections::BTreeSet;
@@ -652,6 +655,9 @@ fn scan_chunk(bytes: &[u8], no: u64) -> ChunkScan {
     let mut clean = true;
     let mut off = CHUNK_HEADER_LEN;
     while off < bytes.len() {
+        if all_zero(&bytes[off..]) {
+            break; // space reserved after the last record: the end (FORMAT.md §Preallocation)
+        }
         match decode_frame(&bytes[off..]) {
             Ok((_, len)) => {
                 frames.push(off..off + len);
@@ -662,7 +668,7 @@ fn scan_chunk(bytes: &[u8], no: u64) -> ChunkScan {
             }
             Err(e) => {
                 clean = false;
-                let next = (off + 1..bytes.len()).find(|&p| decode_frame(&bytes[p..]).is_ok());
+                let next = find_frame(bytes, off + 1);
                 let end = next.unwrap_or(bytes.len());
                 let detail = match next {
                     Some(p) => format!(
@@ -740,6 +746,9 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
         };
         for (i, e) in b.chunks(ACK_ENTRY_LEN).enumerate() {
             let at = i * ACK_ENTRY_LEN;
+            if all_zero(&b[at..]) {
+                break; // space reserved after the last entry (FORMAT.md §Preallocation)
+            }
             match AckEntry::decode(e) {
                 Some(entry) => {
                     flush(&mut bad);

@@ -543,7 +543,15 @@ fn journal_snapshot() -> (tempfile::TempDir, PathBuf) {
     copy_dir(live.path(), snap.path());
     drop(q);
     let acks = snap.path().join("acks");
-    assert_eq!(fs::metadata(&acks).unwrap().len(), 6 * 12);
+    // The open journal is followed by the zero bytes reserved for later entries
+    // (FORMAT.md §Preallocation); the tests below damage its last entries, so cut them.
+    let bytes = fs::read(&acks).unwrap();
+    assert!(bytes.len() >= 6 * 12, "journal of {} bytes", bytes.len());
+    assert!(
+        bytes[6 * 12..].iter().all(|&b| b == 0),
+        "reserved bytes not zero"
+    );
+    fs::write(&acks, &bytes[..6 * 12]).unwrap();
     (snap, acks)
 }
 

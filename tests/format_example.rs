@@ -29,8 +29,22 @@ fn format_md_hex_example_matches_the_files_written() {
     q.task_done().unwrap();
 
     let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
-    assert_eq!(read("q00000"), block(&doc, "q00000"), "q00000");
-    assert_eq!(read("acks"), block(&doc, "acks"), "acks");
+    // While the queue is open, its appended files continue with zero bytes reserved for
+    // later appends (FORMAT.md §Preallocation): the documented bytes, then only zeros.
+    let open_file = |f: &str| {
+        let (bytes, doc_bytes) = (read(f), block(&doc, f));
+        assert!(
+            bytes.len() >= doc_bytes.len(),
+            "{f}: shorter than documented"
+        );
+        assert!(
+            bytes[doc_bytes.len()..].iter().all(|&b| b == 0),
+            "{f}: not zero after the documented bytes"
+        );
+        assert_eq!(bytes[..doc_bytes.len()], doc_bytes, "{f}");
+    };
+    open_file("q00000");
+    open_file("acks");
 
     q.close().unwrap();
     assert_eq!(read("info"), block(&doc, "info"), "info");

@@ -10,7 +10,9 @@ mod record;
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
 pub(crate) use info::{INFO_MIN_LEN, Info};
-pub(crate) use record::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame, seal_frame};
+pub(crate) use record::{
+    FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame, seal_frame,
+};
 
 /// Sequence numbers at or above this are refused as damage: diskq would need centuries to
 /// put this many items, and the headroom keeps every `seq + count` from overflowing.

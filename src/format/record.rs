@@ -69,6 +69,28 @@ pub(crate) fn decode_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
     Ok((payload, total))
 }
 
+/// The first offset at or after `from` where a valid frame starts. Runs of zero bytes
+/// are passed over quickly: a frame header is never all zero (its checksum covers the
+/// length, and the checksum of four zero bytes is not zero), so no frame starts more
+/// than seven bytes before a nonzero byte.
+pub(crate) fn find_frame(b: &[u8], mut from: usize) -> Option<usize> {
+    while from < b.len() {
+        let nonzero = from + b[from..].iter().position(|&x| x != 0)?;
+        from = from.max(nonzero.saturating_sub(FRAME_HEADER_LEN - 1));
+        if decode_frame(&b[from..]).is_ok() {
+            return Some(from);
+        }
+        from += 1;
+    }
+    None
+}
+
+/// True when every byte is zero: space an appending writer reserved after its last
+/// record (FORMAT.md §Preallocation), which is the end of the records.
+pub(crate) fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +126,20 @@ mod tests {
     #[test]
     fn zeroes_are_not_a_frame() {
         assert_eq!(decode_frame(&[0u8; 64]), Err(FrameError::Checksum));
+    }
+
+    #[test]
+    fn find_frame_skips_zeros_and_garbage() {
+        let mut b = vec![0u8; 100];
+        b.extend_from_slice(&[7, 0, 0]);
+        let at = b.len();
+        frame_into(&mut b, b"x");
+        frame_into(&mut b, b"");
+        assert_eq!(find_frame(&b, 0), Some(at));
+        assert_eq!(find_frame(&b, at + 1), Some(at + 9));
+        assert_eq!(find_frame(&b, at + 10), None);
+        assert_eq!(find_frame(&[0u8; 4096], 0), None);
+        assert!(all_zero(&[0; 9]) && !all_zero(&[0, 1]));
     }
 
     #[test]

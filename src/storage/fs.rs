@@ -1,12 +1,21 @@
 //! The real file system.
 
 use super::{OpenMode, Storage, StorageFile};
+use memmap2::{MmapMut, MmapOptions};
 use std::any::Any;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
+
+/// An appended file grows by a window of at least this many bytes at a time ...
+const MIN_WINDOW: u64 = 64 * 1024;
+/// ... doubling with the file up to this many.
+const MAX_WINDOW: u64 = 1 << 20;
+/// Appends at least this large go through `pwrite`: one syscall is nothing next to
+/// copying them, and the window stays small.
+const BIG_APPEND: usize = 256 * 1024;
 
 /// How long `try_lock` retries a lock that looks held (see there).
 const LOCK_PATIENCE: Duration = Duration::from_millis(100);
@@ -66,13 +75,29 @@ impl Storage for FsStorage {
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
         let mut o = OpenOptions::new();
+        // Appending files are opened read-write, not O_APPEND: they are written through a
+        // shared mapping and `pwrite` at the logical end (see `Tail`).
         match mode {
             OpenMode::Read => o.read(true),
-            OpenMode::Append => o.read(true).append(true),
-            OpenMode::CreateNew => o.read(true).append(true).create_new(true),
+            OpenMode::Append => o.read(true).write(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::Truncate => o.write(true).create(true).truncate(true),
         };
-        Ok(Box::new(FsFile(o.open(path)?)))
+        let file = o.open(path)?;
+        let tail = match mode {
+            OpenMode::Append | OpenMode::CreateNew => {
+                let len = file.metadata()?.len();
+                Some(Tail {
+                    len,
+                    size: len,
+                    map: None,
+                    map_at: 0,
+                    appended: false,
+                })
+            }
+            OpenMode::Read | OpenMode::Truncate => None,
+        };
+        Ok(Box::new(FsFile { file, tail }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -88,23 +113,164 @@ impl Storage for FsStorage {
     }
 }
 
+/// An open file. Appending files (`Append`, `CreateNew`) keep a [`Tail`].
 #[derive(Debug)]
-struct FsFile(File);
+struct FsFile {
+    file: File,
+    tail: Option<Tail>,
+}
+
+/// Appends without a syscall: the file is grown ahead of the data (zero bytes, allocated
+/// with `fallocate` so that a full disk is an error here and not a `SIGBUS` later) and
+/// the grown part is mapped shared; an append copies into the mapping. That puts the
+/// bytes in the kernel's page cache, the same place `write(2)` puts them, so they
+/// survive the death of the process, and `fdatasync` writes them to disk as it would
+/// written ones. Until the file is trimmed (`set_len`, drop) it ends in zero bytes,
+/// which readers take for the end of the records (FORMAT.md §Preallocation).
+#[derive(Debug)]
+struct Tail {
+    /// Where the next append goes: the end of the data.
+    len: u64,
+    /// The file's size on disk, `>= len`; the bytes between are zero.
+    size: u64,
+    /// The window `map_at..map_at + map.len()` of the file, mapped shared and writable.
+    map: Option<MmapMut>,
+    map_at: u64,
+    /// Whether this handle appended before.
+    appended: bool,
+}
+
+impl FsFile {
+    #[allow(unsafe_code)]
+    fn append_to_tail(file: &File, t: &mut Tail, buf: &[u8]) -> io::Result<()> {
+        let end = t.len + buf.len() as u64;
+        if let Some(map) = &mut t.map
+            && end <= t.map_at + map.len() as u64
+        {
+            let at = (t.len - t.map_at) as usize;
+            map[at..at + buf.len()].copy_from_slice(buf);
+            t.len = end;
+            return Ok(());
+        }
+        // Outside the window: write these bytes with `pwrite`, then grow the file and map a
+        // window after them. The zero bytes thus always follow data that a completed
+        // write put there, as with plain appends (a file created by `CreateNew` gets its
+        // header written before it grows).
+        t.map = None;
+        file.write_all_at(buf, t.len)?;
+        t.len = end;
+        t.size = t.size.max(end);
+        // A handle's first append reserves nothing: files written once (a new `info`,
+        // a chunk header) stay exact.
+        let first = !std::mem::replace(&mut t.appended, true);
+        if first || buf.len() >= BIG_APPEND {
+            return Ok(());
+        }
+        let window = (t.len / 2).clamp(MIN_WINDOW, MAX_WINDOW);
+        let want = t.len + window;
+        if t.size < want {
+            grow(file, t.size, want)?;
+            t.size = want;
+        }
+        // SAFETY: `MmapMut` hands out `&mut [u8]` into the file's pages, which is sound as
+        // long as nothing else writes those pages or shrinks the file while mapped. In
+        // this process, the mapped range `t.len..want` is written only through this map:
+        // other handles of the queue only read (`read_at` copies out, no references to
+        // the mapping escape), and `set_len` and `drop` unmap before they shrink the
+        // file. Other processes are kept out of the directory by the queue's lock
+        // (`.lock`, FORMAT.md §Assumptions); one that ignores it and truncates the file
+        // gets this process killed by `SIGBUS`, not memory unsafety.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(t.len)
+                .len(window as usize)
+                .map_mut(file)?
+        };
+        prefault(&map)?;
+        t.map_at = t.len;
+        t.map = Some(map);
+        Ok(())
+    }
+}
+
+/// Makes the file `want` bytes long, allocating the blocks: writes through a mapping
+/// cannot report a full disk.
+fn grow(file: &File, size: u64, want: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    match fallocate(file, FallocateFlags::empty(), size, want - size) {
+        Ok(()) => Ok(()),
+        // A file system without fallocate: a sparse extension still works, with a full
+        // disk then found by the page fault (SIGBUS) instead of here.
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+            file.set_len(want)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Faults the window's pages in writable now, so that an I/O error reading the page the
+/// data ends in is an error here and not a `SIGBUS` during a copy.
+#[cfg(target_os = "linux")]
+fn prefault(map: &MmapMut) -> io::Result<()> {
+    match map.advise(memmap2::Advice::PopulateWrite) {
+        // Kernels before 5.14 do not know the advice: pages then fault in on first write.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(()),
+        r => r,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prefault(_: &MmapMut) -> io::Result<()> {
+    Ok(())
+}
 
 impl StorageFile for FsFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
+        self.file.read_at(buf, offset)
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        match &mut self.tail {
+            Some(t) => FsFile::append_to_tail(&self.file, t, buf),
+            None => self.file.write_all(buf),
+        }
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        if let Some(t) = &mut self.tail {
+            t.map = None; // unmapped before the file shrinks under it
+            self.file.set_len(len)?;
+            t.len = len;
+            t.size = len;
+            Ok(())
+        } else {
+            self.file.set_len(len)
+        }
     }
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        match &self.tail {
+            Some(t) => Ok(t.len),
+            None => Ok(self.file.metadata()?.len()),
+        }
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        // Linux's page cache is one: `fdatasync` also writes pages dirtied through a
+        // mapping. Elsewhere `msync` them first.
+        #[cfg(not(target_os = "linux"))]
+        if let Some(Tail { map: Some(m), .. }) = &self.tail {
+            m.flush()?;
+        }
+        self.file.sync_data()
+    }
+}
+
+impl Drop for FsFile {
+    /// Trims the zero bytes after the data, so a queue closed cleanly leaves files that
+    /// end at their last record. Best effort: recovery treats them as the end anyway.
+    fn drop(&mut self) {
+        if let Some(t) = &mut self.tail
+            && t.size > t.len
+        {
+            t.map = None;
+            let _ = self.file.set_len(t.len);
+        }
     }
 }

@@ -173,11 +173,20 @@ impl SimStorage {
                 Crash::Process => i.data.clone(),
                 Crash::PowerLoss => i.synced.clone(),
                 Crash::PowerLossPrefix(_) => {
-                    let mut d = i.synced.clone();
-                    if i.data.len() > d.len() && i.data.starts_with(&d) {
-                        let extra = i.data.len() - d.len();
-                        let keep = (next() % (extra as u64 + 1)) as usize;
-                        d.extend_from_slice(&i.data[i.synced.len()..i.synced.len() + keep]);
+                    // Some prefix of the changes since the last sync reached the disk:
+                    // the current bytes up to a point, then what was synced. (Appends
+                    // change the file only after its old end or over reserved zeros.)
+                    let same = i
+                        .data
+                        .iter()
+                        .zip(&i.synced)
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    let extra = i.data.len() - same;
+                    let keep = same + (next() % (extra as u64 + 1)) as usize;
+                    let mut d = i.data[..keep].to_vec();
+                    if i.synced.len() > keep {
+                        d.extend_from_slice(&i.synced[keep..]);
                     }
                     d
                 }
@@ -335,9 +344,14 @@ impl Storage for SimStorage {
                 ino
             }
         };
+        // Appending handles reserve space after their data as `FsStorage` does.
+        let tail = matches!(mode, OpenMode::Append | OpenMode::CreateNew)
+            .then(|| s.inodes[&ino].data.len() as u64);
         Ok(Box::new(SimFile {
             storage: self.clone(),
             ino,
+            tail,
+            appended: false,
         }))
     }
 
@@ -384,10 +398,38 @@ impl Drop for LockGuard {
     }
 }
 
+/// How far an appending [`SimFile`] grows its file ahead of the data: small, so that
+/// tests cross the reserved space's end often.
+const SIM_RESERVE: usize = 256;
+
 #[derive(Debug)]
 struct SimFile {
     storage: SimStorage,
     ino: u64,
+    /// For appending handles, where the data ends; like `FsStorage`, the file then
+    /// holds up to [`SIM_RESERVE`] zero bytes after it, until trimmed.
+    tail: Option<u64>,
+    /// Whether this handle appended before: like `FsStorage`, the first append of a
+    /// handle reserves nothing.
+    appended: bool,
+}
+
+impl Drop for SimFile {
+    /// Trims the reserved bytes, as `FsStorage` does; not after a crash (the process is
+    /// gone) and not counted as an operation: a crash just before it leaves the same
+    /// records.
+    fn drop(&mut self) {
+        let Some(t) = self.tail else { return };
+        let mut s = self.storage.state.lock();
+        if s.crashed {
+            return;
+        }
+        if let Some(inode) = s.inodes.get_mut(&self.ino)
+            && inode.data.len() > t as usize
+        {
+            inode.data.truncate(t as usize);
+        }
+    }
 }
 
 impl StorageFile for SimFile {
@@ -412,17 +454,26 @@ impl StorageFile for SimFile {
         }
         let short = s.begin(Op::Write)?;
         let data = &mut s.inodes.get_mut(&self.ino).expect("inode").data;
-        match short {
-            None => {
-                data.extend_from_slice(buf);
-                Ok(())
-            }
-            Some(n) => {
-                let n = if n == usize::MAX { buf.len() / 2 } else { n };
-                data.extend_from_slice(&buf[..n.min(buf.len())]);
-                Err(errno(ENOSPC))
+        let at = self.tail.map_or(data.len(), |t| t as usize);
+        let (n, res) = match short {
+            None => (buf.len(), Ok(())),
+            Some(usize::MAX) => (buf.len() / 2, Err(errno(ENOSPC))),
+            Some(n) => (n.min(buf.len()), Err(errno(ENOSPC))),
+        };
+        // Written over the reserved zero bytes; past them, the file grows (as `pwrite`
+        // does) and, if the write completed, reserves more (FsStorage's new window).
+        let end = at + n;
+        let overlap = end.min(data.len()).saturating_sub(at);
+        data[at..at + overlap].copy_from_slice(&buf[..overlap]);
+        data.extend_from_slice(&buf[overlap..n]);
+        let first = !std::mem::replace(&mut self.appended, true);
+        if let Some(t) = &mut self.tail {
+            *t = end as u64;
+            if res.is_ok() && overlap < n && !first {
+                data.resize(end + SIM_RESERVE, 0);
             }
         }
+        res
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -432,11 +483,17 @@ impl StorageFile for SimFile {
         }
         let inode = s.inodes.get_mut(&self.ino).expect("inode");
         inode.data.resize(len as usize, 0);
+        if let Some(t) = &mut self.tail {
+            *t = len;
+        }
         Ok(())
     }
 
     fn size(&self) -> io::Result<u64> {
-        Ok(self.storage.state.lock().inodes[&self.ino].data.len() as u64)
+        match self.tail {
+            Some(t) => Ok(t),
+            None => Ok(self.storage.state.lock().inodes[&self.ino].data.len() as u64),
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {
