@@ -11,10 +11,14 @@
 //! Acknowledgements work the same way with the journal: entries hold absolute counts, so
 //! one entry with the newest count covers every `task_done` that came before it.
 
-use crate::engine::{Engine, write_frames};
+use crate::engine::{Engine, Journal, write_frames};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
 use parking_lot::{Condvar, MutexGuard};
+
+/// Batches up to this size are written without releasing the queue lock, unless a sync
+/// follows (which is where sharing the work with other callers pays).
+const LOCKED_WRITE: usize = 64 * 1024;
 
 /// The condition variables a leader signals.
 #[derive(Debug, Default)]
@@ -29,6 +33,14 @@ pub(crate) struct Signals {
 pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
     while e.pending_count > 0 {
         e.check()?;
+        if !e.synced() && e.pending.len() <= LOCKED_WRITE {
+            // Without a sync an append is a copy into the mapped reserve (FORMAT.md
+            // §Preallocation): cheaper than letting go of the lock and taking it again.
+            e.write_pending_locked()?;
+            sig.progress.notify_all();
+            sig.not_empty.notify_all();
+            continue;
+        }
         let mut w = e.writer.take().expect("writer is home");
         let spare = std::mem::take(&mut e.spare);
         let batch = std::mem::replace(&mut e.pending, spare);
@@ -58,7 +70,7 @@ pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result
         let singles = std::mem::take(&mut e.singles_unwritten);
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
-        let res = MutexGuard::unlocked(e, || {
+        let append = |j: &mut Journal| -> std::io::Result<()> {
             let head_entry = AckEntry::Head(head).encode();
             let buf = if singles.is_empty() {
                 // The common case, without an allocation.
@@ -77,7 +89,14 @@ pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result
                 j.file.sync_data()?;
             }
             Ok(())
-        });
+        };
+        // Without a sync the append is a copy into the mapped reserve: done under the
+        // lock, as for small writes.
+        let res = if sync {
+            MutexGuard::unlocked(e, || append(&mut j))
+        } else {
+            append(&mut j)
+        };
         let res = res.map_err(|err| Error::io("append to", &j.path, err));
         let full = j.len >= e.journal_limit;
         e.journal = Some(j);
