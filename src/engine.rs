@@ -20,7 +20,7 @@ pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 pub(crate) const ACK_BATCH: u64 = 4096;
 /// The journal is folded into `info` (a checkpoint) once it reaches this size, which
 /// bounds what recovery reads.
-pub(crate) const JOURNAL_LIMIT: u64 = 64 * 1024;
+pub(crate) const JOURNAL_LIMIT: u64 = 256 * 1024;
 
 pub(crate) const INFO: &str = "info";
 pub(crate) const INFO_TMP: &str = "info.tmp";
@@ -71,6 +71,10 @@ pub(crate) struct Engine {
     pub(crate) writer: Option<Writer>,
     /// The writer's chunk number, also while it is out.
     pub(crate) writer_chunk: u64,
+    /// Where the published records of the writer's chunk end (a byte offset): the reader
+    /// reads no further in that chunk, so it never reads the reserved zeros after them
+    /// (FORMAT.md §Preallocation), nor a frame being written.
+    pub(crate) writer_end: u64,
     pub(crate) reader: ChunkReader,
     /// `None` while an acknowledgement leader has it out.
     pub(crate) journal: Option<Journal>,
@@ -180,6 +184,14 @@ impl Engine {
         Ok(self.accepted() - 1)
     }
 
+    /// The reader's next record, not looking past the published end of the writer's
+    /// chunk.
+    fn reader_next(&mut self) -> Result<Next> {
+        let limit = (self.reader.chunk == self.writer_chunk).then_some(self.writer_end);
+        self.reader.set_limit(limit);
+        self.reader.next()
+    }
+
     /// Finds the next record without consuming it.
     pub(crate) fn peek(&mut self) -> Result<Peeked> {
         self.check()?;
@@ -188,7 +200,7 @@ impl Engine {
             if self.reader.chunk < self.writer_chunk && self.next_chunk_first() == Some(self.read) {
                 // The chunk must end here: a record after the point where the next chunk
                 // starts is not one diskq wrote, and skipping it would later delete it.
-                match self.reader.next()? {
+                match self.reader_next()? {
                     Next::End => {}
                     Next::Frame { .. } | Next::Damaged { .. } => {
                         return Err(Error::corrupt(
@@ -204,7 +216,7 @@ impl Engine {
                 self.enter(self.reader.chunk + 1)?;
                 continue;
             }
-            match self.reader.next()? {
+            match self.reader_next()? {
                 Next::Frame { payload, len } => return Ok(Peeked { payload, len }),
                 Next::Damaged { detail } => {
                     return Err(Error::corrupt(
@@ -364,7 +376,7 @@ impl Engine {
                 if !probe {
                     return;
                 }
-                let at_end = matches!(self.reader.next(), Ok(Next::End));
+                let at_end = matches!(self.reader_next(), Ok(Next::End));
                 // Any damage is reported by the reader when a get gets there.
                 if !at_end || self.enter(self.chunks[1].no).is_err() {
                     return;
@@ -419,6 +431,9 @@ impl Engine {
         res: Result<Vec<ChunkMeta>>,
     ) -> Result<()> {
         self.writer_chunk = w.chunk;
+        if res.is_ok() {
+            self.writer_end = w.written;
+        }
         self.writer = Some(w);
         self.writing = 0;
         batch.clear();

@@ -36,6 +36,9 @@ pub(crate) struct ChunkReader {
     /// Index in `buf` of the next record.
     pos: usize,
     end: usize,
+    /// The file offset not to read past (the published end of the writer's chunk), or
+    /// `None` for the end of the file.
+    limit: Option<u64>,
 }
 
 impl ChunkReader {
@@ -76,7 +79,20 @@ impl ChunkReader {
             buf_off: CHUNK_HEADER_LEN as u64,
             pos: 0,
             end: 0,
+            limit: None,
         })
+    }
+
+    /// Reads no further than `limit` from now on (`None`: to the end of the file).
+    /// Bytes already buffered beyond a lower limit are dropped.
+    pub(crate) fn set_limit(&mut self, limit: Option<u64>) {
+        if let Some(l) = limit {
+            let buffered_end = self.buf_off + self.end as u64;
+            if buffered_end > l {
+                self.end = (l.saturating_sub(self.buf_off) as usize).max(self.pos);
+            }
+        }
+        self.limit = limit;
     }
 
     /// File offset of the next record.
@@ -104,8 +120,13 @@ impl ChunkReader {
                 self.buf.resize(grown, 0);
             }
             let at = self.buf_off + self.end as u64;
+            let upto = match self.limit {
+                Some(l) if l <= at => break, // as far as this chunk is published
+                Some(l) => self.buf.len().min(self.end + (l - at) as usize),
+                None => self.buf.len(),
+            };
             let n = loop {
-                match self.file.read_at(&mut self.buf[self.end..], at) {
+                match self.file.read_at(&mut self.buf[self.end..upto], at) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     r => break r.map_err(|e| Error::io("read", &self.path, e))?,
                 }

@@ -319,6 +319,7 @@ pub(crate) fn open(
         journal_limit: opts.journal_limit,
         chunks: meta,
         writer_chunk: engine_writer.chunk,
+        writer_end: engine_writer.written,
         written: engine_writer.first_seq + engine_writer.count,
         writer: Some(engine_writer),
         reader: head,

@@ -898,7 +898,7 @@ fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Bui
     let tail_chunk = out.finish()?;
 
     let acks = d.join(staged(ACKS));
-    let f = st
+    let mut f = st
         .open(&acks, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &acks, e))?;
     f.sync_data().map_err(|e| Error::io("sync", &acks, e))?;

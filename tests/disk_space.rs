@@ -182,10 +182,12 @@ fn journal_stays_bounded_without_rollovers() {
         q.task_done().unwrap();
         if i.is_multiple_of(1000) {
             let acks = fs::metadata(tmp.path().join("acks")).unwrap().len();
-            assert!(acks <= 128 * 1024, "acks journal is {acks} bytes");
+            // Folded at 256 KiB; the file may hold up to half as much again of zero
+            // bytes reserved for more entries (FORMAT.md §Preallocation).
+            assert!(acks <= 384 * 1024 + 64, "acks journal is {acks} bytes");
         }
     }
     assert_eq!(chunk_count(tmp.path()), 1);
     q.close().unwrap();
-    assert!(fs::metadata(tmp.path().join("acks")).unwrap().len() <= 128 * 1024);
+    assert_eq!(fs::metadata(tmp.path().join("acks")).unwrap().len(), 0);
 }

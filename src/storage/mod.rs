@@ -57,7 +57,7 @@ pub trait StorageFile: Send + Sync + Debug {
     /// The file's length in bytes.
     fn size(&self) -> io::Result<u64>;
     /// `fdatasync`: the file's data (and its length) on stable storage.
-    fn sync_data(&self) -> io::Result<()>;
+    fn sync_data(&mut self) -> io::Result<()>;
 }
 
 /// Reads until `buf` is full or the file ends; returns the count read.

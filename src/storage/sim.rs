@@ -352,6 +352,7 @@ impl Storage for SimStorage {
             ino,
             tail,
             appended: false,
+            synced: false,
         }))
     }
 
@@ -412,6 +413,8 @@ struct SimFile {
     /// Whether this handle appended before: like `FsStorage`, the first append of a
     /// handle reserves nothing.
     appended: bool,
+    /// Whether this handle was synced: it then reserves nothing.
+    synced: bool,
 }
 
 impl Drop for SimFile {
@@ -469,7 +472,7 @@ impl StorageFile for SimFile {
         let first = !std::mem::replace(&mut self.appended, true);
         if let Some(t) = &mut self.tail {
             *t = end as u64;
-            if res.is_ok() && overlap < n && !first {
+            if res.is_ok() && overlap < n && !first && !self.synced {
                 data.resize(end + SIM_RESERVE, 0);
             }
         }
@@ -496,12 +499,19 @@ impl StorageFile for SimFile {
         }
     }
 
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&mut self) -> io::Result<()> {
         let mut s = self.storage.state.lock();
         if s.begin(Op::Sync)?.is_some() {
             return Err(errno(EIO));
         }
         let inode = s.inodes.get_mut(&self.ino).expect("inode");
+        // Like `FsStorage`: a synced handle gives back its reserve and reserves no more.
+        if let Some(t) = self.tail
+            && !self.synced
+        {
+            self.synced = true;
+            inode.data.truncate(t as usize);
+        }
         inode.synced = inode.data.clone();
         Ok(())
     }
