@@ -31,7 +31,29 @@ pub(crate) struct Signals {
 
 /// Writes pending frames until none are left. The writer must be home.
 pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
-    while e.pending_count > 0 {
+    lead_writes_until(e, sig, u64::MAX)
+}
+
+/// Waits until item `seq` is written, leading whenever the writer is home: a caller
+/// whose frame is pending becomes the next leader as soon as the last one is done.
+pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) -> Result<()> {
+    while e.written <= seq {
+        e.check()?;
+        if e.writer.is_some() {
+            lead_writes_until(e, sig, seq)?;
+        } else {
+            sig.progress.wait(e);
+        }
+    }
+    Ok(())
+}
+
+/// Writes pending frames until item `seq` is written (or none are left). Frames that
+/// arrived meanwhile are left to their callers, one of whom leads next, so that a
+/// leader does not keep writing (and syncing) for others while its own call could
+/// return.
+fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) -> Result<()> {
+    while e.pending_count > 0 && e.written <= seq {
         e.check()?;
         if !e.synced() && e.pending.len() <= LOCKED_WRITE {
             // Without a sync an append is a copy into the mapped reserve (FORMAT.md
@@ -64,7 +86,30 @@ pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Resu
 /// Journals acknowledgements until the journal holds the newest state. The journal must
 /// be home.
 pub(crate) fn lead_acks(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
-    while e.ack_gen_written < e.ack_gen {
+    lead_acks_until(e, sig, u64::MAX)
+}
+
+/// Waits until acknowledging call `generation` is journaled, leading whenever the
+/// journal is home (as `write_through` does for items).
+pub(crate) fn journal_through(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+    generation: u64,
+) -> Result<()> {
+    while e.ack_gen_written < generation {
+        e.check()?;
+        if e.journal.is_some() {
+            lead_acks_until(e, sig, generation)?;
+        } else {
+            sig.progress.wait(e);
+        }
+    }
+    Ok(())
+}
+
+/// Journals acknowledgements until call `generation` is journaled (or all are).
+fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u64) -> Result<()> {
+    while e.ack_gen_written < e.ack_gen && e.ack_gen_written < generation {
         e.check()?;
         let (head, gen_) = (e.acked, e.ack_gen);
         let singles = std::mem::take(&mut e.singles_unwritten);

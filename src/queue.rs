@@ -1,7 +1,7 @@
 //! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
 //! variables.
 
-use crate::commit::{Signals, lead_acks, lead_writes, wait_idle};
+use crate::commit::{Signals, journal_through, lead_acks, lead_writes, wait_idle, write_through};
 use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
@@ -237,15 +237,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             self.sig.not_empty.notify_one();
             return Ok(());
         }
-        if e.writer.is_some() {
-            lead_writes(&mut e, &self.sig)?;
-        }
-        // A leader is writing our frame (or already has).
-        while e.written <= seq {
-            e.check()?;
-            self.sig.progress.wait(&mut e);
-        }
-        Ok(())
+        // As leader, or waiting for one (who may hand over to us).
+        write_through(&mut e, &self.sig, seq)
     }
 
     /// Removes and returns the oldest item, blocking while the queue is empty.
@@ -498,14 +491,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let last = e.enqueue_many(&frames[from..ends[upto - 1]], (upto - done) as u64)?;
             from = ends[upto - 1];
             done = upto;
-            if self.durability != Durability::Buffered || e.pending.len() >= WRITE_BATCH {
-                if e.writer.is_some() {
-                    lead_writes(&mut e, &self.sig)?;
-                }
-                while self.durability != Durability::Buffered && e.written <= last {
-                    e.check()?;
-                    self.sig.progress.wait(&mut e);
-                }
+            if self.durability != Durability::Buffered {
+                write_through(&mut e, &self.sig, last)?;
+            } else if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
+                lead_writes(&mut e, &self.sig)?;
             }
             self.sig.not_empty.notify_all();
         }
@@ -646,14 +635,8 @@ impl<T> Queue<T> {
                 lead_acks(&mut e, &self.sig)?;
             }
         } else {
-            if e.journal.is_some() {
-                lead_acks(&mut e, &self.sig)?;
-            }
-            // A leader is journaling our acknowledgement (or already has).
-            while e.ack_gen_written < generation {
-                e.check()?;
-                self.sig.progress.wait(&mut e);
-            }
+            // As leader, or waiting for one (who may hand over to us).
+            journal_through(&mut e, &self.sig, generation)?;
         }
         let done = e.unfinished() == 0;
         drop(e);
