@@ -431,7 +431,13 @@ impl Engine {
         res: Result<Vec<ChunkMeta>>,
     ) -> Result<()> {
         self.writer_chunk = w.chunk;
-        if res.is_ok() {
+        if let Ok(started) = &res {
+            if started.is_empty() && self.reader.chunk == w.chunk {
+                // A reader that has read up to where this batch begins takes it from
+                // memory instead of reading it back from the file.
+                let at = w.written - batch.len() as u64;
+                self.reader.feed(at, &batch);
+            }
             self.writer_end = w.written;
         }
         self.writer = Some(w);

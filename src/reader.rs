@@ -95,6 +95,33 @@ impl ChunkReader {
         self.limit = limit;
     }
 
+    /// Takes `bytes`, just appended to this chunk at file offset `at`, into the buffer if
+    /// the buffer ends exactly there: a consumer that keeps up with the producer then
+    /// does not read every record back from the file. The caller vouches that `bytes`
+    /// are the file's bytes at `at`.
+    pub(crate) fn feed(&mut self, at: u64, bytes: &[u8]) {
+        if self.buf_off + self.end as u64 != at || bytes.is_empty() {
+            return;
+        }
+        if self.end + bytes.len() > self.buf.len() {
+            // Drop what was consumed; grow at most to the read-ahead size (larger
+            // batches are read from the file when needed).
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.buf_off += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+            let need = self.end + bytes.len();
+            if need > self.buf.len() {
+                if need > READ_AHEAD.max(self.buf.len()) {
+                    return;
+                }
+                self.buf.resize(need.max(READ_AHEAD.min(need * 2)), 0);
+            }
+        }
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
     /// File offset of the next record.
     pub(crate) fn offset(&self) -> u64 {
         self.buf_off + self.pos as u64
