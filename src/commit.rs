@@ -1,12 +1,16 @@
-//! Group commit: how appends reach the files without holding the queue lock.
+//! Group commit: how appends reach the files, shared between concurrent callers.
 //!
 //! A `put` accepts its frame into the engine's pending buffer under the lock. If no write
-//! is under way, the caller becomes the *leader*: it takes the writer and the whole pending
-//! buffer out of the engine, releases the lock, writes the batch with one `write` (and one
-//! `fdatasync` at the synced level), takes the lock again, publishes the items, and goes
-//! on while more frames arrived meanwhile. Callers that find a write under way are
-//! *followers*: they wait until their frame is published. Concurrent puts thus share one
-//! write and one sync, and consumers keep getting while a write is in the kernel.
+//! is under way, the caller becomes the *leader*. When a sync follows (or the batch is
+//! large) it takes the writer and the whole pending buffer out of the engine, releases
+//! the lock, writes the batch with one append (and one `fdatasync` at the synced level),
+//! takes the lock again and publishes the items; without a sync a small batch is only a
+//! copy into the mapped reserve, done under the lock. The leader goes on while more
+//! frames arrived meanwhile, until its own frame is published, then returns: a caller
+//! whose frame is still pending leads next. Callers that find a write under way are
+//! *followers*: they wait until their frame is published or they can lead. Concurrent
+//! puts thus share one write and one sync, and consumers keep getting while a sync is
+//! in the kernel.
 //!
 //! Acknowledgements work the same way with the journal: entries hold absolute counts, so
 //! one entry with the newest count covers every `task_done` that came before it.
