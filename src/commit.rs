@@ -84,7 +84,7 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
         res?;
         sig.not_empty.notify_all();
     }
-    checkpoint_if_due(e)
+    checkpoint_if_due(e, sig)
 }
 
 /// Journals acknowledgements until the journal holds the newest state. The journal must
@@ -158,13 +158,21 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
     }
-    checkpoint_if_due(e)
+    checkpoint_if_due(e, sig)
 }
 
 /// Runs a wanted checkpoint once no leader has a file out.
-fn checkpoint_if_due(e: &mut MutexGuard<'_, Engine>) -> Result<()> {
+fn checkpoint_if_due(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
     if e.checkpoint_wanted && e.writer.is_some() && e.journal.is_some() {
-        e.checkpoint()?;
+        let written = e.written;
+        let res = e.checkpoint();
+        if e.written != written {
+            // The checkpoint wrote frames pending for other callers (a leader returns once
+            // its own item is written): wake them, and consumers, as a leader would.
+            sig.progress.notify_all();
+            sig.not_empty.notify_all();
+        }
+        res?;
     }
     Ok(())
 }
