@@ -13,9 +13,12 @@ use std::time::Duration;
 const MIN_WINDOW: u64 = 64 * 1024;
 /// ... doubling with the file up to this many.
 const MAX_WINDOW: u64 = 1 << 20;
-/// Appends at least this large go through `pwrite`: one syscall is nothing next to
-/// copying them, and the window stays small.
-const BIG_APPEND: usize = 256 * 1024;
+/// Appends at least this large (batches) go through `pwrite`: the syscall is amortized,
+/// and the kernel fills fresh page-cache pages for less than faulting them in through a
+/// mapping (W1 at `Buffered`, 64 KiB batches: 4.6-6.8 M puts/s with `pwrite` above
+/// 8 KiB against 3.7-5.4 M/s through the mapping, same session; single 4 KiB items stay
+/// faster through the mapping).
+const BIG_APPEND: usize = 16 * 1024;
 
 /// How long `try_lock` retries a lock that looks held (see there).
 const LOCK_PATIENCE: Duration = Duration::from_millis(100);
@@ -153,8 +156,14 @@ impl FsFile {
         if let Some(map) = &mut t.map
             && end <= t.map_at + map.len() as u64
         {
-            let at = (t.len - t.map_at) as usize;
-            copy_ascending(&mut map[at..at + buf.len()], buf);
+            if buf.len() >= BIG_APPEND {
+                // Into the window's pages, but by `pwrite` (see BIG_APPEND); the rest of
+                // the window stays mapped for the next small append.
+                file.write_all_at(buf, t.len)?;
+            } else {
+                let at = (t.len - t.map_at) as usize;
+                copy_ascending(&mut map[at..at + buf.len()], buf);
+            }
             t.len = end;
             return Ok(());
         }
