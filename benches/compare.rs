@@ -185,8 +185,8 @@ fn rate(n: usize, d: Duration) -> f64 {
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
     Diskq(Durability),
-    /// diskq at the default level, storing `Item` (one byte string) instead of `Vec<u8>`.
-    DiskqBytes,
+    /// diskq storing `Item` (one byte string) instead of `Vec<u8>`.
+    DiskqBytes(Durability),
     /// `std::fs::File`: append + `fdatasync` per put, nothing else (W4's floor).
     RawFile,
     /// `sync_writes`: fdatasync after every write (the crate's default), or not.
@@ -209,6 +209,8 @@ use Backend::*;
 const BUFFERED: Backend = Diskq(Durability::Buffered);
 const WRITTEN: Backend = Diskq(Durability::Written);
 const SYNCED: Backend = Diskq(Durability::Synced);
+const BYTES: Backend = DiskqBytes(Durability::Written);
+const BYTES_BUFFERED: Backend = DiskqBytes(Durability::Buffered);
 const QF: Backend = QFile { sync: false };
 const QF_SYNC: Backend = QFile { sync: true };
 const YAQUE: Backend = Yaque { every_ack: false };
@@ -221,7 +223,8 @@ impl Backend {
             Diskq(Durability::Written) => "diskq Written",
             Diskq(Durability::Synced) => "diskq Synced",
             Diskq(_) => "diskq (other level)",
-            DiskqBytes => "diskq Written, bytes codec",
+            DiskqBytes(Durability::Buffered) => "diskq Buffered, bytes codec",
+            DiskqBytes(_) => "diskq Written, bytes codec",
             RawFile => "std File write + fdatasync (floor)",
             QFile { sync: false } => "queue-file (sync_writes off)",
             QFile { sync: true } => "queue-file (sync_writes on)",
@@ -247,7 +250,8 @@ impl Backend {
             Diskq(Durability::Buffered) => "diskq-buffered",
             Diskq(Durability::Synced) => "diskq-synced",
             Diskq(_) => "diskq-written",
-            DiskqBytes => "diskq-written-bytes",
+            DiskqBytes(Durability::Buffered) => "diskq-buffered-bytes",
+            DiskqBytes(_) => "diskq-written-bytes",
             RawFile => "raw-file",
             QFile { sync: false } => "queue-file",
             QFile { sync: true } => "queue-file-sync",
@@ -264,7 +268,8 @@ impl Backend {
             BUFFERED,
             WRITTEN,
             SYNCED,
-            DiskqBytes,
+            BYTES_BUFFERED,
+            BYTES,
             QF,
             QF_SYNC,
             YAQUE,
@@ -281,7 +286,9 @@ impl Backend {
     fn open(self, dir: &Path) -> Store {
         match self {
             Diskq(level) => Store::Diskq(Options::new().durability(level).open(dir).unwrap()),
-            DiskqBytes => Store::DiskqBytes(Queue::open(dir).unwrap()),
+            DiskqBytes(level) => {
+                Store::DiskqBytes(Options::new().durability(level).open(dir).unwrap())
+            }
             RawFile => unreachable!("the raw file is only W4's floor"),
             DiskqChannel => unreachable!("the channel is only in W2"),
             QFile { sync } => {
@@ -550,7 +557,7 @@ const CODEC_NOTE: &str = "payload as one serde byte string (as serde_bytes does)
 
 fn ack_note(b: Backend) -> &'static str {
     match b {
-        DiskqBytes => CODEC_NOTE,
+        DiskqBytes(_) => CODEC_NOTE,
         YAQUE => "position saved every 250th commit (default)",
         YAQUE_EVERY_ACK => "position saved on every commit",
         QFile { .. } => "peek + remove",
@@ -568,7 +575,11 @@ fn fill_drain_rows(label: &str, backends: &[Backend], n: usize, size: usize) -> 
     let results = rounds(&tag, backends, |b| fill_drain(b, n, &pool));
     let mut rows = Vec::new();
     for (&b, [put, get]) in backends.iter().zip(results) {
-        let put_note = if b == DiskqBytes { CODEC_NOTE } else { "" };
+        let put_note = if matches!(b, DiskqBytes(_)) {
+            CODEC_NOTE
+        } else {
+            ""
+        };
         rows.push(
             Row::new(format!("{label} put"), b, size)
                 .rate(put)
@@ -614,7 +625,10 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
             let q = Options::new().durability(level).open(dir.path()).unwrap();
             diskq_interleaved(q, n, |i| &item(i).0)
         }
-        DiskqBytes => diskq_interleaved(Queue::open(dir.path()).unwrap(), n, item),
+        DiskqBytes(level) => {
+            let q = Options::new().durability(level).open(dir.path()).unwrap();
+            diskq_interleaved(q, n, item)
+        }
         QFile { sync } => {
             // Not thread-safe: a Mutex, and a Condvar so the consumer can block on empty.
             let mut qf = QueueFile::open(dir.path().join("queue")).unwrap();
@@ -704,7 +718,8 @@ fn w2(n: usize) -> Vec<Row> {
     let backends = [
         BUFFERED,
         WRITTEN,
-        DiskqBytes,
+        BYTES_BUFFERED,
+        BYTES,
         DiskqChannel,
         QF,
         YAQUE,
@@ -901,14 +916,23 @@ fn batches(backend: Backend, n: usize, pool: &[Item]) -> [f64; 2] {
 
 fn w6(n: usize) -> Vec<Row> {
     let pool = payloads(SMALL);
-    let backends = [BUFFERED, WRITTEN, DiskqBytes, QF, YAQUE, Crossbeam, Mpsc];
+    let backends = [
+        BUFFERED,
+        WRITTEN,
+        BYTES_BUFFERED,
+        BYTES,
+        QF,
+        YAQUE,
+        Crossbeam,
+        Mpsc,
+    ];
     let results = rounds(&format!("W6 ({n} items)"), &backends, |b| {
         batches(b, n, &pool)
     });
     let mut rows = Vec::new();
     for (&b, [put, get]) in backends.iter().zip(results) {
         let (put_note, get_note) = match b {
-            Diskq(_) | DiskqBytes => ("put_many", "get_many + task_done_n"),
+            Diskq(_) | DiskqBytes(_) => ("put_many", "get_many + task_done_n"),
             QFile { .. } => ("add_n", "iter().take + remove_n"),
             Yaque { .. } => ("send_batch", "recv_batch_up_to + commit"),
             _ => ("one message = one Vec of 1,000", "recv of one Vec"),
@@ -1078,7 +1102,16 @@ fn main() {
     if want("w1") {
         rows.extend(fill_drain_rows(
             "W1",
-            &[BUFFERED, WRITTEN, DiskqBytes, QF, YAQUE, Crossbeam, Mpsc],
+            &[
+                BUFFERED,
+                WRITTEN,
+                BYTES_BUFFERED,
+                BYTES,
+                QF,
+                YAQUE,
+                Crossbeam,
+                Mpsc,
+            ],
             n1,
             SMALL,
         ));
@@ -1106,7 +1139,16 @@ fn main() {
     if want("w3") {
         rows.extend(fill_drain_rows(
             "W3",
-            &[BUFFERED, WRITTEN, DiskqBytes, QF, YAQUE, Crossbeam, Mpsc],
+            &[
+                BUFFERED,
+                WRITTEN,
+                BYTES_BUFFERED,
+                BYTES,
+                QF,
+                YAQUE,
+                Crossbeam,
+                Mpsc,
+            ],
             n3,
             LARGE,
         ));
