@@ -200,11 +200,12 @@ impl FsFile {
             t.size = want;
         }
         // SAFETY: `MmapMut` hands out `&mut [u8]` into the file's pages, which is sound as
-        // long as nothing else writes those pages or shrinks the file while mapped. In
-        // this process, the mapped range `t.len..want` is written only through this map:
-        // other handles of the queue only read (`read_at` copies out, no references to
-        // the mapping escape), and `set_len` and `drop` unmap before they shrink the
-        // file. Other processes are kept out of the directory by the queue's lock
+        // long as nothing else writes those pages while a slice of them is alive, and
+        // nothing shrinks the file while mapped. In this process, the mapped range
+        // `t.len..want` is written only through this map (each slice lives for one copy in
+        // `append_to_tail`) or by this handle's `pwrite` when no slice exists; other
+        // handles of the queue only read (`read_at` copies out, no references to the
+        // mapping escape), and `set_len` and `drop` unmap before they shrink the file. Other processes are kept out of the directory by the queue's lock
         // (`.lock`, FORMAT.md §Assumptions); one that ignores it and truncates the file
         // gets this process killed by `SIGBUS`, not memory unsafety.
         let map = unsafe {
