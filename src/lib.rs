@@ -140,6 +140,31 @@
 //! | `Written` (default)       | into the page cache (the OS)     | yes                        | no                  |
 //! | `Synced`                  | `fdatasync(2)` (and directory sync) | yes                     | yes                 |
 //!
+//! ## Performance
+//!
+//! At the default level a `put` or `task_done` makes no system call: the newest chunk file
+//! is grown ahead of its data and records are copied into a shared mapping of that space,
+//! which puts them in the kernel's page cache as `write(2)` would. On a 2-core VM that is
+//! about 2.5 M puts/s and 2.5 M acknowledged gets/s of 64-byte items from one thread, and
+//! 1 M items/s from a producer to a consumer thread; `put_many`, `get_many` and
+//! `task_done_n` amortize the locking further. BENCHMARKS.md in the repository compares
+//! diskq with other queues.
+//!
+//! Store raw bytes as one byte string (the `serde_bytes` crate does that), not as a plain
+//! `Vec<u8>`, which serde encodes one element at a time: the same bytes on disk,
+//! 1.1–5.6× faster in those benchmarks.
+//!
+//! ```
+//! #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+//! struct Blob(#[serde(with = "serde_bytes")] Vec<u8>); // or serde_bytes::ByteBuf
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let q: diskq::Queue<Blob> = diskq::Queue::open(dir.path())?;
+//! q.put(&Blob(vec![1, 2, 3]))?;
+//! assert_eq!(q.get()?, Blob(vec![1, 2, 3]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## On disk
 //!
 //! A queue directory holds `info` (a checkpoint), chunk files `q00000`, `q00001`, ... of
