@@ -19,6 +19,7 @@ use crate::engine::{Engine, Journal, write_frames};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
 use parking_lot::{Condvar, MutexGuard};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// Batches up to this size are written without releasing the queue lock, unless a sync
 /// follows (which is where sharing the work with other callers pays).
@@ -57,6 +58,7 @@ pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: 
 /// leader does not keep writing (and syncing) for others while its own call could
 /// return.
 fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) -> Result<()> {
+    let _wake = WakeOnPanic(sig);
     while e.pending_count > 0 && e.written <= seq {
         e.check()?;
         if !e.synced() && e.pending.len() <= LOCKED_WRITE {
@@ -77,8 +79,20 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
         let (storage, dir, chunk_size, sync) =
             (e.storage.clone(), e.dir.clone(), e.chunk_size, e.synced());
         let res = MutexGuard::unlocked(e, || {
-            write_frames(&*storage, &dir, &mut w, &batch, chunk_size, sync)
+            catch_unwind(AssertUnwindSafe(|| {
+                write_frames(&*storage, &dir, &mut w, &batch, chunk_size, sync)
+            }))
         });
+        let res = match res {
+            Ok(res) => res,
+            Err(panic) => {
+                // The write panicked: give the writer back so that nobody waits for it,
+                // poison (the file's state is unknown), and let the panic go on.
+                e.writer = Some(w);
+                e.poisoned = true;
+                resume_unwind(panic);
+            }
+        };
         let res = e.writer_home(w, batch, n, res);
         sig.progress.notify_all();
         res?;
@@ -113,6 +127,7 @@ pub(crate) fn journal_through(
 
 /// Journals acknowledgements until call `generation` is journaled (or all are).
 fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u64) -> Result<()> {
+    let _wake = WakeOnPanic(sig);
     while e.ack_gen_written < e.ack_gen && e.ack_gen_written < generation {
         e.check()?;
         let (head, gen_) = (e.acked, e.ack_gen);
@@ -141,10 +156,20 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         };
         // Without a sync the append is a copy into the mapped reserve: done under the
         // lock, as for small writes.
+        let guarded = |j: &mut Journal| catch_unwind(AssertUnwindSafe(|| append(j)));
         let res = if sync {
-            MutexGuard::unlocked(e, || append(&mut j))
+            MutexGuard::unlocked(e, || guarded(&mut j))
         } else {
-            append(&mut j)
+            guarded(&mut j)
+        };
+        let res = match res {
+            Ok(res) => res,
+            Err(panic) => {
+                // As for writes: the journal goes home, the queue is poisoned.
+                e.journal = Some(j);
+                e.poisoned = true;
+                resume_unwind(panic);
+            }
         };
         let res = res.map_err(|err| Error::io("append to", &j.path, err));
         let full = j.len >= e.journal_limit;
@@ -159,6 +184,19 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         e.delete_acked_chunks(false);
     }
     checkpoint_if_due(e, sig)
+}
+
+/// Wakes every waiter when a leader unwinds: followers then find the file home and the
+/// queue poisoned, and return `Error::Poisoned` instead of waiting for ever.
+struct WakeOnPanic<'a>(&'a Signals);
+
+impl Drop for WakeOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.progress.notify_all();
+            self.0.not_empty.notify_all();
+        }
+    }
 }
 
 /// Runs a wanted checkpoint once no leader has a file out.

@@ -411,15 +411,21 @@ impl Engine {
         let mut w = self.writer.take().expect("writer is home");
         let batch = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_count);
-        let res = write_frames(
-            &*self.storage,
-            &self.dir,
-            &mut w,
-            &batch,
-            self.chunk_size,
-            self.synced(),
-        );
-        self.writer_home(w, batch, n, res)
+        let (storage, dir, chunk_size, sync) =
+            (&*self.storage, &self.dir, self.chunk_size, self.synced());
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_frames(storage, dir, &mut w, &batch, chunk_size, sync)
+        }));
+        match res {
+            Ok(res) => self.writer_home(w, batch, n, res),
+            Err(panic) => {
+                // Give the writer back so that nobody waits for it, poison (the file's
+                // state is unknown), and let the panic go on.
+                self.writer = Some(w);
+                self.poisoned = true;
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 
     /// Takes the writer back from a batch write, registering the chunks it started.

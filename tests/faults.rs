@@ -241,3 +241,71 @@ fn failing_opens_give_errors_not_panics() {
         }
     }
 }
+
+/// Runs `f` on a thread and gives its result, failing the test if it takes longer than
+/// 10 s (a caller waiting for ever on a file a panicked leader never gave back).
+fn within_10s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the call did not return: it waits for a leader that panicked")
+}
+
+/// A panic inside a write (a bug in storage code) while other callers wait for that write:
+/// the panic reaches the leader's caller, and every waiting or later caller gets
+/// `Error::Poisoned` instead of waiting for ever. A reopen recovers what was put before.
+#[test]
+fn a_panic_in_a_write_poisons_instead_of_leaving_followers_waiting() {
+    for d in [Durability::Synced, Durability::Written] {
+        let st = SimStorage::new();
+        let q = Arc::new(open(&st, d));
+        q.put(&1).unwrap();
+        // The next write first takes 300 ms (so that a second put queues behind it),
+        // then panics.
+        st.delay_write(0, std::time::Duration::from_millis(300));
+        st.inject(Op::Write, 0, Fault::Panic);
+        let leader = {
+            let q = q.clone();
+            std::thread::spawn(move || q.put(&2))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let follower = {
+            let q = q.clone();
+            within_10s(move || q.put(&3))
+        };
+        assert!(
+            leader.join().is_err(),
+            "{d:?}: the leader's put did not panic"
+        );
+        assert!(
+            matches!(follower, Err(Error::Poisoned)),
+            "{d:?}: {follower:?}"
+        );
+        let q2 = q.clone();
+        let later = within_10s(move || q2.put(&4));
+        assert!(matches!(later, Err(Error::Poisoned)), "{d:?}: {later:?}");
+        drop(q);
+        let q = open(&st.after_crash(diskq::storage::Crash::Process), d);
+        assert_eq!(drain(&q)[0], 1, "{d:?}");
+    }
+}
+
+/// The same for an acknowledgement whose journal append panics.
+#[test]
+fn a_panic_in_a_journal_append_poisons() {
+    for d in [Durability::Synced, Durability::Written] {
+        let st = SimStorage::new();
+        let q = Arc::new(open(&st, d));
+        q.put_many(&[1, 2]).unwrap();
+        q.get().unwrap();
+        q.get().unwrap();
+        st.inject(Op::Write, 0, Fault::Panic);
+        let q1 = q.clone();
+        assert!(std::thread::spawn(move || q1.task_done()).join().is_err());
+        let q2 = q.clone();
+        let later = within_10s(move || q2.task_done());
+        assert!(matches!(later, Err(Error::Poisoned)), "{d:?}: {later:?}");
+    }
+}

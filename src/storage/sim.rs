@@ -50,6 +50,8 @@ pub enum Fault {
     Errno(i32),
     /// A write that stores only its first `n` bytes, then fails with ENOSPC.
     Short(usize),
+    /// The operation panics, as a bug in storage code would: no caller may wait for ever.
+    Panic,
 }
 
 /// What survives a simulated crash.
@@ -277,6 +279,7 @@ impl State {
             return match fault {
                 Fault::Errno(code) => Err(errno(code)),
                 Fault::Short(n) => Ok(Some(n)),
+                Fault::Panic => panic!("injected panic in {op:?}"),
             };
         }
         Ok(None)
