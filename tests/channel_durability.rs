@@ -31,18 +31,16 @@
 
 mod common;
 
-use common::XorShift;
+use common::{XorShift, kill};
 use diskq::{
     Error, OwnedDelivery, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     Sender, TryRecvError, TrySendError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, mpsc};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -745,7 +743,6 @@ struct Lines {
     p: Vec<u64>,
     /// Per consumer.
     g: Vec<Vec<u64>>,
-    errors: Vec<String>,
 }
 
 /// Runs one child from `start` and kills it; returns its lines.
@@ -757,85 +754,28 @@ fn run_child(
     stats: &mut Stats,
 ) -> Lines {
     let pace = rng.below(4);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_START, start.to_string())
-        .env(ENV_CONSUMERS, consumers.to_string())
-        .env(ENV_PACE, pace.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut lines = Lines {
-            g: vec![Vec::new(); consumers],
-            ..Lines::default()
-        };
-        let mut r = BufReader::new(stdout);
-        let mut buf = String::new();
-        loop {
-            buf.clear();
-            match r.read_line(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+    let env = [
+        (ENV_DIR, dir.display().to_string()),
+        (ENV_START, start.to_string()),
+        (ENV_CONSUMERS, consumers.to_string()),
+        (ENV_PACE, pace.to_string()),
+    ];
+    let killed = kill::run_and_kill(CHILD_TEST, &env, rng, &mut stats.ready_after, 10..=150);
+    let mut lines = Lines {
+        ready: killed.ready,
+        g: vec![Vec::new(); consumers],
+        ..Lines::default()
+    };
+    for (tag, rest) in killed.lines {
+        match tag.as_str() {
+            "P" => lines.p.push(rest.parse().unwrap()),
+            "G" => {
+                let (c, id) = rest.split_once(' ').unwrap();
+                lines.g[c.parse::<usize>().unwrap()].push(id.parse().unwrap());
             }
-            // A line cut by the kill has no newline: it proves nothing.
-            let Some(line) = buf.strip_suffix('\n') else {
-                break;
-            };
-            // The first line may follow libtest's "test sigkill_channel_child ... ".
-            let Some((_, msg)) = line.split_once('@') else {
-                continue;
-            };
-            let (tag, rest) = msg.split_once(' ').unwrap_or((msg, ""));
-            match tag {
-                "READY" => {
-                    lines.ready = true;
-                    let _ = ready_tx.send(());
-                }
-                "P" => lines.p.push(rest.parse().unwrap()),
-                "G" => {
-                    let (c, id) = rest.split_once(' ').unwrap();
-                    lines.g[c.parse::<usize>().unwrap()].push(id.parse().unwrap());
-                }
-                _ => lines.errors.push(msg.to_string()),
-            }
+            _ => panic!("the child (start {start}) printed {tag} {rest}"),
         }
-        lines
-    });
-    let spawned = Instant::now();
-    if rng.below(5) == 0 {
-        // Kill while the child starts up or recovers: aim at the end of its start-up,
-        // judging by how long the last child took to say READY.
-        let us = match stats.ready_after {
-            Some(t) => {
-                let t = t.as_micros() as u64;
-                t * 7 / 10 + rng.below(t * 35 / 100 + 1)
-            }
-            None => rng.below(8000),
-        };
-        thread::sleep(Duration::from_micros(us));
-    } else if ready_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
-        stats.ready_after = Some(spawned.elapsed());
-        thread::sleep(Duration::from_millis(10 + rng.below(141)));
     }
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let lines = reader.join().unwrap();
-    assert!(
-        lines.errors.is_empty(),
-        "the child (start {start}) reported: {:?}",
-        lines.errors
-    );
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child (start {start}) was not killed by SIGKILL but ended by itself: {status}"
-    );
     if !lines.ready {
         stats.killed_before_ready += 1;
     }
@@ -1042,7 +982,6 @@ fn checker_rejects_wrong_recoveries() {
         ready: true,
         p: vec![10, 11, 12],
         g: vec![vec![5, 10], vec![6, 11]],
-        errors: vec![],
     };
     let check = |rec: &[u64]| check_round("synthetic", &[5, 6], 10, &lines, rec);
     for ok in [
@@ -1079,7 +1018,6 @@ fn checker_rejects_wrong_recoveries() {
             ready: true,
             p: vec![10, 11, 12],
             g,
-            errors: vec![],
         };
         check_round("synthetic", &[5, 6], 10, &lines, &[12]).is_err()
     };

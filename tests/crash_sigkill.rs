@@ -39,15 +39,13 @@
 
 use diskq::{Durability, Error, Options, Queue};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, mpsc};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::XorShift;
+use common::{XorShift, kill};
 
 const CHUNK: usize = 7;
 const ENV_DIR: &str = "DISKQ_SIGKILL_DIR";
@@ -210,7 +208,6 @@ struct Lines {
     p: Vec<u64>,
     g: Vec<u64>,
     a: Vec<u64>,
-    errors: Vec<String>,
 }
 
 fn chunk_files(dir: &Path) -> usize {
@@ -235,96 +232,34 @@ fn run_child(
     stats: &mut Stats,
 ) -> Lines {
     let pace = rng.below(4);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_START, start.to_string())
-        .env(ENV_SYNCED, u64::from(synced).to_string())
-        .env(ENV_CONSUMERS, consumers.to_string())
-        .env(ENV_PACE, pace.to_string())
-        .env(ENV_BATCH, batch.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Lines::default();
-        let mut r = BufReader::new(stdout);
-        let mut buf = String::new();
-        loop {
-            buf.clear();
-            match r.read_line(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+    let env = [
+        (ENV_DIR, dir.display().to_string()),
+        (ENV_START, start.to_string()),
+        (ENV_SYNCED, u64::from(synced).to_string()),
+        (ENV_CONSUMERS, consumers.to_string()),
+        (ENV_PACE, pace.to_string()),
+        (ENV_BATCH, batch.to_string()),
+    ];
+    // fdatasync makes a Synced child slow: give it longer.
+    let after_ready = if synced { 20..=300 } else { 10..=150 };
+    let killed = kill::run_and_kill(CHILD_TEST, &env, rng, &mut stats.ready_after, after_ready);
+    let mut lines = Lines {
+        ready: killed.ready,
+        ..Lines::default()
+    };
+    for (tag, rest) in killed.lines {
+        match tag.as_str() {
+            "P" => lines.p.push(rest.parse().unwrap()),
+            "PB" => {
+                let (first, n) = rest.split_once(' ').unwrap();
+                let (first, n): (u64, u64) = (first.parse().unwrap(), n.parse().unwrap());
+                lines.p.extend(first..first + n);
             }
-            // A line cut by the kill has no newline: it proves nothing.
-            let Some(line) = buf.strip_suffix('\n') else {
-                break;
-            };
-            // The first line may follow libtest's "test sigkill_child ... ".
-            let Some((_, msg)) = line.split_once('@') else {
-                continue;
-            };
-            let (tag, rest) = msg.split_once(' ').unwrap_or((msg, ""));
-            match tag {
-                "READY" => {
-                    lines.ready = true;
-                    let _ = ready_tx.send(());
-                }
-                "P" => lines.p.push(rest.parse().unwrap()),
-                "PB" => {
-                    let (first, n) = rest.split_once(' ').unwrap();
-                    let (first, n): (u64, u64) = (first.parse().unwrap(), n.parse().unwrap());
-                    lines.p.extend(first..first + n);
-                }
-                "G" => lines.g.push(rest.parse().unwrap()),
-                "A" => lines.a.push(rest.parse().unwrap()),
-                _ => lines.errors.push(msg.to_string()),
-            }
-        }
-        lines
-    });
-    let spawned = Instant::now();
-    if rng.below(5) == 0 {
-        // Kill while the child starts up or recovers: aim at the end of its start-up, where
-        // it opens the queue, judging by how long the last child took to say READY.
-        let us = match stats.ready_after {
-            Some(t) => {
-                let t = t.as_micros() as u64;
-                t * 7 / 10 + rng.below(t * 35 / 100 + 1)
-            }
-            None => rng.below(8000),
-        };
-        std::thread::sleep(Duration::from_micros(us));
-    } else {
-        let ready = ready_rx.recv_timeout(Duration::from_secs(60));
-        if ready.is_ok() {
-            stats.ready_after = Some(spawned.elapsed());
-            // fdatasync makes a Synced child slow: give it longer.
-            let ms = if synced {
-                20 + rng.below(281)
-            } else {
-                10 + rng.below(141)
-            };
-            std::thread::sleep(Duration::from_millis(ms));
+            "G" => lines.g.push(rest.parse().unwrap()),
+            "A" => lines.a.push(rest.parse().unwrap()),
+            _ => panic!("the child (start {start}) printed {tag} {rest}"),
         }
     }
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let lines = reader.join().unwrap();
-    assert!(
-        lines.errors.is_empty(),
-        "the child (start {start}) reported: {:?}",
-        lines.errors
-    );
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child (start {start}) was not killed by SIGKILL but ended by itself: {status}"
-    );
     if !lines.ready {
         stats.killed_before_ready += 1;
     }
@@ -583,7 +518,6 @@ fn checker_rejects_wrong_recoveries() {
         p: vec![10, 11, 12],
         g: vec![5, 6, 10, 11],
         a: vec![5, 6, 10],
-        errors: vec![],
     };
     let check = |rec: &[u64]| check_round("synthetic", &[5, 6], 10, &lines, rec, 1).is_ok();
     // Acceptable: 11 acknowledged or not, 13 written or not.
@@ -610,7 +544,6 @@ fn checker_rejects_wrong_recoveries() {
         p: vec![10],
         g: vec![10],
         a: vec![10],
-        errors: vec![],
     };
     assert!(check_round("synthetic", &[], 10, &lines, &[], 1).is_ok());
     assert!(check_round("synthetic", &[], 10, &lines, &[11], 1).is_ok());
@@ -621,7 +554,6 @@ fn checker_rejects_wrong_recoveries() {
         p: vec![10, 11],
         g: vec![11],
         a: vec![],
-        errors: vec![],
     };
     assert!(check_round("synthetic", &[], 10, &lines, &[11], 1).is_err());
 }

@@ -90,3 +90,104 @@ pub mod hand_built {
         st
     }
 }
+
+/// The parent side of the `kill -9` tests: re-executes this test binary as a child that
+/// runs one test (`child_test`) with the given environment, reads the lines it prints as
+/// `@<tag> <rest>`, and kills it with SIGKILL at a random moment.
+pub mod kill {
+    use super::XorShift;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// What one killed child printed.
+    pub struct Killed {
+        /// Whether it said `@READY` (it had opened the queue) before the kill.
+        pub ready: bool,
+        /// Its other complete lines, as `(tag, rest)`, in order. A line cut by the kill
+        /// has no newline and proves nothing, so it is not here.
+        pub lines: Vec<(String, String)>,
+    }
+
+    /// Spawns the child, and kills it either around the time the previous child took to
+    /// say `READY` (one round in five: while it starts up or recovers; `ready_after`
+    /// remembers that time) or `after_ready_ms` (a random value in that range) after it
+    /// said `READY`. Fails the test when the child reported an error (an `@E <what>` line)
+    /// or ended by itself.
+    pub fn run_and_kill(
+        child_test: &str,
+        env: &[(&str, String)],
+        rng: &mut XorShift,
+        ready_after: &mut Option<Duration>,
+        after_ready_ms: std::ops::RangeInclusive<u64>,
+    ) -> Killed {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut killed = Killed {
+                ready: false,
+                lines: Vec::new(),
+            };
+            let mut r = BufReader::new(stdout);
+            let mut buf = String::new();
+            loop {
+                buf.clear();
+                match r.read_line(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let Some(line) = buf.strip_suffix('\n') else {
+                    break; // cut by the kill
+                };
+                // The first line may follow libtest's "test <child_test> ... ".
+                let Some((_, msg)) = line.split_once('@') else {
+                    continue;
+                };
+                let (tag, rest) = msg.split_once(' ').unwrap_or((msg, ""));
+                if tag == "READY" {
+                    killed.ready = true;
+                    let _ = ready_tx.send(());
+                } else {
+                    killed.lines.push((tag.to_string(), rest.to_string()));
+                }
+            }
+            killed
+        });
+        let spawned = Instant::now();
+        if rng.below(5) == 0 {
+            let us = match *ready_after {
+                Some(t) => {
+                    let t = t.as_micros() as u64;
+                    t * 7 / 10 + rng.below(t * 35 / 100 + 1)
+                }
+                None => rng.below(8000),
+            };
+            std::thread::sleep(Duration::from_micros(us));
+        } else if ready_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
+            *ready_after = Some(spawned.elapsed());
+            let (lo, hi) = (*after_ready_ms.start(), *after_ready_ms.end());
+            std::thread::sleep(Duration::from_millis(lo + rng.below(hi - lo + 1)));
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let killed = reader.join().unwrap();
+        let errors: Vec<_> = killed.lines.iter().filter(|(tag, _)| tag == "E").collect();
+        assert!(errors.is_empty(), "the child reported: {errors:?}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the child was not killed by SIGKILL but ended by itself: {status}"
+        );
+        killed
+    }
+}
