@@ -211,6 +211,17 @@ const WRITTEN: Backend = Diskq(Durability::Written);
 const SYNCED: Backend = Diskq(Durability::Synced);
 const BYTES: Backend = DiskqBytes(Durability::Written);
 const BYTES_BUFFERED: Backend = DiskqBytes(Durability::Buffered);
+/// The backends of the single-threaded workloads (W1, W3, W6).
+const SINGLE_THREADED: [Backend; 8] = [
+    BUFFERED,
+    WRITTEN,
+    BYTES_BUFFERED,
+    BYTES,
+    QF,
+    YAQUE,
+    Crossbeam,
+    Mpsc,
+];
 const QF: Backend = QFile { sync: false };
 const QF_SYNC: Backend = QFile { sync: true };
 const YAQUE: Backend = Yaque { every_ack: false };
@@ -916,16 +927,7 @@ fn batches(backend: Backend, n: usize, pool: &[Item]) -> [f64; 2] {
 
 fn w6(n: usize) -> Vec<Row> {
     let pool = payloads(SMALL);
-    let backends = [
-        BUFFERED,
-        WRITTEN,
-        BYTES_BUFFERED,
-        BYTES,
-        QF,
-        YAQUE,
-        Crossbeam,
-        Mpsc,
-    ];
+    let backends = SINGLE_THREADED;
     let results = rounds(&format!("W6 ({n} items)"), &backends, |b| {
         batches(b, n, &pool)
     });
@@ -1100,21 +1102,7 @@ fn main() {
     let n_mem = scaled(10_000_000);
     let mut rows = Vec::new();
     if want("w1") {
-        rows.extend(fill_drain_rows(
-            "W1",
-            &[
-                BUFFERED,
-                WRITTEN,
-                BYTES_BUFFERED,
-                BYTES,
-                QF,
-                YAQUE,
-                Crossbeam,
-                Mpsc,
-            ],
-            n1,
-            SMALL,
-        ));
+        rows.extend(fill_drain_rows("W1", &SINGLE_THREADED, n1, SMALL));
     }
     if want("w1") || selected.contains("w1s") {
         // Every operation synced, and yaque with its read position saved on every commit
@@ -1137,21 +1125,7 @@ fn main() {
         rows.extend(w2(n1));
     }
     if want("w3") {
-        rows.extend(fill_drain_rows(
-            "W3",
-            &[
-                BUFFERED,
-                WRITTEN,
-                BYTES_BUFFERED,
-                BYTES,
-                QF,
-                YAQUE,
-                Crossbeam,
-                Mpsc,
-            ],
-            n3,
-            LARGE,
-        ));
+        rows.extend(fill_drain_rows("W3", &SINGLE_THREADED, n3, LARGE));
     }
     if want("w4") {
         rows.extend(w4(n4));
