@@ -193,30 +193,12 @@ impl ChunkReader {
         }
     }
 
-    /// No valid frame at the current offset. The bytes read earlier may since have been
-    /// written (the writer's file grows ahead of its data, and a read may have caught a
-    /// frame half copied in): read again before deciding. Zero bytes up to the end of
-    /// the file are the end of the records.
-    fn not_a_frame(&mut self, _: FrameError) -> Result<Next> {
-        // Also a frame being copied in when the bytes were read: read again.
-        self.end = self.pos; // forget the buffered bytes, keep the position
-        let avail = self.fill(FRAME_HEADER_LEN)?;
-        if avail == 0 {
-            return Ok(Next::End);
-        }
-        let e = match decode_frame(&self.buf[self.pos..self.end]) {
-            Ok(_) => return self.next(),
-            Err(FrameError::Incomplete { needed }) => {
-                self.fill(needed)?;
-                match decode_frame(&self.buf[self.pos..self.end]) {
-                    Ok(_) => return self.next(),
-                    Err(e) => e,
-                }
-            }
-            Err(e) => e,
-        };
-        let header_end = self.end.min(self.pos + FRAME_HEADER_LEN);
-        if all_zero(&self.buf[self.pos..header_end]) && self.rest_is_zero()? {
+    /// No valid frame at the current offset: the end of the records when only zero bytes
+    /// follow to the end of the file (space a writer reserved, FORMAT.md §Preallocation),
+    /// else damage. No frame is being written here: in the writer's chunk the reader stops
+    /// at the published end.
+    fn not_a_frame(&mut self, e: FrameError) -> Result<Next> {
+        if self.rest_is_zero()? {
             Ok(Next::End)
         } else {
             Ok(Next::Damaged {
