@@ -10,7 +10,8 @@
 //! whose frame is still pending leads next. Callers that find a write under way are
 //! *followers*: they wait until their frame is published or they can lead. Concurrent
 //! puts thus share one write and one sync, and consumers keep getting while a sync is
-//! in the kernel.
+//! in the kernel. Before a sync a leader waits briefly for the callers its predecessor's
+//! sync released, if they are putting again (`gather`), so that they share the next one.
 //!
 //! Acknowledgements work the same way with the journal: entries hold absolute counts, so
 //! one entry with the newest count covers every `task_done` that came before it.
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
 use parking_lot::{Condvar, MutexGuard};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::time::Instant;
 
 /// Batches up to this size are written without releasing the queue lock, unless a sync
 /// follows (which is where sharing the work with other callers pays).
@@ -32,6 +34,8 @@ pub(crate) struct Signals {
     pub(crate) not_empty: Condvar,
     /// A write or journal entry completed, or a leader gave its file back.
     pub(crate) progress: Condvar,
+    /// The callers a gathering leader waits for are back (`gather`).
+    pub(crate) joined: Condvar,
 }
 
 /// Writes pending frames until none are left. The writer must be home.
@@ -42,6 +46,15 @@ pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Resu
 /// Waits until item `seq` is written, leading whenever the writer is home: a caller
 /// whose frame is pending becomes the next leader as soon as the last one is done.
 pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) -> Result<()> {
+    if e.synced() {
+        e.pending_callers += 1;
+        if e.returning > 0 {
+            e.returning -= 1;
+            if e.returning == 0 {
+                sig.joined.notify_one();
+            }
+        }
+    }
     while e.written <= seq {
         e.check()?;
         if e.writer.is_some() {
@@ -70,19 +83,33 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
             continue;
         }
         let mut w = e.writer.take().expect("writer is home");
+        let sync = e.synced();
+        if sync {
+            gather(e, sig);
+            if let Err(err) = e.check() {
+                e.writer = Some(w);
+                sig.progress.notify_all();
+                return Err(err);
+            }
+        }
         let spare = std::mem::take(&mut e.spare);
         let batch = std::mem::replace(&mut e.pending, spare);
         let n = std::mem::take(&mut e.pending_count);
+        let callers = std::mem::take(&mut e.pending_callers);
         // Still accepted while out: a `put` enqueued meanwhile numbers its item after
         // these, and `len`, `queued` and `unfinished` do not dip.
         e.writing = n;
-        let (storage, dir, chunk_size, sync) =
-            (e.storage.clone(), e.dir.clone(), e.chunk_size, e.synced());
+        let (storage, dir, chunk_size) = (e.storage.clone(), e.dir.clone(), e.chunk_size);
+        let started = Instant::now();
         let res = MutexGuard::unlocked(e, || {
             catch_unwind(AssertUnwindSafe(|| {
                 write_frames(&*storage, &dir, &mut w, &batch, chunk_size, sync)
             }))
         });
+        if sync {
+            e.last_sync = started.elapsed();
+            e.returning = callers;
+        }
         let res = match res {
             Ok(res) => res,
             Err(panic) => {
@@ -99,6 +126,25 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
         sig.not_empty.notify_all();
     }
     checkpoint_if_due(e, sig)
+}
+
+/// Before a synced batch, waits a little for the callers of the last one to come back.
+///
+/// Callers released by a sync tend to put again at once (a thread per request, each
+/// waiting for its item to be durable), but on a busy machine they come back one by one,
+/// after the next leader, who found the writer home, started its own sync with only the
+/// callers that had queued meanwhile. The callers then split into cohorts that take turns,
+/// each sync carrying a part of them. Waiting, with the writer out and the lock free, until
+/// the last batch's callers have put again, or for at most half of its sync's time, merges
+/// them into one batch per sync. A lone caller is its own last batch and never waits; a
+/// caller that does not come back costs one wait, after which nobody is waited for.
+fn gather(e: &mut MutexGuard<'_, Engine>, sig: &Signals) {
+    if e.returning == 0 {
+        return;
+    }
+    let deadline = Instant::now() + e.last_sync / 2;
+    while e.returning > 0 && !sig.joined.wait_until(e, deadline).timed_out() {}
+    e.returning = 0;
 }
 
 /// Journals acknowledgements until the journal holds the newest state. The journal must

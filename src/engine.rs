@@ -84,6 +84,12 @@ pub(crate) struct Engine {
     /// Frames a write leader has taken out of `pending` and not yet published: still
     /// accepted, not yet written.
     pub(crate) writing: u64,
+    /// Group commit at the synced level (`commit::gather`): calls with a frame in
+    /// `pending`, callers of the last synced batch not yet back with another call, and
+    /// how long that batch's write and sync took.
+    pub(crate) pending_callers: u64,
+    pub(crate) returning: u64,
+    pub(crate) last_sync: std::time::Duration,
     /// A cleared buffer kept for the next `pending`.
     pub(crate) spare: Vec<u8>,
     /// Items written to chunk files: the sequence number after the last of them.

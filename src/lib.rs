@@ -122,7 +122,8 @@
 //!   of order, [`Queue::get_delivery`] hands out an item with its own
 //!   [`ack`](Delivery::ack).
 //! * Concurrent callers share writes (group commit): at [`Durability::Synced`], N threads
-//!   putting at once share one `fdatasync`. Batches ([`Queue::put_many`],
+//!   putting at once share one `fdatasync` (a leader waits briefly, at most half a sync,
+//!   for the callers the last sync released to put again). Batches ([`Queue::put_many`],
 //!   [`Queue::get_many`], [`Queue::task_done_n`]) take one write for many items.
 //! * A damaged file gives an [`Error`] naming the file and offset, never a panic, a wrong
 //!   item, or a silently emptied queue. A record cut short by a crash at the end of the

@@ -91,6 +91,8 @@ struct State {
     faults: Vec<(Op, u64, Fault)>,
     /// Writes to hold up, so that tests can widen a race window.
     delays: Vec<(u64, std::time::Duration)>,
+    /// How long every `sync_data` takes (a slow disk), with the file system unlocked.
+    sync_pause: std::time::Duration,
     counts: HashMap<Op, u64>,
 }
 
@@ -139,6 +141,17 @@ impl SimStorage {
         let mut s = self.state.lock();
         let base = s.counts.get(&Op::Write).copied().unwrap_or(0);
         s.delays.push((base + skip, pause));
+    }
+
+    /// Makes every later `sync_data` sleep for `pause` before it syncs, with the file
+    /// system unlocked: a disk whose flushes take that long.
+    pub fn slow_sync(&self, pause: std::time::Duration) {
+        self.state.lock().sync_pause = pause;
+    }
+
+    /// Operations of kind `op` done (or attempted) so far.
+    pub fn count(&self, op: Op) -> u64 {
+        self.state.lock().counts.get(&op).copied().unwrap_or(0)
     }
 
     /// Mutating operations done so far.
@@ -503,6 +516,10 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        let pause = self.storage.state.lock().sync_pause;
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let mut s = self.storage.state.lock();
         if s.begin(Op::Sync)?.is_some() {
             return Err(errno(EIO));
