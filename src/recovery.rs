@@ -141,25 +141,17 @@ pub(crate) fn open(
     let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync)?;
     let tail = writer.first_seq + writer.count;
 
-    // The headers must form a chain: each chunk starts after the one before it (a chunk
-    // that is not the newest is never empty). A header that breaks it could otherwise
-    // hide records or get a chunk with unacknowledged records deleted.
-    let mut firsts = Vec::with_capacity(chunks.len());
-    for &no in &chunks[..chunks.len() - 1] {
-        firsts.push(ChunkReader::open(st, dir, no)?.header.first_seq);
-    }
-    firsts.push(tail_first);
-    for (i, pair) in firsts.windows(2).enumerate() {
-        if pair[1] <= pair[0] {
-            return Err(Error::corrupt(
-                chunk_path(dir, chunks[i + 1]),
-                16,
-                format!(
-                    "the chunk claims to start at item {}, but the chunk before it starts at item {}",
-                    pair[1], pair[0]
-                ),
-            ));
-        }
+    // Headers are read where open acts on them: the two newest chunks (the tail) and the
+    // oldest ones (deleted below once acknowledged), so that opening costs the same
+    // whatever the number of chunks. Each pair read must form a chain: each chunk starts
+    // after the one before it (a chunk that is not the newest is never empty). A header
+    // that breaks it could otherwise hide records or get a chunk with unacknowledged
+    // records deleted. The chunks in between the reader checks as it reaches them: each
+    // must start exactly where the one before it ended.
+    let mut firsts = Firsts::new(st, dir, chunks.len(), tail_first);
+    if chunks.len() >= 2 {
+        let i = chunks.len() - 2;
+        firsts.check_chain(&chunks, i)?;
     }
 
     // The chunk before an empty newest chunk must end where the newest begins. The reader
@@ -167,20 +159,21 @@ pub(crate) fn open(
     // the newest is empty. (Damage in it is left for the reader to report.)
     if chunks.len() >= 2 && tail == tail_first {
         let i = chunks.len() - 2;
+        let first = firsts.get(&chunks, i)?;
         let mut r = ChunkReader::open(st, dir, chunks[i])?;
         let mut records = 0u64;
         while let Next::Frame { len, .. } = r.next()? {
             r.advance(len);
             records += 1;
         }
-        if firsts[i] + records > tail_first {
+        if first + records > tail_first {
             return Err(Error::corrupt(
                 &r.path,
                 r.offset(),
                 format!(
                     "the chunk holds items {} to {} but the next chunk starts at item {tail_first}",
-                    firsts[i],
-                    firsts[i] + records
+                    first,
+                    first + records
                 ),
             ));
         }
@@ -190,7 +183,7 @@ pub(crate) fn open(
     // entry and the unlink), then check the oldest chunk still holds the head. A chunk is
     // deleted only when its own records end where the next chunk starts.
     let mut head = ChunkReader::open(st, dir, chunks[0])?;
-    while chunks.len() >= 2 && acked >= firsts[1] {
+    while chunks.len() >= 2 && acked >= firsts.get(&chunks, 1)? {
         let mut records = 0u64;
         loop {
             match head.next()? {
@@ -204,23 +197,27 @@ pub(crate) fn open(
                 }
             }
         }
-        if firsts[0] + records != firsts[1] {
+        let (first, next) = (head.header.first_seq, firsts.get(&chunks, 1)?);
+        if first + records != next {
             return Err(Error::corrupt(
                 &head.path,
                 head.offset(),
                 format!(
                     "the chunk holds items {} to {} but the next chunk starts at item {}",
-                    firsts[0],
-                    firsts[0] + records,
-                    firsts[1]
+                    first,
+                    first + records,
+                    next
                 ),
             ));
         }
         let p = chunk_path(dir, chunks[0]);
         st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
         chunks.remove(0);
-        firsts.remove(0);
+        firsts.remove_oldest();
         head = ChunkReader::open(st, dir, chunks[0])?;
+    }
+    if chunks.len() >= 2 {
+        firsts.check_chain(&chunks, 0)?;
     }
     if head.header.first_seq > acked {
         return Err(Error::corrupt(
@@ -480,5 +477,52 @@ fn recover_tail(
             },
             first_seq,
         ));
+    }
+}
+
+/// The `first_seq` of chunk headers, read when first asked for.
+struct Firsts<'a> {
+    st: &'a dyn Storage,
+    dir: &'a Path,
+    /// By position in the chunk list; the newest is known from the tail's recovery.
+    known: VecDeque<Option<u64>>,
+}
+
+impl<'a> Firsts<'a> {
+    fn new(st: &'a dyn Storage, dir: &'a Path, chunks: usize, newest: u64) -> Firsts<'a> {
+        let mut known: VecDeque<Option<u64>> = std::iter::repeat_n(None, chunks).collect();
+        *known.back_mut().expect("at least one chunk") = Some(newest);
+        Firsts { st, dir, known }
+    }
+
+    /// The first item of `chunks[i]`.
+    fn get(&mut self, chunks: &[u64], i: usize) -> Result<u64> {
+        if let Some(first) = self.known[i] {
+            return Ok(first);
+        }
+        let first = ChunkReader::open(self.st, self.dir, chunks[i])?
+            .header
+            .first_seq;
+        self.known[i] = Some(first);
+        Ok(first)
+    }
+
+    /// `chunks[i + 1]` must start after `chunks[i]`.
+    fn check_chain(&mut self, chunks: &[u64], i: usize) -> Result<()> {
+        let (a, b) = (self.get(chunks, i)?, self.get(chunks, i + 1)?);
+        if b <= a {
+            return Err(Error::corrupt(
+                chunk_path(self.dir, chunks[i + 1]),
+                16,
+                format!(
+                    "the chunk claims to start at item {b}, but the chunk before it starts at item {a}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn remove_oldest(&mut self) {
+        self.known.pop_front();
     }
 }
