@@ -223,7 +223,25 @@ impl Engine {
                 continue;
             }
             match self.reader_next()? {
-                Next::Frame { payload, len } => return Ok(Peeked { payload, len }),
+                Next::Frame { payload, len } => {
+                    // In the writer's chunk the last written item must be the last record
+                    // before the published end: the count recovery took from `info`'s
+                    // tail mark is checked here, before an item it misnumbers is returned.
+                    if self.reader.chunk == self.writer_chunk
+                        && (self.reader.offset() + len as u64 == self.writer_end)
+                            != (self.read + 1 == self.written)
+                    {
+                        return Err(Error::corrupt(
+                            &self.reader.path,
+                            self.reader.offset(),
+                            format!(
+                                "the record of item {} does not fit the chunk's recorded end (offset {}, before item {}): info's tail mark does not match the chunk",
+                                self.read, self.writer_end, self.written
+                            ),
+                        ));
+                    }
+                    return Ok(Peeked { payload, len });
+                }
                 Next::Damaged { detail } => {
                     return Err(Error::corrupt(
                         &self.reader.path,
@@ -484,9 +502,14 @@ impl Engine {
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
         self.check()?;
         self.write_pending_locked()?;
+        let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
             acked: self.acked,
-            tail_chunk: self.writer_chunk,
+            tail_chunk: w.chunk,
+            // Everything up to here is written (and synced, at the synced level): the
+            // next recovery scans only what comes after.
+            tail_end: w.written,
+            tail_count: w.count,
             singles: self.singles.iter().copied().collect(),
         };
         if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {

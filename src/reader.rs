@@ -122,6 +122,14 @@ impl ChunkReader {
         self.end += bytes.len();
     }
 
+    /// Goes to file offset `at`, which the caller knows to be where a record starts or
+    /// the records end.
+    pub(crate) fn seek(&mut self, at: u64) {
+        self.buf_off = at;
+        self.pos = 0;
+        self.end = 0;
+    }
+
     /// File offset of the next record.
     pub(crate) fn offset(&self) -> u64 {
         self.buf_off + self.pos as u64

@@ -6,7 +6,7 @@ use crate::engine::{
     ACKS, ChunkMeta, Engine, INFO, INFO_TMP, Journal, LOCK, Writer, create_chunk, write_info,
 };
 use crate::error::{Error, Result};
-use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Info, MAX_SEQ};
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage};
@@ -66,11 +66,7 @@ pub(crate) fn open(
         None if chunks.is_empty() && !names.iter().any(|n| n == ACKS) => {
             // A new queue. info first: a crash before the chunk exists leaves a state
             // that the `chunks.is_empty()` case below completes.
-            let info = Info {
-                acked: 0,
-                tail_chunk: 0,
-                singles: Vec::new(),
-            };
+            let info = Info::new(0, 0);
             write_info(st, dir, &info, sync)?;
             info
         }
@@ -138,7 +134,13 @@ pub(crate) fn open(
         ));
     }
 
-    let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync)?;
+    // Where the newest chunk's records stood at the last checkpoint, if it recorded that.
+    let mark = (info.tail_end != 0).then_some(TailMark {
+        chunk: info.tail_chunk,
+        end: info.tail_end,
+        count: info.tail_count,
+    });
+    let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync, mark)?;
     let tail = writer.first_seq + writer.count;
 
     // Headers are read where open acts on them: the two newest chunks (the tail) and the
@@ -408,12 +410,38 @@ struct JournalState {
 /// Opens the newest chunk for appending: repairs a header torn at creation, keeps every
 /// complete record and cuts a torn last record. Returns the writer and the chunk's first
 /// sequence number.
+/// `info`'s record of the newest chunk at its checkpoint: `count` records end at `end`.
+#[derive(Debug, Clone, Copy)]
+struct TailMark {
+    chunk: u64,
+    end: u64,
+    count: u64,
+}
+
+/// Reads frames from the reader's offset until the records end or a frame is not valid;
+/// returns how many were valid and what is wrong with the first invalid one. The reader
+/// is left at the end of the last valid frame.
+fn scan_frames(r: &mut ChunkReader) -> Result<(u64, Option<String>)> {
+    let mut records = 0;
+    loop {
+        match r.next()? {
+            Next::Frame { len, .. } => {
+                r.advance(len);
+                records += 1;
+            }
+            Next::End => return Ok((records, None)),
+            Next::Damaged { detail } => return Ok((records, Some(detail))),
+        }
+    }
+}
+
 fn recover_tail(
     st: &dyn Storage,
     dir: &Path,
     chunks: &mut Vec<u64>,
     acked: u64,
     sync: bool,
+    mark: Option<TailMark>,
 ) -> Result<(Writer, u64)> {
     loop {
         let no = *chunks.last().expect("not empty");
@@ -435,26 +463,43 @@ fn recover_tail(
             continue;
         }
         let mut r = ChunkReader::open(st, dir, no)?;
-        let mut count = 0;
-        let end = loop {
-            match r.next()? {
-                Next::Frame { len, .. } => {
-                    r.advance(len);
-                    count += 1;
+        // From the checkpoint's mark if it is this chunk's and the file reaches it (a
+        // power loss below the synced level can leave it shorter), else from the first
+        // record. Damage after the mark is looked at again from the first record, so that
+        // a cut is only ever made on a boundary found by reading every frame before it.
+        // A frame takes at least its header, which bounds a believable count.
+        let from_mark = mark.filter(|m| {
+            m.chunk == no
+                && m.end >= CHUNK_HEADER_LEN as u64
+                && m.end <= len
+                && m.count <= (m.end - CHUNK_HEADER_LEN as u64) / FRAME_HEADER_LEN as u64
+        });
+        let mut found = None;
+        if let Some(m) = from_mark {
+            r.seek(m.end);
+            let (records, damage) = scan_frames(&mut r)?;
+            if damage.is_none() {
+                found = Some((m.count + records, r.offset()));
+            } else {
+                r = ChunkReader::open(st, dir, no)?;
+            }
+        }
+        let (count, end) = match found {
+            Some(found) => found,
+            None => {
+                let (records, damage) = scan_frames(&mut r)?;
+                if let Some(detail) = damage
+                    && r.valid_frame_follows()?
+                {
+                    return Err(Error::corrupt(
+                        &path,
+                        r.offset(),
+                        format!(
+                            "{detail}, and valid records follow it: this is damage, not an interrupted write"
+                        ),
+                    ));
                 }
-                Next::End => break r.offset(),
-                Next::Damaged { detail } => {
-                    if r.valid_frame_follows()? {
-                        return Err(Error::corrupt(
-                            &path,
-                            r.offset(),
-                            format!(
-                                "{detail}, and valid records follow it: this is damage, not an interrupted write"
-                            ),
-                        ));
-                    }
-                    break r.offset();
-                }
+                (records, r.offset())
             }
         };
         if end < len {

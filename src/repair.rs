@@ -247,7 +247,10 @@ fn plural(n: u64) -> &'static str {
 /// let mut bytes = std::fs::read(&chunk)?;
 /// bytes[28 + (8 + 13) + 8 + 9] ^= 0xff;
 /// std::fs::write(&chunk, bytes)?;
-/// assert!(Queue::<String>::open(dir.path()).unwrap_err().is_corrupt());
+/// let q: Queue<String> = Queue::open(dir.path())?;
+/// assert_eq!(q.get_nowait()?, "alpha");
+/// assert!(q.get_nowait().unwrap_err().is_corrupt());
+/// drop(q);
 ///
 /// let report = repair(dir.path())?;
 /// println!("{report}");
@@ -909,15 +912,8 @@ fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Bui
     let mut f = st
         .open(&info, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &info, e))?;
-    f.append(
-        &Info {
-            acked: 0,
-            tail_chunk,
-            singles: Vec::new(),
-        }
-        .encode(),
-    )
-    .map_err(|e| Error::io("write", &info, e))?;
+    f.append(&Info::new(0, tail_chunk).encode())
+        .map_err(|e| Error::io("write", &info, e))?;
     f.sync_data().map_err(|e| Error::io("sync", &info, e))?;
     drop(f);
     sync_dir(st, d)?;

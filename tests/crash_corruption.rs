@@ -189,14 +189,23 @@ fn flipped_byte_in_a_record_of_the_newest_chunk() {
     }
 }
 
-/// The newest chunk's last record damaged is indistinguishable from a torn write, which
-/// recovery cuts off: the items before it are all delivered, none is wrong, and the queue
-/// goes on.
+/// The newest chunk's last record damaged, when it was written after the last checkpoint
+/// (the process was killed; `info`'s tail mark is before it), is indistinguishable from a
+/// torn write, which recovery cuts off: the items before it are all delivered, none is
+/// wrong, and the queue goes on.
 #[test]
 fn flipped_byte_in_the_last_record_of_the_newest_chunk_is_cut_as_a_torn_tail() {
     let _guard = shared();
     let src = tempfile::tempdir().unwrap();
-    build(src.path());
+    {
+        // A copy taken while the queue is open: what a kill leaves.
+        let open = tempfile::tempdir().unwrap();
+        let q: Queue<u64> = opts().open(open.path()).unwrap();
+        for i in 0..20 {
+            q.put(&item(i)).unwrap();
+        }
+        copy_dir(open.path(), src.path());
+    }
     for byte in 0..REC {
         let case = format!("last record byte {byte}");
         let tmp = tempfile::tempdir().unwrap();
@@ -216,6 +225,24 @@ fn flipped_byte_in_the_last_record_of_the_newest_chunk_is_cut_as_a_torn_tail() {
         assert!(q.get_nowait().unwrap_err().is_empty(), "{case}");
         q.put(&item(19)).unwrap();
         assert_eq!(q.get_nowait().unwrap(), item(19), "{case}");
+    }
+}
+
+/// The same record damaged after a clean close: `info`'s tail mark says it was written
+/// whole, so it is damage, not a torn write. It is reported (by `get`, when the reader
+/// reaches it), not cut.
+#[test]
+fn flipped_byte_in_the_last_record_before_the_tail_mark_is_reported() {
+    let _guard = shared();
+    let src = tempfile::tempdir().unwrap();
+    build(src.path());
+    for byte in 0..REC {
+        let case = format!("last record byte {byte}");
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), tmp.path());
+        let off = HEADER_LEN + 5 * REC;
+        xor_byte(&tmp.path().join("q00002"), off + byte, 0x10);
+        expect_damage(tmp.path(), 0, 19, "q00002", off, &case);
     }
 }
 
@@ -289,7 +316,7 @@ fn every_flipped_info_byte_is_reported() {
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     let len = fs::metadata(src.path().join("info")).unwrap().len();
-    assert_eq!(len, 40, "info without single acknowledgements");
+    assert_eq!(len, 56, "info without single acknowledgements");
     for byte in 0..len {
         for mask in [0x01, 0x80] {
             let case = format!("info byte {byte} ^ {mask:#04x}");
@@ -682,7 +709,9 @@ fn child_reads_damaged_queue() {
 fn damaged_length_field_does_not_allocate_what_it_claims() {
     let _guard = exclusive();
     let mut too_much = Vec::new();
-    for (file, before_items) in [("q00002", 0u64), ("q00001", 7)] {
+    // The newest chunk's damage lies before info's tail mark (the queue was closed), so
+    // `get` finds it after the items of the older chunks.
+    for (file, before_items) in [("q00002", 14u64), ("q00001", 7)] {
         let tmp = tempfile::tempdir().unwrap();
         build(tmp.path());
         let path = tmp.path().join(file);

@@ -72,3 +72,96 @@ fn a_chunk_out_of_sequence_in_the_middle_is_reported_by_get() {
         }
     }
 }
+
+/// Reads done by reopening a closed queue holding `n` items of 100 bytes, all in the
+/// newest chunk.
+fn reads_to_reopen(n: usize) -> u64 {
+    let st = SimStorage::new();
+    let opts = Options::new().chunk_size(100_000);
+    let q: Queue<Vec<u8>> = opts.open_on(Arc::new(st.clone()), DIR).unwrap();
+    q.put_many(&vec![vec![7u8; 100]; n]).unwrap();
+    q.close().unwrap();
+    let before = st.count(Op::Read);
+    let q: Queue<Vec<u8>> = opts.open_on(Arc::new(st.clone()), DIR).unwrap();
+    let reads = st.count(Op::Read) - before;
+    assert_eq!(q.len(), n);
+    assert_eq!(q.get_nowait().unwrap(), vec![7u8; 100]);
+    reads
+}
+
+/// `info`'s tail mark (FORMAT.md §info): the newest chunk is read from where the last
+/// checkpoint left it, so a closed queue's records are not read by `open` (the reads of a
+/// 1 MB chunk would take four 256 KiB reads).
+#[test]
+fn a_closed_queue_reopens_without_reading_its_records() {
+    assert_eq!(reads_to_reopen(10_000), reads_to_reopen(10));
+}
+
+/// `info` (format version 2) with a tail mark for chunk 0.
+fn info_with_mark(tail_end: u64, tail_count: u64) -> Vec<u8> {
+    let mut b = b"diskqinf".to_vec();
+    b.extend_from_slice(&2u32.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0u64.to_le_bytes()); // acked
+    b.extend_from_slice(&0u64.to_le_bytes()); // tail_chunk
+    b.extend_from_slice(&tail_end.to_le_bytes());
+    b.extend_from_slice(&tail_count.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes()); // no singles
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// A tail mark that does not match the chunk (damage that kept a valid CRC, or a bug)
+/// never makes a wrong item come out: the mark is ignored where it cannot be right, and
+/// a count that does not match the records gives `Error::Corrupt` before an item is
+/// misnumbered.
+#[test]
+fn a_tail_mark_that_does_not_match_the_chunk_never_gives_a_wrong_item() {
+    const HEADER: u64 = 28;
+    const FRAME: u64 = 17; // an 8-byte frame header and a 9-byte one-byte Vec
+    let items = [0x41u8, 0x42, 0x43, 0x44, 0x45];
+    let end = HEADER + 5 * FRAME;
+    let cases: [(&str, u64, u64, bool); 8] = [
+        ("the true mark", end, 5, true),
+        ("a mark in the middle", HEADER + 2 * FRAME, 2, true),
+        ("no records before the mark", HEADER, 0, true),
+        ("a mark inside a frame", HEADER + FRAME + 3, 1, true),
+        ("a mark past the end of the file", end + FRAME, 6, true),
+        ("an impossible count", end, u64::MAX, true),
+        ("too low a count", end, 3, false),
+        ("too high a count", end, 7, false),
+    ];
+    for (case, tail_end, tail_count, all_good) in cases {
+        let st = storage(&[chunk(0, 0, &items)]);
+        st.put_file(
+            &std::path::Path::new(DIR).join("info"),
+            &info_with_mark(tail_end, tail_count),
+        );
+        let q: Queue<Vec<u8>> = match Options::new().open_on(Arc::new(st), DIR) {
+            Ok(q) => q,
+            Err(e) => {
+                assert!(!all_good && e.is_corrupt(), "{case}: open: {e}");
+                continue;
+            }
+        };
+        let mut got = Vec::new();
+        let error = loop {
+            match q.get_nowait() {
+                Ok(v) => {
+                    assert_eq!(v, vec![items[got.len()]], "{case}: item {}", got.len());
+                    got.push(v);
+                }
+                Err(e) => break e,
+            }
+        };
+        if all_good {
+            assert!(error.is_empty(), "{case}: {error}");
+            assert_eq!(got.len(), 5, "{case}");
+            q.put(&vec![0x46]).unwrap();
+            assert_eq!(q.get_nowait().unwrap(), vec![0x46], "{case}");
+        } else {
+            assert!(error.is_corrupt(), "{case}: {error}");
+        }
+    }
+}

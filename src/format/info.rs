@@ -4,10 +4,13 @@ use super::{DecodeError, FORMAT_VERSION, u32_at, u64_at};
 
 const MAGIC: &[u8; 8] = b"diskqinf";
 /// Length of an encoded `info` file with no single acknowledgements.
-pub(crate) const INFO_MIN_LEN: usize = 40;
+pub(crate) const INFO_MIN_LEN: usize = 56;
+/// The same in format version 1, which had no `tail_end` and `tail_count`.
+const INFO_V1_MIN_LEN: usize = 40;
 
 /// What a checkpoint records: how many items were acknowledged in order, which later items
-/// were acknowledged one by one, and the chunk that was the tail when it was written.
+/// were acknowledged one by one, the chunk that was the tail when it was written, and how
+/// far that chunk's records went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Info {
     /// Sequence number of the oldest unacknowledged item: every item before it is
@@ -15,11 +18,28 @@ pub(crate) struct Info {
     pub(crate) acked: u64,
     /// Number of the newest chunk file at the time of the checkpoint.
     pub(crate) tail_chunk: u64,
+    /// The byte offset in `tail_chunk` where its records written before the checkpoint
+    /// end, or 0 if not recorded (format version 1, a rebuilt queue): recovery scans from
+    /// there instead of from the chunk's first record.
+    pub(crate) tail_end: u64,
+    /// How many records `tail_chunk` holds before `tail_end`.
+    pub(crate) tail_count: u64,
     /// Items after `acked` acknowledged individually, ascending.
     pub(crate) singles: Vec<u64>,
 }
 
 impl Info {
+    /// A checkpoint of `acked` with no single acknowledgements and no recorded tail.
+    pub(crate) fn new(acked: u64, tail_chunk: u64) -> Info {
+        Info {
+            acked,
+            tail_chunk,
+            tail_end: 0,
+            tail_count: 0,
+            singles: Vec::new(),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(INFO_MIN_LEN + 8 * self.singles.len());
         b.extend_from_slice(MAGIC);
@@ -27,6 +47,8 @@ impl Info {
         b.extend_from_slice(&[0; 4]); // reserved
         b.extend_from_slice(&self.acked.to_le_bytes());
         b.extend_from_slice(&self.tail_chunk.to_le_bytes());
+        b.extend_from_slice(&self.tail_end.to_le_bytes());
+        b.extend_from_slice(&self.tail_count.to_le_bytes());
         b.extend_from_slice(&(self.singles.len() as u32).to_le_bytes());
         for s in &self.singles {
             b.extend_from_slice(&s.to_le_bytes());
@@ -36,8 +58,9 @@ impl Info {
         b
     }
 
+    /// Decodes the current format, and version 1's shorter layout.
     pub(crate) fn decode(b: &[u8]) -> Result<Info, DecodeError> {
-        if b.len() < INFO_MIN_LEN {
+        if b.len() < INFO_V1_MIN_LEN {
             return Err(DecodeError::Length {
                 expected: INFO_MIN_LEN,
                 found: b.len(),
@@ -46,28 +69,43 @@ impl Info {
         if &b[..8] != MAGIC {
             return Err(DecodeError::Magic);
         }
-        // The count is checked against the bytes present before it sizes anything.
-        let n = u32_at(b, 32) as usize;
-        let expected = INFO_MIN_LEN.saturating_add(n.saturating_mul(8));
-        if b.len() != expected {
-            return Err(DecodeError::Length {
-                expected,
-                found: b.len(),
-            });
-        }
+        // The CRC first: the layout depends on the version field, which it covers.
         let stored = u32_at(b, b.len() - 4);
         let computed = crc32fast::hash(&b[..b.len() - 4]);
         if stored != computed {
             return Err(DecodeError::Checksum { stored, computed });
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::Version(version));
+        // Where the count of single acknowledgements is, and the fixed length.
+        let (n_at, min) = match version {
+            1 => (32, INFO_V1_MIN_LEN),
+            FORMAT_VERSION => (48, INFO_MIN_LEN),
+            v => return Err(DecodeError::Version(v)),
+        };
+        // The count is checked against the bytes present before it sizes anything.
+        let n = if b.len() >= min {
+            u32_at(b, n_at) as usize
+        } else {
+            0
+        };
+        let expected = min.saturating_add(n.saturating_mul(8));
+        if b.len() != expected {
+            return Err(DecodeError::Length {
+                expected,
+                found: b.len(),
+            });
         }
+        let (tail_end, tail_count) = if version == 1 {
+            (0, 0)
+        } else {
+            (u64_at(b, 32), u64_at(b, 40))
+        };
         Ok(Info {
             acked: u64_at(b, 16),
             tail_chunk: u64_at(b, 24),
-            singles: (0..n).map(|i| u64_at(b, 36 + 8 * i)).collect(),
+            tail_end,
+            tail_count,
+            singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
         })
     }
 }
@@ -82,6 +120,8 @@ mod tests {
             let info = Info {
                 acked: 123_456_789,
                 tail_chunk: 42,
+                tail_end: 800_028,
+                tail_count: 10_000,
                 singles,
             };
             let b = info.encode();
@@ -96,15 +136,40 @@ mod tests {
         assert!(Info::decode(&[]).is_err());
     }
 
+    /// Version 1 (FORMAT.md §Version history): no tail fields, so none is recorded.
+    #[test]
+    fn version_1_is_read() {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&7u64.to_le_bytes()); // acked
+        b.extend_from_slice(&3u64.to_le_bytes()); // tail_chunk
+        b.extend_from_slice(&1u32.to_le_bytes()); // one single
+        b.extend_from_slice(&9u64.to_le_bytes());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let mut want = Info::new(7, 3);
+        want.singles = vec![9];
+        assert_eq!(Info::decode(&b), Ok(want));
+    }
+
+    #[test]
+    fn another_version_is_refused_by_number() {
+        let mut b = Info::new(0, 0).encode();
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32fast::hash(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Info::decode(&b), Err(DecodeError::Version(3)));
+    }
+
     #[test]
     fn a_huge_count_is_refused_without_allocating() {
-        let mut b = Info {
-            acked: 0,
-            tail_chunk: 0,
-            singles: vec![],
-        }
-        .encode();
-        b[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut b = Info::new(0, 0).encode();
+        b[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32fast::hash(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(Info::decode(&b), Err(DecodeError::Length { .. })));
     }
 }

@@ -19,7 +19,14 @@ pub(crate) use record::{
 pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 /// The on-disk format version written by this build. FORMAT.md §Version history.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads (its files differ only in `info`).
+pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
+
+fn readable(version: u32) -> bool {
+    (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version)
+}
 
 /// Why a fixed-size structure did not decode. Callers add the file and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +54,7 @@ impl std::fmt::Display for DecodeError {
             ),
             DecodeError::Version(v) => write!(
                 f,
-                "format version {v} is not supported by this build (it reads version {FORMAT_VERSION})"
+                "format version {v} is not supported by this build (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
             ),
         }
     }
@@ -83,7 +90,7 @@ fn check_fixed(b: &[u8], len: usize, magic: &[u8]) -> Result<(), DecodeError> {
         return Err(DecodeError::Checksum { stored, computed });
     }
     let version = u32_at(b, magic.len());
-    if version != FORMAT_VERSION {
+    if !readable(version) {
         return Err(DecodeError::Version(version));
     }
     Ok(())
