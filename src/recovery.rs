@@ -219,6 +219,7 @@ pub(crate) fn open(
         head = ChunkReader::open(st, dir, chunks[0])?;
     }
     if chunks.len() >= 2 {
+        firsts.known(0, head.header.first_seq);
         firsts.check_chain(&chunks, 0)?;
     }
     if head.header.first_seq > acked {
@@ -565,6 +566,11 @@ impl<'a> Firsts<'a> {
             ));
         }
         Ok(())
+    }
+
+    /// Records a header read elsewhere.
+    fn known(&mut self, i: usize, first: u64) {
+        self.known[i] = Some(first);
     }
 
     fn remove_oldest(&mut self) {
