@@ -136,8 +136,9 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
 /// callers that had queued meanwhile. The callers then split into cohorts that take turns,
 /// each sync carrying a part of them. Waiting, with the writer out and the lock free, until
 /// the last batch's callers have put again, or for at most half of its sync's time, merges
-/// them into one batch per sync. A lone caller is its own last batch and never waits; a
-/// caller that does not come back costs one wait, after which nobody is waited for.
+/// them into one batch per sync. A lone caller is its own last batch and never waits.
+/// Callers that do not come back cost the next leader one wait, of at most half a sync;
+/// the count is anonymous, so any caller arriving counts as one coming back.
 fn gather(e: &mut MutexGuard<'_, Engine>, sig: &Signals) {
     if e.returning == 0 {
         return;

@@ -47,6 +47,8 @@ pub(crate) struct Writer {
     pub(crate) count: u64,
     /// Bytes handed to the OS (header included).
     pub(crate) written: u64,
+    /// Length of the last record's frame, 0 if there is none (for `info`'s tail mark).
+    pub(crate) last_len: u32,
 }
 
 /// The append-only acknowledgement journal.
@@ -435,6 +437,8 @@ impl Engine {
         let mut w = self.writer.take().expect("writer is home");
         let batch = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_count);
+        // Their callers are not waited for by a gathering leader (`commit::gather`).
+        self.pending_callers = 0;
         let (storage, dir, chunk_size, sync) =
             (&*self.storage, &self.dir, self.chunk_size, self.synced());
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -510,6 +514,7 @@ impl Engine {
             // next recovery scans only what comes after.
             tail_end: w.written,
             tail_count: w.count,
+            tail_last_len: w.last_len,
             singles: self.singles.iter().copied().collect(),
         };
         if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {
@@ -574,12 +579,13 @@ pub(crate) fn write_frames(
                 first_seq: Some(w.first_seq),
             });
         }
-        let (bytes, n) = split_frames(batch, chunk_size - w.count);
+        let (bytes, n, last_len) = split_frames(batch, chunk_size - w.count);
         w.file
             .append(&batch[..bytes])
             .map_err(|e| Error::io("append to", &w.path, e))?;
         w.count += n;
         w.written += bytes as u64;
+        w.last_len = last_len;
         batch = &batch[bytes..];
     }
     if sync {
@@ -590,16 +596,18 @@ pub(crate) fn write_frames(
     Ok(started)
 }
 
-/// The length and count of the leading frames of `batch`, at most `max` of them. The
-/// frames were built by this process, so their length fields are trusted.
-fn split_frames(batch: &[u8], max: u64) -> (usize, u64) {
-    let (mut at, mut n) = (0, 0);
+/// The length and count of the leading frames of `batch`, at most `max` (at least one)
+/// of them, and the length of the last of those frames. The frames were built by this
+/// process, so their length fields are trusted.
+fn split_frames(batch: &[u8], max: u64) -> (usize, u64, u32) {
+    let (mut at, mut n, mut last) = (0, 0, 0);
     while at < batch.len() && n < max {
         let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes"));
-        at += FRAME_HEADER_LEN + len as usize;
+        last = FRAME_HEADER_LEN as u32 + len;
+        at += last as usize;
         n += 1;
     }
-    (at, n)
+    (at, n, last)
 }
 
 /// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory).
@@ -654,5 +662,6 @@ pub(crate) fn create_chunk(
         first_seq,
         count: 0,
         written: CHUNK_HEADER_LEN as u64,
+        last_len: 0,
     })
 }

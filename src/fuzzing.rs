@@ -99,6 +99,7 @@ pub fn decode(data: &[u8]) {
         tail_chunk: b,
         tail_end: b,
         tail_count: a,
+        tail_last_len: a as u32,
         singles: vec![a ^ b],
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info));
@@ -293,6 +294,7 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
             tail_chunk: le64(b, 8),
             tail_end: 0,
             tail_count: 0,
+            tail_last_len: 0,
             singles: b.get(16..).map_or(Vec::new(), |r| {
                 r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
             }),

@@ -130,6 +130,16 @@ impl ChunkReader {
         self.end = 0;
     }
 
+    /// Whether the `n` bytes before file offset `end` are all zero (bytes missing from the
+    /// file count as zero).
+    pub(crate) fn zeros_before(&self, end: u64, n: usize) -> Result<bool> {
+        let mut b = vec![0u8; n];
+        let at = end.saturating_sub(n as u64);
+        let got =
+            read_full_at(&*self.file, &mut b, at).map_err(|e| Error::io("read", &self.path, e))?;
+        Ok(all_zero(&b[..got]))
+    }
+
     /// File offset of the next record.
     pub(crate) fn offset(&self) -> u64 {
         self.buf_off + self.pos as u64

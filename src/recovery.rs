@@ -47,7 +47,7 @@ pub(crate) fn open(
     }
 
     let info_path = dir.join(INFO);
-    let info = match st
+    let (info, info_len) = match st
         .read_all(&info_path)
         .map_err(|e| Error::io("read", &info_path, e))?
     {
@@ -61,14 +61,18 @@ pub(crate) fn open(
                     format!("impossible acknowledged count {}", info.acked),
                 ));
             }
-            info
+            (info, b.len() as u64)
         }
         None if chunks.is_empty() && !names.iter().any(|n| n == ACKS) => {
             // A new queue. info first: a crash before the chunk exists leaves a state
-            // that the `chunks.is_empty()` case below completes.
-            let info = Info::new(0, 0);
+            // that the `chunks.is_empty()` case below completes. Its tail mark is that
+            // of the empty chunk created next.
+            let info = Info {
+                tail_end: CHUNK_HEADER_LEN as u64,
+                ..Info::new(0, 0)
+            };
             write_info(st, dir, &info, sync)?;
-            info
+            (info, 0)
         }
         None => {
             return Err(Error::MissingInfo {
@@ -81,11 +85,13 @@ pub(crate) fn open(
     let journal = read_journal(st, &journal_path)?;
     let journal_valid_len = journal.valid_len;
     let mut acked = info.acked.max(journal.head.unwrap_or(0));
-    if let Some(&s) = info.singles.iter().find(|&&s| s >= MAX_SEQ) {
+    if let Some(i) = info.singles.iter().position(|&s| s >= MAX_SEQ) {
+        // The singles end just before the CRC, in every version.
+        let at = info_len - 4 - 8 * (info.singles.len() - i) as u64;
         return Err(Error::corrupt(
             &info_path,
-            36,
-            format!("impossible acknowledged item {s}"),
+            at,
+            format!("impossible acknowledged item {}", info.singles[i]),
         ));
     }
     // Items acknowledged one by one: those the head has reached are absorbed into it.
@@ -139,6 +145,7 @@ pub(crate) fn open(
         chunk: info.tail_chunk,
         end: info.tail_end,
         count: info.tail_count,
+        last_len: info.tail_last_len,
     });
     let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync, mark)?;
     let tail = writer.first_seq + writer.count;
@@ -346,7 +353,13 @@ pub(crate) fn open(
         poisoned: false,
         checkpoint_wanted: false,
     };
-    if journal_valid_len > 0 || info.acked != acked || info.tail_chunk != engine.writer_chunk {
+    // A mark that does not describe the chunk as recovered (records appended after it,
+    // a chunk cut below it, a mark ignored) is replaced before anything is appended: a
+    // stale one could otherwise come to match other records later.
+    let w = engine.writer.as_ref().expect("writer is home");
+    let mark_matches = info.tail_chunk == w.chunk
+        && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
+    if journal_valid_len > 0 || info.acked != acked || !mark_matches {
         engine.checkpoint()?;
     }
     Ok((engine, lock))
@@ -411,31 +424,59 @@ struct JournalState {
 /// Opens the newest chunk for appending: repairs a header torn at creation, keeps every
 /// complete record and cuts a torn last record. Returns the writer and the chunk's first
 /// sequence number.
-/// `info`'s record of the newest chunk at its checkpoint: `count` records end at `end`.
+/// `info`'s record of the newest chunk at its checkpoint: `count` records end at `end`,
+/// the last of them `last_len` bytes long.
 #[derive(Debug, Clone, Copy)]
 struct TailMark {
     chunk: u64,
     end: u64,
     count: u64,
+    last_len: u32,
+}
+
+impl TailMark {
+    /// Whether the mark can describe chunk `no`, a file of `len` bytes: a frame takes at
+    /// least its header, which bounds the count, and the last frame lies within the
+    /// records.
+    fn believable(&self, no: u64, len: u64) -> bool {
+        let header = CHUNK_HEADER_LEN as u64;
+        let frame = FRAME_HEADER_LEN as u64;
+        let last = u64::from(self.last_len);
+        self.chunk == no
+            && self.end >= header
+            && self.end <= len
+            && if self.count == 0 {
+                self.end == header && last == 0
+            } else {
+                last >= frame
+                    && last <= self.end - header
+                    && self.count <= (self.end - header) / frame
+            }
+    }
 }
 
 /// Reads frames from the reader's offset until the records end or a frame is not valid;
-/// returns how many were valid and what is wrong with the first invalid one. The reader
-/// is left at the end of the last valid frame.
-fn scan_frames(r: &mut ChunkReader) -> Result<(u64, Option<String>)> {
-    let mut records = 0;
+/// returns how many were valid, the length of the last of them (0 if none) and what is
+/// wrong with the first invalid one. The reader is left at the end of the last valid
+/// frame.
+fn scan_frames(r: &mut ChunkReader) -> Result<(u64, u32, Option<String>)> {
+    let (mut records, mut last_len) = (0, 0);
     loop {
         match r.next()? {
             Next::Frame { len, .. } => {
                 r.advance(len);
                 records += 1;
+                last_len = len as u32;
             }
-            Next::End => return Ok((records, None)),
-            Next::Damaged { detail } => return Ok((records, Some(detail))),
+            Next::End => return Ok((records, last_len, None)),
+            Next::Damaged { detail } => return Ok((records, last_len, Some(detail))),
         }
     }
 }
 
+/// Recovers the newest chunk: drops one whose header was never written, cuts a torn last
+/// write, and returns the writer placed after its last record, with the chunk's first
+/// item.
 fn recover_tail(
     st: &dyn Storage,
     dir: &Path,
@@ -464,31 +505,39 @@ fn recover_tail(
             continue;
         }
         let mut r = ChunkReader::open(st, dir, no)?;
-        // From the checkpoint's mark if it is this chunk's and the file reaches it (a
-        // power loss below the synced level can leave it shorter), else from the first
-        // record. Damage after the mark is looked at again from the first record, so that
-        // a cut is only ever made on a boundary found by reading every frame before it.
-        // A frame takes at least its header, which bounds a believable count.
-        let from_mark = mark.filter(|m| {
-            m.chunk == no
-                && m.end >= CHUNK_HEADER_LEN as u64
-                && m.end <= len
-                && m.count <= (m.end - CHUNK_HEADER_LEN as u64) / FRAME_HEADER_LEN as u64
-        });
+        // From the checkpoint's mark if it is this chunk's, believable, and its bytes are
+        // still there, else from the first record. A power loss below the synced level can
+        // leave the file shorter than the mark, or keep its size and lose its last blocks
+        // (zeros): the mark's last record then is not a valid frame and ends in zeros.
+        // Not a valid frame, but not zeros either, is damage, which `get` reports. Damage
+        // after the mark is looked at again from the first record, so that a cut is only
+        // ever made on a boundary found by reading every frame before it.
         let mut found = None;
-        if let Some(m) = from_mark {
-            r.seek(m.end);
-            let (records, damage) = scan_frames(&mut r)?;
-            if damage.is_none() {
-                found = Some((m.count + records, r.offset()));
-            } else {
+        if let Some(m) = mark.filter(|m| m.believable(no, len)) {
+            let confirmed = m.count == 0 || {
+                r.seek(m.end - u64::from(m.last_len));
+                let valid = matches!(
+                    r.next()?,
+                    Next::Frame { len, .. } if len as u64 == u64::from(m.last_len)
+                );
+                valid || !r.zeros_before(m.end, FRAME_HEADER_LEN)?
+            };
+            if confirmed {
+                r.seek(m.end);
+                let (records, last_len, damage) = scan_frames(&mut r)?;
+                if damage.is_none() {
+                    let last_len = if records == 0 { m.last_len } else { last_len };
+                    found = Some((m.count + records, r.offset(), last_len));
+                }
+            }
+            if found.is_none() {
                 r = ChunkReader::open(st, dir, no)?;
             }
         }
-        let (count, end) = match found {
+        let (count, end, last_len) = match found {
             Some(found) => found,
             None => {
-                let (records, damage) = scan_frames(&mut r)?;
+                let (records, last_len, damage) = scan_frames(&mut r)?;
                 if let Some(detail) = damage
                     && r.valid_frame_follows()?
                 {
@@ -500,7 +549,7 @@ fn recover_tail(
                         ),
                     ));
                 }
-                (records, r.offset())
+                (records, r.offset(), last_len)
             }
         };
         if end < len {
@@ -520,6 +569,7 @@ fn recover_tail(
                 first_seq,
                 count,
                 written: end,
+                last_len,
             },
             first_seq,
         ));

@@ -98,7 +98,7 @@ fn a_closed_queue_reopens_without_reading_its_records() {
 }
 
 /// `info` (format version 2) with a tail mark for chunk 0.
-fn info_with_mark(tail_end: u64, tail_count: u64) -> Vec<u8> {
+fn info_with_mark(tail_end: u64, tail_count: u64, tail_last_len: u32) -> Vec<u8> {
     let mut b = b"diskqinf".to_vec();
     b.extend_from_slice(&2u32.to_le_bytes());
     b.extend_from_slice(&[0; 4]);
@@ -106,6 +106,7 @@ fn info_with_mark(tail_end: u64, tail_count: u64) -> Vec<u8> {
     b.extend_from_slice(&0u64.to_le_bytes()); // tail_chunk
     b.extend_from_slice(&tail_end.to_le_bytes());
     b.extend_from_slice(&tail_count.to_le_bytes());
+    b.extend_from_slice(&tail_last_len.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes()); // no singles
     let crc = crc32fast::hash(&b);
     b.extend_from_slice(&crc.to_le_bytes());
@@ -122,21 +123,31 @@ fn a_tail_mark_that_does_not_match_the_chunk_never_gives_a_wrong_item() {
     const FRAME: u64 = 17; // an 8-byte frame header and a 9-byte one-byte Vec
     let items = [0x41u8, 0x42, 0x43, 0x44, 0x45];
     let end = HEADER + 5 * FRAME;
-    let cases: [(&str, u64, u64, bool); 8] = [
-        ("the true mark", end, 5, true),
-        ("a mark in the middle", HEADER + 2 * FRAME, 2, true),
-        ("no records before the mark", HEADER, 0, true),
-        ("a mark inside a frame", HEADER + FRAME + 3, 1, true),
-        ("a mark past the end of the file", end + FRAME, 6, true),
-        ("an impossible count", end, u64::MAX, true),
-        ("too low a count", end, 3, false),
-        ("too high a count", end, 7, false),
+    let f = FRAME as u32;
+    let cases: [(&str, u64, u64, u32, bool); 11] = [
+        ("the true mark", end, 5, f, true),
+        ("a mark in the middle", HEADER + 2 * FRAME, 2, f, true),
+        ("no records before the mark", HEADER, 0, 0, true),
+        ("a mark inside a frame", HEADER + FRAME + 3, 1, f, true),
+        ("a mark past the end of the file", end + FRAME, 6, f, true),
+        ("an impossible count", end, u64::MAX, f, true),
+        ("a last record of the wrong length", end, 5, f + 1, true),
+        (
+            "a last record longer than the records",
+            end,
+            5,
+            u32::MAX,
+            true,
+        ),
+        ("no last record", end, 5, 0, true),
+        ("too low a count", end, 3, f, false),
+        ("too high a count", end, 7, f, false),
     ];
-    for (case, tail_end, tail_count, all_good) in cases {
+    for (case, tail_end, tail_count, tail_last_len, all_good) in cases {
         let st = storage(&[chunk(0, 0, &items)]);
         st.put_file(
             &std::path::Path::new(DIR).join("info"),
-            &info_with_mark(tail_end, tail_count),
+            &info_with_mark(tail_end, tail_count, tail_last_len),
         );
         let q: Queue<Vec<u8>> = match Options::new().open_on(Arc::new(st), DIR) {
             Ok(q) => q,

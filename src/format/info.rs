@@ -4,7 +4,7 @@ use super::{DecodeError, FORMAT_VERSION, u32_at, u64_at};
 
 const MAGIC: &[u8; 8] = b"diskqinf";
 /// Length of an encoded `info` file with no single acknowledgements.
-pub(crate) const INFO_MIN_LEN: usize = 56;
+pub(crate) const INFO_MIN_LEN: usize = 60;
 /// The same in format version 1, which had no `tail_end` and `tail_count`.
 const INFO_V1_MIN_LEN: usize = 40;
 
@@ -24,6 +24,9 @@ pub(crate) struct Info {
     pub(crate) tail_end: u64,
     /// How many records `tail_chunk` holds before `tail_end`.
     pub(crate) tail_count: u64,
+    /// The length of the last of them (frame header and payload), 0 if there are none:
+    /// recovery reads that one record to check that the bytes are still there.
+    pub(crate) tail_last_len: u32,
     /// Items after `acked` acknowledged individually, ascending.
     pub(crate) singles: Vec<u64>,
 }
@@ -36,6 +39,7 @@ impl Info {
             tail_chunk,
             tail_end: 0,
             tail_count: 0,
+            tail_last_len: 0,
             singles: Vec::new(),
         }
     }
@@ -49,6 +53,7 @@ impl Info {
         b.extend_from_slice(&self.tail_chunk.to_le_bytes());
         b.extend_from_slice(&self.tail_end.to_le_bytes());
         b.extend_from_slice(&self.tail_count.to_le_bytes());
+        b.extend_from_slice(&self.tail_last_len.to_le_bytes());
         b.extend_from_slice(&(self.singles.len() as u32).to_le_bytes());
         for s in &self.singles {
             b.extend_from_slice(&s.to_le_bytes());
@@ -79,7 +84,7 @@ impl Info {
         // Where the count of single acknowledgements is, and the fixed length.
         let (n_at, min) = match version {
             1 => (32, INFO_V1_MIN_LEN),
-            FORMAT_VERSION => (48, INFO_MIN_LEN),
+            FORMAT_VERSION => (52, INFO_MIN_LEN),
             v => return Err(DecodeError::Version(v)),
         };
         // The count is checked against the bytes present before it sizes anything.
@@ -95,16 +100,17 @@ impl Info {
                 found: b.len(),
             });
         }
-        let (tail_end, tail_count) = if version == 1 {
-            (0, 0)
+        let (tail_end, tail_count, tail_last_len) = if version == 1 {
+            (0, 0, 0)
         } else {
-            (u64_at(b, 32), u64_at(b, 40))
+            (u64_at(b, 32), u64_at(b, 40), u32_at(b, 48))
         };
         Ok(Info {
             acked: u64_at(b, 16),
             tail_chunk: u64_at(b, 24),
             tail_end,
             tail_count,
+            tail_last_len,
             singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
         })
     }
@@ -122,6 +128,7 @@ mod tests {
                 tail_chunk: 42,
                 tail_end: 800_028,
                 tail_count: 10_000,
+                tail_last_len: 80,
                 singles,
             };
             let b = info.encode();
@@ -166,7 +173,7 @@ mod tests {
     #[test]
     fn a_huge_count_is_refused_without_allocating() {
         let mut b = Info::new(0, 0).encode();
-        b[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
