@@ -257,6 +257,9 @@ pub fn encode_dir(config: u8, files: &[(&str, bool, &[u8])]) -> Vec<u8> {
 fn carve(data: &[u8]) -> (u8, BTreeMap<&'static str, Vec<u8>>) {
     let config = data.first().copied().unwrap_or(0);
     let mut files = BTreeMap::new();
+    // The bytes of the last `info` if it was sealed (its tail mark is added at the end,
+    // when the chunk files are known).
+    let mut sealed_info = None;
     let mut at = 1;
     while at < data.len() {
         let tag = data[at];
@@ -270,15 +273,57 @@ fn carve(data: &[u8]) -> (u8, BTreeMap<&'static str, Vec<u8>>) {
         } else {
             bytes.to_vec()
         };
+        if DIR_NAMES[idx] == "info" {
+            sealed_info = (tag & SEALED != 0).then(|| bytes.to_vec());
+        }
         files.insert(DIR_NAMES[idx], content);
         at = end;
+    }
+    if let Some(b) = sealed_info
+        && b.len() % 8 == 1
+    {
+        let k = b[b.len() - 1];
+        let info = with_tail_mark(Info::decode(&files["info"]).expect("sealed"), &files, k);
+        files.insert("info", info.encode());
     }
     (config, files)
 }
 
+/// `info` with a true tail mark for its `tail_chunk`, after at most `k` of the chunk's
+/// leading valid records (those every reading of the chunk counts). A chunk file that is
+/// missing or shorter than a header gets none.
+fn with_tail_mark(mut info: Info, files: &BTreeMap<&'static str, Vec<u8>>, k: u8) -> Info {
+    let Some(chunk) = files
+        .iter()
+        .find(|(n, _)| parse_chunk_name(n) == Some(info.tail_chunk))
+        .map(|(_, b)| b)
+        .filter(|b| b.len() >= CHUNK_HEADER_LEN)
+    else {
+        return info;
+    };
+    let (mut at, mut count, mut last) = (CHUNK_HEADER_LEN, 0, 0);
+    while count < u64::from(k) {
+        match chunk.get(at..).map(decode_frame) {
+            Some(Ok((_, n))) => {
+                at += n;
+                count += 1;
+                last = n as u32;
+            }
+            _ => break,
+        }
+    }
+    info.tail_end = at as u64;
+    info.tail_count = count;
+    info.tail_last_len = last;
+    info
+}
+
 /// A well-formed file built from `b`, CRCs computed, so that the fuzzer reaches the
 /// checks past the CRCs:
-/// * `info`: `acked` from bytes 0..8, `tail_chunk` from 8..16 (zero-padded);
+/// * `info`: `acked` from bytes 0..8, `tail_chunk` from 8..16 (zero-padded), up to four
+///   single acknowledgements from the next 8-byte groups; a last byte `k` after whole
+///   groups (a length of 8n + 1) adds a true tail mark after at most `k` of
+///   `tail_chunk`'s leading valid records;
 /// * `acks`: an entry per 8 bytes; a last partial group is appended raw (a torn entry);
 /// * chunks: byte 0 added (as `i8`) to the file's number gives the header's chunk
 ///   number, bytes 1..9 are `first_seq`, then records: a length byte `l` and its bytes;
