@@ -429,7 +429,9 @@ struct SimFile {
     /// Whether this handle appended before: like `FsStorage`, the first append of a
     /// handle reserves nothing.
     appended: bool,
-    /// Whether this handle was synced: it then reserves nothing.
+    /// Whether this handle was synced: its first sync gives back the reserve (as
+    /// `FsStorage` unmaps it); later appends reserve again (`FsStorage` extends the file
+    /// with a hole, which reads as the same zeros).
     synced: bool,
 }
 
@@ -488,7 +490,7 @@ impl StorageFile for SimFile {
         let first = !std::mem::replace(&mut self.appended, true);
         if let Some(t) = &mut self.tail {
             *t = end as u64;
-            if res.is_ok() && overlap < n && !first && !self.synced {
+            if res.is_ok() && overlap < n && !first {
                 data.resize(end + SIM_RESERVE, 0);
             }
         }
@@ -525,7 +527,7 @@ impl StorageFile for SimFile {
             return Err(errno(EIO));
         }
         let inode = s.inodes.get_mut(&self.ino).expect("inode");
-        // Like `FsStorage`: a synced handle gives back its reserve and reserves no more.
+        // Like `FsStorage`: a handle's first sync gives back its reserve.
         if let Some(t) = self.tail
             && !self.synced
         {
