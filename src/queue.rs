@@ -458,10 +458,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         I: IntoIterator<Item = &'a T>,
         T: 'a,
     {
+        let items = items.into_iter();
         let mut frames = Vec::new();
-        let mut ends = Vec::new();
+        let mut ends = Vec::with_capacity(items.size_hint().0);
         for item in items {
             let start = frames.len();
+            if ends.len() == 1 {
+                // Room for the rest at the first frame's size (up to 1 MiB): growing by
+                // doubling instead would copy the frames about twice more.
+                frames.reserve((start * (ends.capacity().max(2) - 1)).min(1 << 20));
+            }
             frames.resize(start + FRAME_HEADER_LEN, 0);
             codec()
                 .serialize_into(&mut frames, item)
