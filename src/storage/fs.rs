@@ -137,8 +137,8 @@ struct FsFile {
 /// be written to disk too. It appends with `pwrite` into a reserve made by extending the
 /// file (`ftruncate`), which leaves a hole that reads as zeros: an append then changes
 /// the file's data but not its size, and `fdatasync` needs no journal commit for the
-/// size (72-byte records here: append + `fdatasync` 118-126 µs, overwrite within the
-/// size + `fdatasync` 82-84 µs). A full disk shows as an error of a later `pwrite` or
+/// size, only one when a write allocates a new block of the hole (72-byte records here:
+/// append + `fdatasync` 118-126 µs, overwrite within the size + `fdatasync` 82-84 µs). A full disk shows as an error of a later `pwrite` or
 /// `fdatasync`, which the queue reports like any failed write.
 #[derive(Debug)]
 struct Tail {
