@@ -466,7 +466,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             if ends.len() == 1 {
                 // Room for the rest at the first frame's size (up to 1 MiB): growing by
                 // doubling instead would copy the frames about twice more.
-                frames.reserve((start * (ends.capacity().max(2) - 1)).min(1 << 20));
+                frames.reserve(
+                    start
+                        .saturating_mul(ends.capacity().max(2) - 1)
+                        .min(1 << 20),
+                );
             }
             frames.resize(start + FRAME_HEADER_LEN, 0);
             codec()
