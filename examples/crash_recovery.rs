@@ -49,14 +49,16 @@ fn threads(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let done = AtomicBool::new(false);
     let mut elapsed = Duration::ZERO;
     let consumed: u64 = std::thread::scope(|s| {
-        for p in 0..2 {
-            let q = &q;
-            s.spawn(move || {
-                for i in 0..PER_PRODUCER {
-                    q.put(&job(p * PER_PRODUCER + i)).expect("put");
-                }
-            });
-        }
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let q = &q;
+                s.spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        q.put(&job(p * PER_PRODUCER + i)).expect("put");
+                    }
+                })
+            })
+            .collect();
         let consumers: Vec<_> = (0..2)
             .map(|_| {
                 let (q, done) = (&q, &done);
@@ -73,6 +75,11 @@ fn threads(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
                 })
             })
             .collect();
+        // `join` waits for the items put so far, as Python's does: wait until every put
+        // is made, or it could return whenever the consumers catch up.
+        for p in producers {
+            p.join().expect("producer");
+        }
         q.join();
         elapsed = start.elapsed();
         done.store(true, Ordering::Relaxed);
@@ -158,7 +165,19 @@ fn crash(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         owed.len()
     );
     let present: BTreeSet<u64> = ids.iter().copied().collect();
-    let lost: Vec<&u64> = owed.iter().filter(|id| !present.contains(id)).collect();
+    // The consumer acknowledges in order and reports after `task_done` returns: a kill
+    // between the two leaves the job after the last reported acknowledgement
+    // acknowledged but unreported. That one may be missing; no other.
+    let unreported_ack = acks.last().map_or(0, |a| a + 1);
+    let lost: Vec<&u64> = owed
+        .iter()
+        .filter(|id| !present.contains(id) && **id != unreported_ack)
+        .collect();
+    if owed.contains(&unreported_ack) && !present.contains(&unreported_ack) {
+        println!(
+            "         job {unreported_ack} was acknowledged as the child was killed, before it could report it"
+        );
+    }
     let returned: Vec<&u64> = ids.iter().filter(|id| acks.contains(id)).collect();
     let in_order = ids.windows(2).all(|w| w[0] < w[1]);
     let intact = survivors.iter().all(|j| *j == job(j.id));
