@@ -180,6 +180,7 @@
 #![warn(missing_docs)]
 
 mod channel;
+mod codec;
 mod commit;
 mod engine;
 mod error;

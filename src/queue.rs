@@ -1,6 +1,7 @@
 //! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
 //! variables.
 
+use crate::codec;
 use crate::commit::{Signals, journal_through, lead_acks, lead_writes, wait_idle, write_through};
 use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
@@ -18,16 +19,6 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The bincode configuration of payloads: fixed-width little-endian integers, and no
-/// trailing bytes, so that a payload written as another type is likelier to be refused
-/// than misread. FORMAT.md §Payload.
-fn codec() -> impl bincode::Options {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_little_endian()
-        .reject_trailing_bytes()
-}
 
 /// How many times a consumer looks again for an item before it sleeps.
 const SPINS: u32 = 20;
@@ -213,9 +204,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_framed(&self, item: &T, wait: Wait, frame: &mut Vec<u8>) -> Result<()> {
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
-        codec()
-            .serialize_into(&mut *frame, item)
-            .map_err(Error::Encode)?;
+        codec::encode_into(frame, item).map_err(Error::Encode)?;
         let len = frame.len() - FRAME_HEADER_LEN;
         if len > MAX_ITEM_LEN {
             return Err(Error::TooLarge {
@@ -366,7 +355,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // Decoded under the lock: an item that fails to decode must stay unconsumed,
         // and no other consumer may take it meanwhile.
         let payload = e.payload(&peeked);
-        let item = codec()
+        let item = codec::options()
             .with_limit(payload.len() as u64)
             .deserialize(payload)
             .map_err(|source| {
@@ -473,9 +462,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 );
             }
             frames.resize(start + FRAME_HEADER_LEN, 0);
-            codec()
-                .serialize_into(&mut frames, item)
-                .map_err(Error::Encode)?;
+            codec::encode_into(&mut frames, item).map_err(Error::Encode)?;
             let len = frames.len() - start - FRAME_HEADER_LEN;
             if len > MAX_ITEM_LEN {
                 return Err(Error::TooLarge {
