@@ -1,6 +1,6 @@
 //! Payload encoding (FORMAT.md §Payload): bincode 1 with fixed-width little-endian
-//! integers. Decoding is bincode's own; encoding is [`encode_into`], which writes the same
-//! bytes as bincode's serializer, faster.
+//! integers. Decoding is bincode's own; encoding is [`Frames::push`], which writes the
+//! same bytes as bincode's serializer, faster, straight into frames.
 //!
 //! Why not bincode's serializer: serde hands a `Vec<u8>` over one byte at a time, and
 //! bincode appends each through `&mut Vec<u8>`, so every byte stores and reloads the
@@ -8,6 +8,8 @@
 //! its write position in a field of a struct serde borrows mutably, which the compiler
 //! can hold in a register across such a loop, and writes into room made ahead of time.
 
+use crate::error::Error;
+use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
 use bincode::{ErrorKind, Options as _};
 use serde::Serialize;
 use serde::ser::{self, Serializer};
@@ -20,26 +22,68 @@ pub(crate) fn options() -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
-/// Appends `item`'s payload to `out`; on error, `out` is left with its old content plus
-/// an unspecified tail (callers truncate or discard it).
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
-    item: &T,
-) -> bincode::Result<()> {
-    let pos = out.len();
-    let mut enc = Encoder {
-        buf: std::mem::take(out),
-        pos,
-    };
-    let res = item.serialize(&mut enc);
-    let Encoder { mut buf, pos } = enc;
-    buf.truncate(pos);
-    *out = buf;
-    res
+/// A buffer of whole frames (FORMAT.md §Records) built from items: `buf[..end]` holds the
+/// frames, `buf[end..]` is initialized room kept for the next ones, so that a thread's
+/// buffer or a batch does not zero or grow its memory on every item.
+#[derive(Default)]
+pub(crate) struct Frames {
+    buf: Vec<u8>,
+    end: usize,
 }
 
-/// `buf[..pos]` is the output; `buf[pos..]` is zeroed room for what comes next. Keeping
-/// the room initialized lets every write be a checked slice write, with no unsafe code.
+impl Frames {
+    /// The frames pushed since the last [`clear`](Self::clear).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.end]
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.end = 0;
+    }
+
+    /// Memory held, room included.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Makes capacity for `additional` more bytes of frames, without touching them.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let want = self.end.saturating_add(additional);
+        self.buf.reserve(want.saturating_sub(self.buf.len()));
+    }
+
+    /// Appends `item` as one frame and returns where the frames now end. On error nothing
+    /// is appended.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] when serde fails, [`Error::TooLarge`] past [`MAX_ITEM_LEN`].
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> crate::Result<usize> {
+        let start = self.end;
+        let mut enc = Encoder {
+            buf: std::mem::take(&mut self.buf),
+            pos: start,
+        };
+        // The header's place; `seal_frame` fills it in.
+        enc.bytes(&[0; FRAME_HEADER_LEN]);
+        let res = item.serialize(&mut enc);
+        let Encoder { buf, pos } = enc;
+        self.buf = buf;
+        res.map_err(Error::Encode)?;
+        let len = pos - start - FRAME_HEADER_LEN;
+        if len > MAX_ITEM_LEN {
+            return Err(Error::TooLarge {
+                len,
+                max: MAX_ITEM_LEN,
+            });
+        }
+        seal_frame(&mut self.buf[start..pos]);
+        self.end = pos;
+        Ok(pos)
+    }
+}
+
+/// Writes at `pos` in `buf`; `buf[pos..]` is room for what comes next. Keeping the room
+/// initialized lets every write be a checked slice write, with no unsafe code.
 struct Encoder {
     buf: Vec<u8>,
     pos: usize,
@@ -72,8 +116,7 @@ impl Encoder {
     }
 
     /// Makes at least `n` bytes of room, and some slack so that small writes after it
-    /// do not come back here. Only the room is zeroed, never the whole spare capacity: a
-    /// batch encodes many items into one buffer. The vector is moved through a value so
+    /// do not come back here. The vector is moved through a value so
     /// that `self` is never handed to an out-of-line call, which is what lets the hot
     /// loops keep `pos` in a register.
     #[inline(always)]
@@ -99,7 +142,8 @@ const SLACK: usize = 256;
 #[cold]
 #[inline(never)]
 fn grown(mut buf: Vec<u8>, pos: usize, n: usize) -> Vec<u8> {
-    // `resize` grows the capacity geometrically, so appends stay amortized O(1).
+    // `resize` grows the capacity geometrically; only the new room is zeroed, at most
+    // what is written plus the slack.
     buf.resize(pos + n + SLACK, 0);
     buf
 }
@@ -318,6 +362,7 @@ impl ser::SerializeMap for &mut Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::frame_into;
     use quickcheck::{Arbitrary, Gen, QuickCheck};
     use serde::ser::SerializeSeq;
     use std::collections::{BTreeMap, HashMap};
@@ -327,13 +372,21 @@ mod tests {
         options().serialize(v)
     }
 
-    /// Ours, after a prefix (as in a batch buffer), checked against bincode.
+    /// Ours, pushed after a frame already in the buffer (as in a batch), checked against
+    /// bincode's payload framed by `frame_into`.
     fn same<T: Serialize + ?Sized>(prefix: &[u8], v: &T) -> bool {
-        let mut out = prefix.to_vec();
-        let ours = encode_into(&mut out, v);
-        match (ours, reference(v)) {
-            (Ok(()), Ok(theirs)) => out[..prefix.len()] == *prefix && out[prefix.len()..] == theirs,
-            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        let mut frames = Frames::default();
+        frames.push(prefix).unwrap();
+        let before = frames.bytes().to_vec();
+        match (frames.push(v), reference(v)) {
+            (Ok(end), Ok(theirs)) => {
+                let mut expected = before;
+                frame_into(&mut expected, &theirs);
+                end == expected.len() && frames.bytes() == expected
+            }
+            (Err(Error::Encode(a)), Err(b)) => {
+                a.to_string() == b.to_string() && frames.bytes() == before
+            }
             _ => false,
         }
     }
@@ -450,17 +503,18 @@ mod tests {
             };
             assert!(same(b"x", &lying), "claimed {claimed}, given {given}");
         }
-        let mut out = Vec::new();
-        encode_into(
-            &mut out,
-            &Lying {
-                claimed: Some(usize::MAX),
-                given: 0,
-            },
-        )
-        .unwrap();
-        assert_eq!(out, usize::MAX.to_le_bytes());
-        assert!(out.capacity() < 4 << 20, "capacity {}", out.capacity());
+        let mut frames = Frames::default();
+        let lying = Lying {
+            claimed: Some(usize::MAX),
+            given: 0,
+        };
+        frames.push(&lying).unwrap();
+        assert_eq!(frames.bytes()[FRAME_HEADER_LEN..], usize::MAX.to_le_bytes());
+        assert!(
+            frames.capacity() < 4 << 20,
+            "capacity {}",
+            frames.capacity()
+        );
     }
 
     #[test]
@@ -469,8 +523,10 @@ mod tests {
             claimed: None,
             given: 2,
         };
-        let err = encode_into(&mut Vec::new(), &unknown).unwrap_err();
-        assert!(matches!(*err, ErrorKind::SequenceMustHaveLength), "{err}");
+        match Frames::default().push(&unknown) {
+            Err(Error::Encode(e)) => assert!(matches!(*e, ErrorKind::SequenceMustHaveLength)),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
         assert!(same(b"", &unknown));
 
         struct Refuses;
@@ -479,19 +535,34 @@ mod tests {
                 Err(ser::Error::custom("not today"))
             }
         }
-        let err = encode_into(&mut Vec::new(), &(1u8, Refuses)).unwrap_err();
-        assert_eq!(err.to_string(), "not today");
+        match Frames::default().push(&(1u8, Refuses)) {
+            Err(Error::Encode(e)) => assert_eq!(e.to_string(), "not today"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
         assert!(same(b"", &(1u8, Refuses)));
     }
 
     #[test]
-    fn keeps_the_prefix_on_error() {
-        let mut out = b"frame header".to_vec();
-        let lying = Lying {
+    fn a_failed_push_leaves_the_frames_as_they_were() {
+        let mut frames = Frames::default();
+        frames.push("first").unwrap();
+        let before = frames.bytes().to_vec();
+        let unknown = Lying {
             claimed: None,
-            given: 1,
+            given: 0,
         };
-        encode_into(&mut out, &lying).unwrap_err();
-        assert!(out.starts_with(b"frame header"));
+        // Fails after writing its first bytes into the room.
+        frames.push(&(vec![7u8; 5000], unknown)).unwrap_err();
+        assert_eq!(frames.bytes(), before);
+        frames.push("second").unwrap();
+        let mut expected = before;
+        frame_into(&mut expected, &reference("second").unwrap());
+        assert_eq!(frames.bytes(), expected);
+        frames.clear();
+        assert!(frames.bytes().is_empty());
+        frames.push("third").unwrap();
+        let mut expected = Vec::new();
+        frame_into(&mut expected, &reference("third").unwrap());
+        assert_eq!(frames.bytes(), expected);
     }
 }

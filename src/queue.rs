@@ -1,11 +1,10 @@
 //! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
 //! variables.
 
-use crate::codec;
+use crate::codec::{self, Frames};
 use crate::commit::{Signals, journal_through, lead_acks, lead_writes, wait_idle, write_through};
 use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
-use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
 use crate::options::{Durability, Options};
 use crate::recovery::{self, LockGuard};
 use crate::storage::{FsStorage, Storage};
@@ -26,7 +25,7 @@ const SPINS: u32 = 20;
 thread_local! {
     /// Per-thread frame buffer: items are serialized outside the queue lock without an
     /// allocation per put.
-    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static FRAME: RefCell<Frames> = RefCell::new(Frames::default());
 }
 
 /// A persistent, thread-safe FIFO queue of `T` stored in a directory.
@@ -192,32 +191,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let res = self.put_framed(item, wait, &mut frame);
                 // Do not keep a huge item's buffer for the thread's lifetime.
                 if frame.capacity() > 1 << 20 {
-                    *frame = Vec::new();
+                    *frame = Frames::default();
                 }
                 res
             }
             // A `Serialize` impl that itself puts: use a buffer of its own.
-            Err(_) => self.put_framed(item, wait, &mut Vec::new()),
+            Err(_) => self.put_framed(item, wait, &mut Frames::default()),
         })
     }
 
-    fn put_framed(&self, item: &T, wait: Wait, frame: &mut Vec<u8>) -> Result<()> {
+    fn put_framed(&self, item: &T, wait: Wait, frame: &mut Frames) -> Result<()> {
         frame.clear();
-        frame.resize(FRAME_HEADER_LEN, 0);
-        codec::encode_into(frame, item).map_err(Error::Encode)?;
-        let len = frame.len() - FRAME_HEADER_LEN;
-        if len > MAX_ITEM_LEN {
-            return Err(Error::TooLarge {
-                len,
-                max: MAX_ITEM_LEN,
-            });
-        }
-        seal_frame(frame);
+        frame.push(item)?;
         let mut e = self.engine.lock();
         while self.max_size > 0 && e.queued() >= self.max_size {
             wait.wait(&self.not_full, &mut e)?;
         }
-        let seq = e.enqueue(frame)?;
+        let seq = e.enqueue(frame.bytes())?;
         if self.durability == Durability::Buffered {
             if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
                 lead_writes(&mut e, &self.sig)?;
@@ -448,31 +438,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         T: 'a,
     {
         let items = items.into_iter();
-        let mut frames = Vec::new();
+        let mut frames = Frames::default();
         let mut ends = Vec::with_capacity(items.size_hint().0);
         for item in items {
-            let start = frames.len();
             if ends.len() == 1 {
                 // Room for the rest at the first frame's size (up to 1 MiB): growing by
                 // doubling instead would copy the frames about twice more.
                 frames.reserve(
-                    start
+                    frames
+                        .bytes()
+                        .len()
                         .saturating_mul(ends.capacity().max(2) - 1)
                         .min(1 << 20),
                 );
             }
-            frames.resize(start + FRAME_HEADER_LEN, 0);
-            codec::encode_into(&mut frames, item).map_err(Error::Encode)?;
-            let len = frames.len() - start - FRAME_HEADER_LEN;
-            if len > MAX_ITEM_LEN {
-                return Err(Error::TooLarge {
-                    len,
-                    max: MAX_ITEM_LEN,
-                });
-            }
-            seal_frame(&mut frames[start..]);
-            ends.push(frames.len());
+            ends.push(frames.push(item)?);
         }
+        let frames = frames.bytes();
         let mut e = self.engine.lock();
         let (mut done, mut from) = (0, 0);
         while done < ends.len() {

@@ -10,6 +10,8 @@ mod record;
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
 pub(crate) use info::{INFO_MIN_LEN, Info};
+#[cfg(test)]
+pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame, seal_frame,
 };
