@@ -99,11 +99,11 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
         // Still accepted while out: a `put` enqueued meanwhile numbers its item after
         // these, and `len`, `queued` and `unfinished` do not dip.
         e.writing = n;
-        let (storage, dir, chunk_size) = (e.storage.clone(), e.dir.clone(), e.chunk_size);
+        let (storage, dir, limit) = (e.storage.clone(), e.dir.clone(), e.chunk_limit);
         let started = Instant::now();
         let res = MutexGuard::unlocked(e, || {
             catch_unwind(AssertUnwindSafe(|| {
-                write_frames(&*storage, &dir, &mut w, &batch, chunk_size, sync)
+                write_frames(&*storage, &dir, &mut w, &batch, limit, sync)
             }))
         });
         if sync {

@@ -27,6 +27,20 @@ pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
 
+/// Chunk files larger than this are not started: the writer moves to a new chunk before
+/// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the
+/// acknowledged bytes a chunk keeps on disk when items are large.
+pub(crate) const CHUNK_BYTES: u64 = 64 << 20;
+
+/// When the writer starts a new chunk: once the current one holds `records` records, or
+/// before a record that would take it past `bytes` bytes. A chunk always takes its first
+/// record, however large.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkLimit {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+}
+
 /// A chunk file between the acknowledgement head and the tail.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChunkMeta {
@@ -63,7 +77,7 @@ pub(crate) struct Journal {
 pub(crate) struct Engine {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) dir: Arc<Path>,
-    pub(crate) chunk_size: u64,
+    pub(crate) chunk_limit: ChunkLimit,
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
     /// Chunk files, oldest first; the front holds the oldest unacknowledged item (or is
@@ -439,10 +453,10 @@ impl Engine {
         let n = std::mem::take(&mut self.pending_count);
         // Their callers are not waited for by a gathering leader (`commit::gather`).
         self.pending_callers = 0;
-        let (storage, dir, chunk_size, sync) =
-            (&*self.storage, &self.dir, self.chunk_size, self.synced());
+        let (storage, dir, limit, sync) =
+            (&*self.storage, &self.dir, self.chunk_limit, self.synced());
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_frames(storage, dir, &mut w, &batch, chunk_size, sync)
+            write_frames(storage, dir, &mut w, &batch, limit, sync)
         }));
         match res {
             Ok(res) => self.writer_home(w, batch, n, res),
@@ -550,19 +564,27 @@ impl Engine {
     }
 }
 
-/// Appends a batch of frames to the writer's chunk, starting new chunks at `chunk_size`
-/// records (each full chunk synced first at the synced level). Returns the chunks started.
+/// Appends a batch of frames to the writer's chunk, starting new chunks at `limit`
+/// (each full chunk synced first at the synced level). Returns the chunks started.
 pub(crate) fn write_frames(
     storage: &dyn Storage,
     dir: &Path,
     w: &mut Writer,
     mut batch: &[u8],
-    chunk_size: u64,
+    limit: ChunkLimit,
     sync: bool,
 ) -> Result<Vec<ChunkMeta>> {
     let mut started = Vec::new();
     while !batch.is_empty() {
-        if w.count >= chunk_size {
+        // An empty chunk takes its first record whatever its size.
+        let room = limit.bytes.saturating_sub(w.written);
+        let (bytes, n, last_len) = split_frames(
+            batch,
+            limit.records.saturating_sub(w.count),
+            room,
+            w.count == 0,
+        );
+        if n == 0 {
             // Give back the space reserved after the last record: a full chunk ends at
             // its last record (FORMAT.md §Preallocation).
             w.file
@@ -578,8 +600,8 @@ pub(crate) fn write_frames(
                 no: w.chunk,
                 first_seq: Some(w.first_seq),
             });
+            continue;
         }
-        let (bytes, n, last_len) = split_frames(batch, chunk_size - w.count);
         w.file
             .append(&batch[..bytes])
             .map_err(|e| Error::io("append to", &w.path, e))?;
@@ -596,15 +618,20 @@ pub(crate) fn write_frames(
     Ok(started)
 }
 
-/// The length and count of the leading frames of `batch`, at most `max` (at least one)
-/// of them, and the length of the last of those frames. The frames were built by this
-/// process, so their length fields are trusted.
-fn split_frames(batch: &[u8], max: u64) -> (usize, u64, u32) {
+/// The length and count of the leading frames of `batch`, at most `max` of them and at
+/// most `room` bytes (but the first one regardless when `first_free`), and the length of
+/// the last of those frames. The frames were built by this process, so their length
+/// fields are trusted.
+fn split_frames(batch: &[u8], max: u64, room: u64, first_free: bool) -> (usize, u64, u32) {
     let (mut at, mut n, mut last) = (0, 0, 0);
     while at < batch.len() && n < max {
         let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes"));
-        last = FRAME_HEADER_LEN as u32 + len;
-        at += last as usize;
+        let frame = FRAME_HEADER_LEN as u32 + len;
+        if (at + frame as usize) as u64 > room && !(n == 0 && first_free) {
+            break;
+        }
+        last = frame;
+        at += frame as usize;
         n += 1;
     }
     (at, n, last)

@@ -947,12 +947,16 @@ fn pad_len(b: u8) -> usize {
 }
 
 /// Options from a byte: chunk size 1-8 (bits 0-2), journal limit (bits 3-5: one to six
-/// entries, or the default 64 KiB).
+/// entries, or the default 64 KiB), chunks ending before 100 bytes (bit 6; a chunk then
+/// ends by size as often as by count).
 fn model_options(durability: Durability, b: u8) -> Options {
     let entries = u64::from((b >> 3) & 7);
-    let opts = Options::new()
+    let mut opts = Options::new()
         .durability(durability)
         .chunk_size(1 + usize::from(b & 7));
+    if b & 0x40 != 0 {
+        opts = opts.chunk_bytes(100);
+    }
     if entries < 6 {
         opts.journal_limit(ACK_ENTRY_LEN as u64 * (entries + 1))
     } else {

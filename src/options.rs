@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// Default number of records per chunk file.
-pub const DEFAULT_CHUNK_SIZE: usize = 10_000;
+pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
 
 /// How far an operation's effect has travelled when it returns. See the table in the
 /// crate docs for what each level survives.
@@ -48,6 +48,7 @@ pub struct Options {
     pub(crate) max_size: usize,
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
+    pub(crate) chunk_bytes: u64,
 }
 
 impl Default for Options {
@@ -64,11 +65,18 @@ impl Options {
             max_size: 0,
             durability: Durability::Written,
             journal_limit: crate::engine::JOURNAL_LIMIT,
+            chunk_bytes: crate::engine::CHUNK_BYTES,
         }
     }
 
     /// Records per chunk file (at least 1; 0 is taken as 1). A chunk file is deleted once
     /// all its items are acknowledged, so this is the granularity of reclaimed disk space.
+    /// A chunk also ends before 64 MiB (unless its first record alone is larger), so large
+    /// items do not make huge files.
+    ///
+    /// The default, [`DEFAULT_CHUNK_SIZE`], makes a chunk of 7 MB with 64-byte items:
+    /// creating a file costs 0.1–0.7 ms on this project's benchmark machine, which smaller
+    /// chunks pay more often.
     ///
     /// The value is not stored on disk: on reopen it applies from the next put, and the
     /// chunk being written is closed once it holds this many records.
@@ -97,6 +105,14 @@ impl Options {
     #[doc(hidden)]
     pub fn journal_limit(mut self, bytes: u64) -> Options {
         self.journal_limit = bytes.max(1);
+        self
+    }
+
+    /// The chunk size in bytes past which the writer starts a new chunk (tests use a
+    /// small one).
+    #[doc(hidden)]
+    pub fn chunk_bytes(mut self, bytes: u64) -> Options {
+        self.chunk_bytes = bytes.max(1);
         self
     }
 

@@ -3,7 +3,8 @@
 //! FORMAT.md §Recovery is the specification.
 
 use crate::engine::{
-    ACKS, ChunkMeta, Engine, INFO, INFO_TMP, Journal, LOCK, Writer, create_chunk, write_info,
+    ACKS, ChunkLimit, ChunkMeta, Engine, INFO, INFO_TMP, Journal, LOCK, Writer, create_chunk,
+    write_info,
 };
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Info, MAX_SEQ};
@@ -321,7 +322,10 @@ pub(crate) fn open(
     let mut engine = Engine {
         storage: storage.clone(),
         dir: Arc::from(dir),
-        chunk_size: opts.chunk_size.max(1) as u64,
+        chunk_limit: ChunkLimit {
+            records: opts.chunk_size.max(1) as u64,
+            bytes: opts.chunk_bytes,
+        },
         durability: opts.durability,
         journal_limit: opts.journal_limit,
         chunks: meta,
