@@ -32,6 +32,13 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
+    pub(crate) const fn new() -> Frames {
+        Frames {
+            buf: Vec::new(),
+            end: 0,
+        }
+    }
+
     /// The frames pushed since the last [`clear`](Self::clear).
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf[..self.end]
@@ -59,6 +66,9 @@ impl Frames {
     /// [`Error::Encode`] when serde fails, [`Error::TooLarge`] past [`MAX_ITEM_LEN`].
     pub(crate) fn push<T: Serialize + ?Sized>(&mut self, item: &T) -> crate::Result<usize> {
         let start = self.end;
+        // Empty until the buffer is back: a `Serialize` impl that panics leaves an empty
+        // `Frames`, not an `end` past a taken buffer.
+        self.end = 0;
         let mut enc = Encoder {
             buf: std::mem::take(&mut self.buf),
             pos: start,
@@ -68,6 +78,7 @@ impl Frames {
         let res = item.serialize(&mut enc);
         let Encoder { buf, pos } = enc;
         self.buf = buf;
+        self.end = start;
         res.map_err(Error::Encode)?;
         let len = pos - start - FRAME_HEADER_LEN;
         if len > MAX_ITEM_LEN {
@@ -124,12 +135,13 @@ impl Encoder {
         self.buf = grown(std::mem::take(&mut self.buf), self.pos, n);
     }
 
-    /// Room for a sequence or map of `n` elements, each at least one byte: one growth
-    /// up front instead of several (a `Vec<u8>` then takes exactly this). Capped, since
-    /// a `Serialize` impl may announce more elements than it gives.
+    /// Room for a sequence or map of `n` elements, each usually at least one byte: one
+    /// growth up front instead of several (a `Vec<u8>` then takes exactly this). Capped,
+    /// since elements can take no bytes and a `Serialize` impl may announce more than it
+    /// gives.
     #[inline]
     fn expect(&mut self, n: usize) {
-        let n = n.min(1 << 20);
+        let n = n.min(64 << 10);
         if self.buf.len() - self.pos < n {
             self.make_room(n);
         }
@@ -142,9 +154,11 @@ const SLACK: usize = 256;
 #[cold]
 #[inline(never)]
 fn grown(mut buf: Vec<u8>, pos: usize, n: usize) -> Vec<u8> {
-    // `resize` grows the capacity geometrically; only the new room is zeroed, at most
-    // what is written plus the slack.
-    buf.resize(pos + n + SLACK, 0);
+    // `resize` grows the capacity geometrically. The room grows with what is written
+    // (up to 64 KiB at a time), so a long value comes back here O(log) times, and the
+    // unused room at the end is at most about half of what was written.
+    let slack = SLACK.max((pos / 2).min(64 << 10));
+    buf.resize(pos + n + slack, 0);
     buf
 }
 
@@ -563,6 +577,40 @@ mod tests {
         frames.push("third").unwrap();
         let mut expected = Vec::new();
         frame_into(&mut expected, &reference("third").unwrap());
+        assert_eq!(frames.bytes(), expected);
+    }
+
+    #[test]
+    fn zero_sized_elements_do_not_make_room_for_themselves() {
+        let mut frames = Frames::new();
+        assert!(same(b"", &vec![(); 1 << 20]));
+        frames.push(&vec![(); 1 << 20]).unwrap();
+        assert_eq!(frames.bytes().len(), FRAME_HEADER_LEN + 8);
+        assert!(
+            frames.capacity() < 256 << 10,
+            "capacity {}",
+            frames.capacity()
+        );
+    }
+
+    #[test]
+    fn a_panicking_item_leaves_usable_frames() {
+        struct Panics;
+        impl Serialize for Panics {
+            fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("serialize panics")
+            }
+        }
+        let mut frames = Frames::new();
+        frames.push("before").unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = frames.push(&(1u32, Panics));
+        }));
+        assert!(caught.is_err());
+        assert!(frames.bytes().is_empty());
+        frames.push("after").unwrap();
+        let mut expected = Vec::new();
+        frame_into(&mut expected, &reference("after").unwrap());
         assert_eq!(frames.bytes(), expected);
     }
 }

@@ -25,7 +25,7 @@ const SPINS: u32 = 20;
 thread_local! {
     /// Per-thread frame buffer: items are serialized outside the queue lock without an
     /// allocation per put.
-    static FRAME: RefCell<Frames> = RefCell::new(Frames::default());
+    static FRAME: RefCell<Frames> = const { RefCell::new(Frames::new()) };
 }
 
 /// A persistent, thread-safe FIFO queue of `T` stored in a directory.

@@ -1,7 +1,7 @@
 //! Salvaging a damaged queue directory: [`repair`]. FORMAT.md §Repair is the specification
 //! of the algorithm and of what a crash at each step leaves behind.
 
-use crate::engine::{ACKS, INFO, INFO_TMP, LOCK};
+use crate::engine::{ACKS, CHUNK_BYTES, INFO, INFO_TMP, LOCK};
 use crate::error::{Error, Result};
 use crate::format::{
     ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, Info, all_zero, decode_frame,
@@ -217,9 +217,10 @@ fn plural(n: u64) -> &'static str {
 ///   nor a journal entry readable, every intact record is kept and
 ///   [`RepairReport::acknowledgements`] says so.
 /// * The salvaged records are written as a fresh queue: chunk files numbered from
-///   `q00000` holding as many records each as the largest old chunk did (the closest thing
-///   to the old `chunk_size`, which is not stored on disk; `open` applies its own setting
-///   from the next put on), a new `info`, an empty `acks`. `Queue::open` afterwards delivers
+///   `q00000` holding as many records each as the largest old chunk did (a guess at the old
+///   `chunk_size`, which is not stored on disk; `open` applies its own setting from the
+///   next put on) and, like the writer's, never past 64 MiB but for a chunk's first
+///   record; a new `info`, an empty `acks`. `Queue::open` afterwards delivers
 ///   exactly the salvaged records, in order.
 /// * A queue that is healthy (valid `info` and journal, every record and header intact,
 ///   no chunk or record missing) is left exactly as it is, and the report says so.
@@ -934,6 +935,8 @@ struct Staging<'a> {
     seq: u64,
     /// Records in the current chunk.
     count: u64,
+    /// Bytes of the current chunk already appended (`buf` holds the rest).
+    written: u64,
     path: PathBuf,
     file: Box<dyn StorageFile>,
     buf: Vec<u8>,
@@ -949,6 +952,7 @@ impl<'a> Staging<'a> {
             no: 0,
             seq: 0,
             count: 0,
+            written: 0,
             path,
             file,
             buf,
@@ -974,11 +978,16 @@ impl<'a> Staging<'a> {
     }
 
     fn push(&mut self, frame: &[u8]) -> Result<()> {
-        if self.count >= self.chunk_size {
+        // The writer's limits (FORMAT.md §Chunks): the old count, and never past 64 MiB
+        // but for a chunk's first record.
+        let bytes = self.written + self.buf.len() as u64;
+        let too_big = self.count > 0 && bytes + frame.len() as u64 > CHUNK_BYTES;
+        if self.count >= self.chunk_size || too_big {
             self.close()?;
             self.no += 1;
             (self.path, self.file, self.buf) = Self::create(self.st, self.d, self.no, self.seq)?;
             self.count = 0;
+            self.written = 0;
         }
         self.buf.extend_from_slice(frame);
         self.count += 1;
@@ -994,6 +1003,7 @@ impl<'a> Staging<'a> {
             self.file
                 .append(&self.buf)
                 .map_err(|e| Error::io("write", &self.path, e))?;
+            self.written += self.buf.len() as u64;
             self.buf.clear();
         }
         Ok(())

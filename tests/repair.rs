@@ -726,3 +726,56 @@ fn random_damage_always_repairs() {
         assert!(!again.rebuilt, "{ctx}: not healthy after repair: {again}");
     }
 }
+
+/// A rebuilt queue takes the largest old chunk's record count, but like the writer never
+/// makes a chunk past 64 MiB: 600 records of 128 KiB written as one chunk (limits raised)
+/// come back as chunks of 511 and 89 records, every record intact and in order.
+#[test]
+fn rebuilt_chunks_end_before_64_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let big = |i: u64| -> Vec<u8> { (0..128 << 10).map(|j| (i as usize * 3 + j) as u8).collect() };
+    let q: Queue<Vec<u8>> = Options::new()
+        .chunk_size(1000)
+        .chunk_bytes(u64::MAX)
+        .open(dir)
+        .unwrap();
+    for i in 0..600 {
+        q.put(&big(i)).unwrap();
+    }
+    drop(q);
+    let info = fs::read(dir.join("info")).unwrap();
+    fs::write(dir.join("info"), vec![0xee; info.len()]).unwrap();
+    let r = repair(dir).unwrap();
+    assert_eq!(r.records_salvaged, 600);
+
+    let mut sizes: Vec<(String, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('q'))
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    sizes.sort();
+    // A record is an 8-byte frame header, bincode's 8-byte length and the bytes.
+    let rec = 16 + (128 << 10);
+    let per_chunk = ((64 << 20) - HEADER_LEN) / rec;
+    assert_eq!(per_chunk, 511);
+    let expected: Vec<u64> = [per_chunk, 600 - per_chunk]
+        .iter()
+        .map(|n| HEADER_LEN + n * rec)
+        .collect();
+    assert_eq!(
+        sizes.iter().map(|s| s.1).collect::<Vec<_>>(),
+        expected,
+        "{sizes:?}"
+    );
+    let q: Queue<Vec<u8>> = Options::new().open(dir).unwrap();
+    for i in 0..600 {
+        assert!(q.get().unwrap() == big(i), "record {i}");
+    }
+}
