@@ -48,6 +48,13 @@ impl Frames {
         self.end = 0;
     }
 
+    /// The frames, as a vector of exactly their bytes.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        let mut buf = self.buf;
+        buf.truncate(self.end);
+        buf
+    }
+
     /// Memory held, room included.
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()

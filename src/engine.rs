@@ -198,6 +198,19 @@ impl Engine {
         self.enqueue_many(frame, 1)
     }
 
+    /// As [`enqueue_many`](Self::enqueue_many), but when nothing is pending `frames`
+    /// becomes the pending buffer (and `frames` is left with the old, empty one): a
+    /// batch is not copied.
+    pub(crate) fn enqueue_vec(&mut self, frames: &mut Vec<u8>, n: u64) -> Result<u64> {
+        if !self.pending.is_empty() {
+            return self.enqueue_many(frames, n);
+        }
+        self.check()?;
+        std::mem::swap(&mut self.pending, frames);
+        self.pending_count += n;
+        Ok(self.accepted() - 1)
+    }
+
     /// Accepts `n` frames for writing; returns the sequence number of the last.
     pub(crate) fn enqueue_many(&mut self, frames: &[u8], n: u64) -> Result<u64> {
         self.check()?;

@@ -454,7 +454,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             ends.push(frames.push(item)?);
         }
-        let frames = frames.bytes();
+        let mut frames = frames.into_vec();
         let mut e = self.engine.lock();
         let (mut done, mut from) = (0, 0);
         while done < ends.len() {
@@ -467,7 +467,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 (self.max_size - e.queued()) as usize
             };
             let upto = (done + room).min(ends.len());
-            let last = e.enqueue_many(&frames[from..ends[upto - 1]], (upto - done) as u64)?;
+            let last = if done == 0 && upto == ends.len() {
+                // All of them at once: the buffer itself, without a copy if nothing is
+                // pending.
+                e.enqueue_vec(&mut frames, ends.len() as u64)?
+            } else {
+                e.enqueue_many(&frames[from..ends[upto - 1]], (upto - done) as u64)?
+            };
             from = ends[upto - 1];
             done = upto;
             if self.durability != Durability::Buffered {
