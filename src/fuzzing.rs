@@ -6,7 +6,8 @@
 //! the library or here.
 //!
 //! * [`decode`]: every pure decoder of `src/format/` on the bytes (and frames at every
-//!   offset); what decodes must encode back to the same bytes.
+//!   offset); what decodes must encode back to the same bytes. Values of serde's whole
+//!   data model built from the bytes must be encoded exactly as bincode encodes them.
 //! * [`open_dir`]: the bytes carved into the files of a queue directory (see
 //!   [`encode_dir`]), opened, drained, written to and reopened.
 //! * [`model`]: the bytes read as a program of queue operations, reopens, crash points
@@ -133,6 +134,251 @@ pub fn decode(data: &[u8]) {
     }
     check_name(&format!("q{a:05}"));
     assert_eq!(parse_chunk_name(&format!("q{a:05}")), Some(a));
+
+    check_payload_encoding(data);
+}
+
+/// diskq writes payloads with its own serializer (`codec::Frames`): a value built from
+/// the bytes, through every method of serde's data model, must come out as exactly the
+/// bytes bincode writes, in a frame that decodes to them; and a value bincode refuses
+/// must be refused with the same error, appending nothing.
+fn check_payload_encoding(data: &[u8]) {
+    let mut input = Input { data, at: 0 };
+    let mut frames = crate::codec::Frames::new();
+    frames.push("before").expect("a string encodes");
+    let before = frames.bytes().to_vec();
+    while input.at < data.len() {
+        let value = Value::build(&mut input, 0);
+        let start = frames.bytes().len();
+        match (frames.push(&value), codec().serialize(&value)) {
+            (Ok(end), Ok(theirs)) => {
+                let (payload, len) = decode_frame(&frames.bytes()[start..]).expect("own frame");
+                assert_eq!(start + len, end);
+                assert_eq!(payload, &theirs[..], "{value:?}");
+            }
+            (Err(Error::Encode(ours)), Err(theirs)) => {
+                assert_eq!(ours.to_string(), theirs.to_string(), "{value:?}");
+                assert_eq!(
+                    frames.bytes().len(),
+                    start,
+                    "a refused value appended bytes"
+                );
+            }
+            (ours, theirs) => panic!(
+                "{value:?}: ours {:?}, bincode's {:?}",
+                ours.map(|_| ()),
+                theirs.map(|_| ())
+            ),
+        }
+    }
+    assert!(frames.bytes().starts_with(&before));
+}
+
+/// A value of serde's data model, serialized through the method its variant names.
+#[derive(Debug)]
+enum Value {
+    Bool(bool),
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    I128(i128),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    U128(u128),
+    F32(f32),
+    F64(f64),
+    Char(char),
+    Str(String),
+    /// `collect_str`: a `Display` value.
+    Display(u64),
+    Bytes(Vec<u8>),
+    None,
+    Some(Box<Value>),
+    Unit,
+    UnitStruct,
+    UnitVariant(u32),
+    NewtypeStruct(Box<Value>),
+    NewtypeVariant(u32, Box<Value>),
+    /// The elements and whether the length is announced.
+    Seq(Vec<Value>, bool),
+    Tuple(Vec<Value>),
+    TupleStruct(Vec<Value>),
+    TupleVariant(u32, Vec<Value>),
+    Map(Vec<(Value, Value)>, bool),
+    Struct(Vec<Value>),
+    StructVariant(u32, Vec<Value>),
+    /// `Err(custom)` from the value's own `serialize`.
+    Fails,
+}
+
+impl Value {
+    fn build(input: &mut Input<'_>, depth: u32) -> Value {
+        let kind = input.byte();
+        let n =
+            |input: &mut Input<'_>, k: usize| -> Vec<u8> { (0..k).map(|_| input.byte()).collect() };
+        let le = |input: &mut Input<'_>| -> u128 {
+            u128::from_le_bytes(n(input, 16).try_into().expect("16 bytes"))
+        };
+        let children = |input: &mut Input<'_>| -> Vec<Value> {
+            let count = if depth < 3 { input.byte() % 5 } else { 0 };
+            (0..count).map(|_| Value::build(input, depth + 1)).collect()
+        };
+        // Nesting is bounded, so that recursion (building, serializing, dropping) stays
+        // shallow whatever the input.
+        let child = |input: &mut Input<'_>| {
+            Box::new(match depth {
+                0..8 => Value::build(input, depth + 1),
+                _ => Value::Unit,
+            })
+        };
+        match kind % 33 {
+            0 => Value::Bool(input.byte() & 1 == 1),
+            1 => Value::I8(input.byte() as i8),
+            2 => Value::I16(le(input) as i16),
+            3 => Value::I32(le(input) as i32),
+            4 => Value::I64(le(input) as i64),
+            5 => Value::I128(le(input) as i128),
+            6 => Value::U8(input.byte()),
+            7 => Value::U16(le(input) as u16),
+            8 => Value::U32(le(input) as u32),
+            9 => Value::U64(le(input) as u64),
+            10 => Value::U128(le(input)),
+            11 => Value::F32(f32::from_bits(le(input) as u32)),
+            12 => Value::F64(f64::from_bits(le(input) as u64)),
+            13 => Value::Char(char::from_u32(le(input) as u32 % 0x11_0000).unwrap_or('\u{fffd}')),
+            14 => {
+                let len = usize::from(input.byte() % 40);
+                Value::Str(String::from_utf8_lossy(&n(input, len)).into_owned())
+            }
+            15 => Value::Display(le(input) as u64),
+            16 => {
+                let len = usize::from(input.byte());
+                Value::Bytes(n(input, len))
+            }
+            17 => Value::None,
+            18 => Value::Some(child(input)),
+            19 => Value::Unit,
+            20 => Value::UnitStruct,
+            21 => Value::UnitVariant(le(input) as u32),
+            22 => Value::NewtypeStruct(child(input)),
+            23 => Value::NewtypeVariant(le(input) as u32, child(input)),
+            24 => {
+                let announced = input.byte() & 1 == 0;
+                Value::Seq(children(input), announced)
+            }
+            25 => Value::Tuple(children(input)),
+            26 => Value::TupleStruct(children(input)),
+            27 => Value::TupleVariant(le(input) as u32, children(input)),
+            28 => {
+                let announced = input.byte() & 1 == 0;
+                let keys = children(input);
+                let values = keys
+                    .iter()
+                    .map(|_| Value::build(input, depth + 1))
+                    .collect::<Vec<_>>();
+                Value::Map(keys.into_iter().zip(values).collect(), announced)
+            }
+            29 => Value::Struct(children(input)),
+            30 => Value::StructVariant(le(input) as u32, children(input)),
+            31 => Value::Fails,
+            // A byte vector as serde hands it over: one `u8` at a time.
+            _ => {
+                let len = usize::from(input.byte()) * 4;
+                Value::Seq(n(input, len).into_iter().map(Value::U8).collect(), true)
+            }
+        }
+    }
+}
+
+const FIELDS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{
+            Error as _, SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant,
+            SerializeTuple, SerializeTupleStruct, SerializeTupleVariant,
+        };
+        match self {
+            Value::Bool(v) => s.serialize_bool(*v),
+            Value::I8(v) => s.serialize_i8(*v),
+            Value::I16(v) => s.serialize_i16(*v),
+            Value::I32(v) => s.serialize_i32(*v),
+            Value::I64(v) => s.serialize_i64(*v),
+            Value::I128(v) => s.serialize_i128(*v),
+            Value::U8(v) => s.serialize_u8(*v),
+            Value::U16(v) => s.serialize_u16(*v),
+            Value::U32(v) => s.serialize_u32(*v),
+            Value::U64(v) => s.serialize_u64(*v),
+            Value::U128(v) => s.serialize_u128(*v),
+            Value::F32(v) => s.serialize_f32(*v),
+            Value::F64(v) => s.serialize_f64(*v),
+            Value::Char(v) => s.serialize_char(*v),
+            Value::Str(v) => s.serialize_str(v),
+            Value::Display(v) => s.collect_str(v),
+            Value::Bytes(v) => s.serialize_bytes(v),
+            Value::None => s.serialize_none(),
+            Value::Some(v) => s.serialize_some(v),
+            Value::Unit => s.serialize_unit(),
+            Value::UnitStruct => s.serialize_unit_struct("U"),
+            Value::UnitVariant(i) => s.serialize_unit_variant("E", *i, "V"),
+            Value::NewtypeStruct(v) => s.serialize_newtype_struct("N", v),
+            Value::NewtypeVariant(i, v) => s.serialize_newtype_variant("E", *i, "V", v),
+            Value::Seq(vs, announced) => {
+                let mut seq = s.serialize_seq(announced.then_some(vs.len()))?;
+                for v in vs {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Tuple(vs) => {
+                let mut t = s.serialize_tuple(vs.len())?;
+                for v in vs {
+                    t.serialize_element(v)?;
+                }
+                t.end()
+            }
+            Value::TupleStruct(vs) => {
+                let mut t = s.serialize_tuple_struct("T", vs.len())?;
+                for v in vs {
+                    t.serialize_field(v)?;
+                }
+                t.end()
+            }
+            Value::TupleVariant(i, vs) => {
+                let mut t = s.serialize_tuple_variant("E", *i, "V", vs.len())?;
+                for v in vs {
+                    t.serialize_field(v)?;
+                }
+                t.end()
+            }
+            Value::Map(kvs, announced) => {
+                let mut m = s.serialize_map(announced.then_some(kvs.len()))?;
+                for (k, v) in kvs {
+                    m.serialize_key(k)?;
+                    m.serialize_value(v)?;
+                }
+                m.end()
+            }
+            Value::Struct(vs) => {
+                let mut t = s.serialize_struct("S", vs.len())?;
+                for (v, name) in vs.iter().zip(FIELDS) {
+                    t.serialize_field(name, v)?;
+                }
+                t.end()
+            }
+            Value::StructVariant(i, vs) => {
+                let mut t = s.serialize_struct_variant("E", *i, "V", vs.len())?;
+                for (v, name) in vs.iter().zip(FIELDS) {
+                    t.serialize_field(name, v)?;
+                }
+                t.end()
+            }
+            Value::Fails => Err(S::Error::custom("this value refuses to serialize")),
+        }
+    }
 }
 
 fn check_info(b: &[u8]) {
