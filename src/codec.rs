@@ -110,10 +110,14 @@ struct Encoder {
 impl Encoder {
     #[inline]
     fn byte(&mut self, b: u8) {
-        if self.pos >= self.buf.len() {
-            self.make_room(1);
+        // One comparison on the fast path (a check and then an index would be two).
+        match self.buf.get_mut(self.pos) {
+            Some(slot) => *slot = b,
+            None => {
+                self.make_room(1);
+                self.buf[self.pos] = b;
+            }
         }
-        self.buf[self.pos] = b;
         self.pos += 1;
     }
 
