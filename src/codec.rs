@@ -165,9 +165,9 @@ const SLACK: usize = 256;
 #[cold]
 #[inline(never)]
 fn grown(mut buf: Vec<u8>, pos: usize, n: usize) -> Vec<u8> {
-    // `resize` grows the capacity geometrically. The room grows with what is written
-    // (up to 64 KiB at a time), so a long value comes back here O(log) times, and the
-    // unused room at the end is at most about half of what was written.
+    // `resize` grows the capacity geometrically. The room grows with what is written,
+    // by up to 64 KiB at a time, so a long value comes back here once per 64 KiB at most,
+    // and the unused room at the end is at most half of what was written (or 64 KiB).
     let slack = SLACK.max((pos / 2).min(64 << 10));
     buf.resize(pos + n + slack, 0);
     buf

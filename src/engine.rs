@@ -589,7 +589,8 @@ pub(crate) fn write_frames(
 ) -> Result<Vec<ChunkMeta>> {
     let mut started = Vec::new();
     while !batch.is_empty() {
-        // An empty chunk takes its first record whatever its size.
+        // Whatever fits by count and by size; an empty chunk takes its first record
+        // whatever its size. Nothing fits: the chunk is full.
         let room = limit.bytes.saturating_sub(w.written);
         let (bytes, n, last_len) = split_frames(
             batch,
