@@ -39,6 +39,9 @@ pub(crate) struct ChunkReader {
     /// The file offset not to read past (the published end of the writer's chunk), or
     /// `None` for the end of the file.
     limit: Option<u64>,
+    /// The file's length, when the caller knows it will not change: the buffer is then
+    /// never made larger than what is left to read.
+    file_len: Option<u64>,
 }
 
 impl ChunkReader {
@@ -80,7 +83,15 @@ impl ChunkReader {
             pos: 0,
             end: 0,
             limit: None,
+            file_len: None,
         })
+    }
+
+    /// Tells the reader the file is `len` bytes long and stays so: reading its last
+    /// records (as recovery does from `info`'s tail mark) then does not allocate and zero
+    /// a whole read-ahead buffer (256 KiB, 10 µs of a 70 µs reopen).
+    pub(crate) fn expect_len(&mut self, len: u64) {
+        self.file_len = Some(len);
     }
 
     /// Reads no further than `limit` from now on (`None`: to the end of the file).
@@ -159,9 +170,13 @@ impl ChunkReader {
         self.end = avail;
         while self.end < needed {
             if self.end == self.buf.len() {
-                let grown = (self.buf.len() * 2)
+                let mut grown = (self.buf.len() * 2)
                     .max(READ_AHEAD)
                     .min(needed.max(READ_AHEAD));
+                if let Some(len) = self.file_len {
+                    let left = len.saturating_sub(self.buf_off) as usize;
+                    grown = grown.min(left.max(needed)).max(self.end + 1);
+                }
                 self.buf.resize(grown, 0);
             }
             let at = self.buf_off + self.end as u64;
