@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Info, MAX_SEQ};
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
-use crate::storage::{OpenMode, Storage};
+use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
@@ -83,7 +83,13 @@ pub(crate) fn open(
     };
 
     let journal_path = dir.join(ACKS);
-    let journal = read_journal(st, &journal_path)?;
+    // Opened once, to be read now and appended to later.
+    let jfile = match st.open(&journal_path, OpenMode::Append) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("open", &journal_path, e)),
+    };
+    let journal = read_journal(jfile.as_deref(), &journal_path)?;
     let journal_valid_len = journal.valid_len;
     let mut acked = info.acked.max(journal.head.unwrap_or(0));
     if let Some(i) = info.singles.iter().position(|&s| s >= MAX_SEQ) {
@@ -288,9 +294,9 @@ pub(crate) fn open(
     meta[0].first_seq = Some(head.header.first_seq);
     meta.back_mut().expect("not empty").first_seq = Some(engine_writer.first_seq);
 
-    let mut jfile = match st.open(&journal_path, OpenMode::Append) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let mut jfile = match jfile {
+        Some(f) => f,
+        None => {
             let f = st
                 .open(&journal_path, OpenMode::CreateNew)
                 .map_err(|e| Error::io("create", &journal_path, e))?;
@@ -302,7 +308,6 @@ pub(crate) fn open(
             }
             f
         }
-        Err(e) => return Err(Error::io("open", &journal_path, e)),
     };
     let jlen = jfile
         .size()
@@ -372,15 +377,19 @@ pub(crate) fn open(
 /// Reads the journal: the largest acknowledged count in it and the length of its valid
 /// prefix. A damaged entry followed by a valid one is corruption; damage at the end is a
 /// torn append and is cut off.
-fn read_journal(st: &dyn Storage, path: &Path) -> Result<JournalState> {
+fn read_journal(file: Option<&dyn StorageFile>, path: &Path) -> Result<JournalState> {
     let mut state = JournalState {
         head: None,
         singles: Vec::new(),
         valid_len: 0,
     };
-    let Some(bytes) = st.read_all(path).map_err(|e| Error::io("read", path, e))? else {
+    let Some(file) = file else {
         return Ok(state);
     };
+    let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+    let n = read_full_at(file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
+    bytes.truncate(n);
     let entries = bytes.chunks(ACK_ENTRY_LEN);
     for (i, e) in entries.enumerate() {
         match AckEntry::decode(e) {
@@ -509,6 +518,7 @@ fn recover_tail(
             continue;
         }
         let mut r = ChunkReader::open(st, dir, no)?;
+        r.expect_len(len);
         // From the checkpoint's mark if it is this chunk's, believable, and its bytes are
         // still there, else from the first record. A power loss below the synced level can
         // leave the file shorter than the mark, or keep its size and lose its last blocks
