@@ -1061,7 +1061,7 @@ pub fn open_dir(data: &[u8]) {
                     }
                 }
                 Err(e) => assert!(
-                    !d.clean,
+                    !d.clean || damage_from_the_input(&st, &files, &e),
                     "reopen after a drain that reached Empty and a close failed: {e}"
                 ),
             }
@@ -1076,6 +1076,30 @@ pub fn open_dir(data: &[u8]) {
         assert_subsequence(&d.items, &records);
         check_clean_drain(&d, &files);
     }
+}
+
+/// Whether `e` reports damage in bytes the input already held and nothing has written
+/// since: a file of the input, unchanged from the reported offset to its end. A drain
+/// that runs empty where a chunk ends never looks past that chunk's last record; damage
+/// after it is reported once something reads there, which a reopen does when it deletes
+/// the acknowledged chunk (FORMAT.md §open step 7). That is the input's damage, not
+/// something drain and close did.
+fn damage_from_the_input(
+    st: &SimStorage,
+    files: &BTreeMap<&'static str, Vec<u8>>,
+    e: &Error,
+) -> bool {
+    let Error::Corrupt { path, offset, .. } = e else {
+        return false;
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let (Some(before), Some(now)) = (files.get(name), st.file(path)) else {
+        return false;
+    };
+    let at = *offset as usize;
+    at < before.len() && now.get(at..) == before.get(at..)
 }
 
 // ---------------------------------------------------------------------------------------
