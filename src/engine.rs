@@ -232,7 +232,20 @@ impl Engine {
         self.check()?;
         debug_assert!(self.read < self.written);
         loop {
-            if self.reader.chunk < self.writer_chunk && self.next_chunk_first() == Some(self.read) {
+            let next_first = self.next_chunk_first_read()?;
+            if let Some(first) = next_first
+                && first < self.read
+            {
+                return Err(Error::corrupt(
+                    chunk_path(&self.dir, self.reader.chunk + 1),
+                    0,
+                    format!(
+                        "the chunk starts at item {first} but the chunk before it holds items up to {} at least",
+                        self.read
+                    ),
+                ));
+            }
+            if next_first == Some(self.read) {
                 // The chunk must end here: a record after the point where the next chunk
                 // starts is not one diskq wrote, and skipping it would later delete it.
                 match self.reader_next()? {
@@ -323,6 +336,28 @@ impl Engine {
     fn next_chunk_first(&self) -> Option<u64> {
         let idx = (self.reader.chunk + 1).checked_sub(self.chunks.front()?.no)?;
         self.chunks.get(idx as usize)?.first_seq
+    }
+
+    /// Where the chunk after the reader's starts, reading that chunk's header if it is not
+    /// known yet (`open` reads only the headers it acts on); `None` in the writer's chunk.
+    /// The reader must know where its chunk ends before it delivers a record from it: a
+    /// record past that point is not one diskq wrote, and delivering it would give an
+    /// item under another item's number.
+    fn next_chunk_first_read(&mut self) -> Result<Option<u64>> {
+        if self.reader.chunk >= self.writer_chunk {
+            return Ok(None);
+        }
+        if let Some(first) = self.next_chunk_first() {
+            return Ok(Some(first));
+        }
+        let no = self.reader.chunk + 1;
+        let first = ChunkReader::open(&*self.storage, &self.dir, no)?.header.first_seq;
+        if let Some(idx) = no.checked_sub(self.chunks[0].no)
+            && let Some(meta) = self.chunks.get_mut(idx as usize)
+        {
+            meta.first_seq = Some(first);
+        }
+        Ok(Some(first))
     }
 
     /// Moves the reader into chunk `no`, checking that it continues where the last ended.
