@@ -240,8 +240,8 @@ impl Engine {
                     chunk_path(&self.dir, self.reader.chunk + 1),
                     0,
                     format!(
-                        "the chunk starts at item {first} but the chunk before it holds items up to {} at least",
-                        self.read
+                        "the chunk starts at item {first} but the chunk before it already holds item {}",
+                        self.read - 1
                     ),
                 ));
             }
