@@ -351,7 +351,9 @@ impl Engine {
             return Ok(Some(first));
         }
         let no = self.reader.chunk + 1;
-        let first = ChunkReader::open(&*self.storage, &self.dir, no)?.header.first_seq;
+        let first = ChunkReader::open(&*self.storage, &self.dir, no)?
+            .header
+            .first_seq;
         if let Some(idx) = no.checked_sub(self.chunks[0].no)
             && let Some(meta) = self.chunks.get_mut(idx as usize)
         {

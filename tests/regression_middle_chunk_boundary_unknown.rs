@@ -68,13 +68,7 @@ fn extra_records_in_a_chunk_are_not_delivered_as_the_next_chunks_items() {
 #[test]
 fn a_chunk_that_starts_before_the_one_the_reader_is_in_ends_is_corrupt() {
     // q00002 claims to start at item 3, inside q00001 (items 2 to 3): overlapping.
-    let st = dir(&[
-        (0, b"AB"),
-        (2, b"CD"),
-        (3, b"EF"),
-        (5, b"GH"),
-        (7, b"IJ"),
-    ]);
+    let st = dir(&[(0, b"AB"), (2, b"CD"), (3, b"EF"), (5, b"GH"), (7, b"IJ")]);
     let q: Queue<Vec<u8>> = match Options::new().open_on(Arc::new(st), DIR) {
         Ok(q) => q,
         Err(Error::Corrupt { path, .. }) if !path.ends_with("info") => return,
@@ -92,5 +86,9 @@ fn a_chunk_that_starts_before_the_one_the_reader_is_in_ends_is_corrupt() {
     }
     // Whatever came out is a prefix of what the chunks hold in order, up to where they
     // stop agreeing: A, B, C (item 2) at most; D is item 3 in q00001 and E in q00002.
-    assert!(b"ABC".starts_with(&got), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        b"ABC".starts_with(&got),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
 }
