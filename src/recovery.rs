@@ -386,42 +386,82 @@ fn read_journal(file: Option<&dyn StorageFile>, path: &Path) -> Result<JournalSt
     let Some(file) = file else {
         return Ok(state);
     };
-    let len = file.size().map_err(|e| Error::io("stat", path, e))?;
-    let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
-    let n = read_full_at(file, &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
-    bytes.truncate(n);
-    let entries = bytes.chunks(ACK_ENTRY_LEN);
-    for (i, e) in entries.enumerate() {
+    // Read in blocks of whole entries, so that an `acks` file of any size (damage, or
+    // not diskq's) costs a bounded buffer, not an allocation of its size.
+    let mut entries = JournalEntries::new(file, path);
+    while let Some((at, e)) = entries.next()? {
         match AckEntry::decode(e) {
             Some(entry) if entry.seq() >= MAX_SEQ => {
                 return Err(Error::corrupt(
                     path,
-                    (i * ACK_ENTRY_LEN) as u64,
+                    at,
                     format!("impossible acknowledged item {}", entry.seq()),
                 ));
             }
             Some(AckEntry::Head(acked)) => state.head = state.head.max(Some(acked)),
             Some(AckEntry::Single(seq)) => state.singles.push(seq),
             None => {
-                let at = i * ACK_ENTRY_LEN;
-                let later_valid = bytes[at..]
-                    .chunks_exact(ACK_ENTRY_LEN)
-                    .skip(1)
-                    .any(|e| AckEntry::decode(e).is_some());
-                if later_valid {
-                    return Err(Error::corrupt(
-                        path,
-                        at as u64,
-                        "damaged acknowledgement entry followed by valid ones",
-                    ));
+                while let Some((_, later)) = entries.next()? {
+                    if later.len() == ACK_ENTRY_LEN && AckEntry::decode(later).is_some() {
+                        return Err(Error::corrupt(
+                            path,
+                            at,
+                            "damaged acknowledgement entry followed by valid ones",
+                        ));
+                    }
                 }
-                state.valid_len = at as u64;
+                state.valid_len = at;
                 return Ok(state);
             }
         }
     }
-    state.valid_len = bytes.len() as u64;
+    state.valid_len = entries.at;
     Ok(state)
+}
+
+/// The journal's entries in file order, with their offsets; the last may be short (cut).
+struct JournalEntries<'a> {
+    file: &'a dyn StorageFile,
+    path: &'a Path,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_at: u64,
+    /// Bytes of `buf` read from the file, and the next entry's index in `buf`.
+    filled: usize,
+    pos: usize,
+    /// File offset after the last entry returned.
+    at: u64,
+}
+
+impl<'a> JournalEntries<'a> {
+    fn new(file: &'a dyn StorageFile, path: &'a Path) -> JournalEntries<'a> {
+        JournalEntries {
+            file,
+            path,
+            buf: vec![0; ACK_ENTRY_LEN * 4096],
+            buf_at: 0,
+            filled: 0,
+            pos: 0,
+            at: 0,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
+        if self.pos >= self.filled {
+            self.buf_at += self.filled as u64;
+            self.filled = read_full_at(self.file, &mut self.buf, self.buf_at)
+                .map_err(|e| Error::io("read", self.path, e))?;
+            self.pos = 0;
+            if self.filled == 0 {
+                return Ok(None);
+            }
+        }
+        let start = self.pos;
+        self.pos = (start + ACK_ENTRY_LEN).min(self.filled);
+        let at = self.buf_at + start as u64;
+        self.at = self.buf_at + self.pos as u64;
+        Ok(Some((at, &self.buf[start..self.pos])))
+    }
 }
 
 /// What the journal holds.
