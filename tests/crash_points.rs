@@ -8,6 +8,7 @@
 use diskq::storage::{Crash, SimStorage};
 use diskq::{Durability, Error, Options, Queue};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
 const DIR: &str = "/sim/q";
@@ -19,11 +20,15 @@ fn item(id: u64) -> Item {
     (id, (0..(id * 7 % 40)).map(|b| (b ^ id) as u8).collect())
 }
 
-fn opts(durability: Durability) -> Options {
-    Options::new()
-        .chunk_size(3)
-        .durability(durability)
-        .journal_limit(24) // a checkpoint every two journal entries
+/// Chunks end every three records, or with `by_size` by their byte limit: before 100
+/// bytes, after one to three of these records.
+fn opts(durability: Durability, by_size: bool) -> Options {
+    let opts = Options::new().durability(durability).journal_limit(24); // a checkpoint every two journal entries
+    if by_size {
+        opts.chunk_size(1000).chunk_bytes(100)
+    } else {
+        opts.chunk_size(3)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -41,12 +46,17 @@ struct Outcome {
 
 /// Puts, gets and acknowledges, with one reopen in the middle; stops at the first error
 /// (the simulated process is gone).
-fn workload(st: &SimStorage, durability: Durability, out: &mut Outcome) -> Result<(), Error> {
+fn workload(
+    st: &SimStorage,
+    durability: Durability,
+    by_size: bool,
+    out: &mut Outcome,
+) -> Result<(), Error> {
     let mut gotten = Vec::new();
     let mut acks = 0;
     let mut next = 0u64;
     for round in 0..2 {
-        let q: Queue<Item> = opts(durability).open_on(Arc::new(st.clone()), DIR)?;
+        let q: Queue<Item> = opts(durability, by_size).open_on(Arc::new(st.clone()), DIR)?;
         for step in 0..8u64 {
             for _ in 0..3 {
                 out.attempted = next + 1;
@@ -92,9 +102,16 @@ struct Promise {
 }
 
 /// Opens what the crash left and checks the promises.
-fn check(image: SimStorage, durability: Durability, out: &Outcome, promise: Promise, ctx: &str) {
+fn check(
+    image: SimStorage,
+    durability: Durability,
+    by_size: bool,
+    out: &Outcome,
+    promise: Promise,
+    ctx: &str,
+) {
     let strict = promise.keeps;
-    let q: Queue<Item> = match opts(durability).open_on(Arc::new(image.clone()), DIR) {
+    let q: Queue<Item> = match opts(durability, by_size).open_on(Arc::new(image.clone()), DIR) {
         Ok(q) => q,
         Err(e) if !promise.opens && e.is_corrupt() => return, // no promise at this level
         Err(e) => panic!("{ctx}: recovery failed: {e}"),
@@ -144,17 +161,17 @@ fn check(image: SimStorage, durability: Durability, out: &Outcome, promise: Prom
     }
     q.put(&item(u64::MAX)).unwrap();
     q.close().unwrap();
-    let q: Queue<Item> = opts(durability)
+    let q: Queue<Item> = opts(durability, by_size)
         .open_on(Arc::new(image), DIR)
         .unwrap_or_else(|e| panic!("{ctx}: second reopen failed: {e}"));
     assert_eq!(q.get_nowait().unwrap(), item(u64::MAX), "{ctx}");
 }
 
 /// Runs the workload once without a crash and returns its operation count.
-fn total_ops(durability: Durability) -> u64 {
+fn total_ops(durability: Durability, by_size: bool) -> u64 {
     let st = SimStorage::new();
     let mut out = Outcome::default();
-    workload(&st, durability, &mut out).unwrap();
+    workload(&st, durability, by_size, &mut out).unwrap();
     assert!(
         out.acked_ok.len() >= 10 && out.put_ok.len() == 48,
         "{out:?}"
@@ -163,20 +180,39 @@ fn total_ops(durability: Durability) -> u64 {
 }
 
 fn sweep(durability: Durability, crash: Crash, tear: bool, promise: Promise) -> u64 {
-    let total = total_ops(durability);
+    sweep_with(durability, false, crash, tear, promise)
+}
+
+fn sweep_with(
+    durability: Durability,
+    by_size: bool,
+    crash: Crash,
+    tear: bool,
+    promise: Promise,
+) -> u64 {
+    let total = total_ops(durability, by_size);
     for n in 0..=total {
         let st = SimStorage::new();
         st.crash_after(n, tear);
         let mut out = Outcome::default();
-        let res = workload(&st, durability, &mut out);
+        let res = workload(&st, durability, by_size, &mut out);
         // (At the buffered level the last operations happen in drop, which cannot fail.)
         assert_eq!(
             st.crashed(),
             n < total,
             "crash after {n} of {total} ops: {res:?}"
         );
-        let ctx = format!("{durability:?}/{crash:?}/tear={tear}: crash after op {n} of {total}");
-        check(st.after_crash(crash), durability, &out, promise, &ctx);
+        let ctx = format!(
+            "{durability:?}/{crash:?}/tear={tear}/by_size={by_size}: crash after op {n} of {total}"
+        );
+        check(
+            st.after_crash(crash),
+            durability,
+            by_size,
+            &out,
+            promise,
+            &ctx,
+        );
     }
     total + 1
 }
@@ -245,4 +281,31 @@ fn power_loss_below_the_synced_level_never_gives_a_wrong_item() {
 #[test]
 fn buffered_level_crash_points_keep_order_and_invent_nothing() {
     sweep(Durability::Buffered, Crash::Process, true, OPENS);
+}
+
+#[test]
+fn every_crash_point_where_chunks_end_by_size() {
+    // The same rollover as by count (trim, sync, create, header), reached from the byte
+    // limit, with records of 24 to 63 bytes that fit one to three to a chunk.
+    let newest = |by_size| {
+        let st = SimStorage::new();
+        workload(&st, Durability::Written, by_size, &mut Outcome::default()).unwrap();
+        (0..200u64)
+            .rev()
+            .find(|no| st.file(&Path::new(DIR).join(format!("q{no:05}"))).is_some())
+    };
+    // Three records a chunk by count: 48 puts end in chunk 15; by size, later.
+    assert_eq!(newest(false), Some(15));
+    assert!(newest(true) > Some(20), "ended in chunk {:?}", newest(true));
+    sweep_with(Durability::Written, true, Crash::Process, true, ALL);
+    sweep_with(Durability::Synced, true, Crash::PowerLoss, false, ALL);
+    sweep_with(
+        Durability::Synced,
+        true,
+        Crash::PowerLossPrefix(3),
+        true,
+        ALL,
+    );
+    sweep_with(Durability::Written, true, Crash::PowerLoss, false, NONE);
+    sweep_with(Durability::Buffered, true, Crash::Process, true, OPENS);
 }
