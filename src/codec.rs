@@ -397,6 +397,15 @@ mod tests {
         options().serialize(v)
     }
 
+    /// Frames of bincode's encodings of `values`, one after another.
+    fn framed(values: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in values {
+            frame_into(&mut out, &reference(v).unwrap());
+        }
+        out
+    }
+
     /// Ours, pushed after a frame already in the buffer (as in a batch), checked against
     /// bincode's payload framed by `frame_into`.
     fn same<T: Serialize + ?Sized>(prefix: &[u8], v: &T) -> bool {
@@ -580,15 +589,11 @@ mod tests {
         frames.push(&(vec![7u8; 5000], unknown)).unwrap_err();
         assert_eq!(frames.bytes(), before);
         frames.push("second").unwrap();
-        let mut expected = before;
-        frame_into(&mut expected, &reference("second").unwrap());
-        assert_eq!(frames.bytes(), expected);
+        assert_eq!(frames.bytes(), framed(&["first", "second"]));
         frames.clear();
         assert!(frames.bytes().is_empty());
         frames.push("third").unwrap();
-        let mut expected = Vec::new();
-        frame_into(&mut expected, &reference("third").unwrap());
-        assert_eq!(frames.bytes(), expected);
+        assert_eq!(frames.bytes(), framed(&["third"]));
     }
 
     #[test]
@@ -620,8 +625,6 @@ mod tests {
         assert!(caught.is_err());
         assert!(frames.bytes().is_empty());
         frames.push("after").unwrap();
-        let mut expected = Vec::new();
-        frame_into(&mut expected, &reference("after").unwrap());
-        assert_eq!(frames.bytes(), expected);
+        assert_eq!(frames.bytes(), framed(&["after"]));
     }
 }

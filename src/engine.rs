@@ -354,12 +354,17 @@ impl Engine {
         let first = ChunkReader::open(&*self.storage, &self.dir, no)?
             .header
             .first_seq;
+        self.record_first(no, first);
+        Ok(Some(first))
+    }
+
+    /// Records where chunk `no` starts, once its header has been read.
+    fn record_first(&mut self, no: u64, first: u64) {
         if let Some(idx) = no.checked_sub(self.chunks[0].no)
             && let Some(meta) = self.chunks.get_mut(idx as usize)
         {
             meta.first_seq = Some(first);
         }
-        Ok(Some(first))
     }
 
     /// Moves the reader into chunk `no`, checking that it continues where the last ended.
@@ -386,11 +391,7 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(idx) = no.checked_sub(self.chunks[0].no)
-            && let Some(meta) = self.chunks.get_mut(idx as usize)
-        {
-            meta.first_seq = Some(r.header.first_seq);
-        }
+        self.record_first(no, r.header.first_seq);
         self.reader = r;
         Ok(())
     }
