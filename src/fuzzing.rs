@@ -136,6 +136,23 @@ pub fn decode(data: &[u8]) {
     assert_eq!(parse_chunk_name(&format!("q{a:05}")), Some(a));
 
     check_payload_encoding(data);
+    check_payload_decoding(data);
+}
+
+/// Payloads decode as bincode decodes them (`codec::decode` copies a `Vec<u8>` out whole
+/// instead of asking serde for it): the bytes as they come, and framed as a `Vec<u8>`.
+fn check_payload_decoding(data: &[u8]) {
+    let ours = |p: &[u8]| crate::codec::decode::<Vec<u8>>(p).map_err(|e| e.to_string());
+    let theirs = |p: &[u8]| {
+        codec()
+            .with_limit(p.len() as u64)
+            .deserialize::<Vec<u8>>(p)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(ours(data), theirs(data));
+    let framed = [&(data.len() as u64).to_le_bytes()[..], data].concat();
+    assert_eq!(ours(&framed), Ok(data.to_vec()));
+    assert_eq!(theirs(&framed), Ok(data.to_vec()));
 }
 
 /// diskq writes payloads with its own serializer (`codec::Frames`): a value built from

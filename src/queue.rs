@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::recovery::{self, LockGuard};
 use crate::storage::{FsStorage, Storage};
-use bincode::Options as _;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -350,17 +349,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // Decoded under the lock: an item that fails to decode must stay unconsumed,
         // and no other consumer may take it meanwhile.
         let payload = e.payload(&peeked);
-        let item = codec::options()
-            .with_limit(payload.len() as u64)
-            .deserialize(payload)
-            .map_err(|source| {
-                let (path, offset) = e.location();
-                Error::Decode {
-                    path: path.to_path_buf(),
-                    offset,
-                    source,
-                }
-            })?;
+        let item = codec::decode(payload).map_err(|source| {
+            let (path, offset) = e.location();
+            Error::Decode {
+                path: path.to_path_buf(),
+                offset,
+                source,
+            }
+        })?;
         e.advance(peeked);
         Ok(item)
     }
