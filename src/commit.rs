@@ -116,7 +116,7 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
                 // The write panicked: give the writer back so that nobody waits for it,
                 // poison (the file's state is unknown), and let the panic go on.
                 e.writer = Some(w);
-                e.poisoned = true;
+                e.set_poisoned();
                 resume_unwind(panic);
             }
         };
@@ -214,7 +214,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             Err(panic) => {
                 // As for writes: the journal goes home, the queue is poisoned.
                 e.journal = Some(j);
-                e.poisoned = true;
+                e.set_poisoned();
                 resume_unwind(panic);
             }
         };

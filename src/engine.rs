@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Buffered level: pending item bytes are written once they reach this size.
 pub(crate) const WRITE_BATCH: usize = 64 * 1024;
@@ -128,6 +129,8 @@ pub(crate) struct Engine {
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
     pub(crate) poisoned: bool,
+    /// `poisoned`, for puts that do not take the lock (`intake.rs`).
+    pub(crate) poison_flag: Arc<AtomicBool>,
     /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
     pub(crate) checkpoint_wanted: bool,
 }
@@ -185,8 +188,13 @@ impl Engine {
     /// Marks the queue failed: after a failed write or sync nothing in memory can be
     /// trusted to match the disk, so every later call says to reopen.
     pub(crate) fn poison(&mut self, e: Error) -> Error {
-        self.poisoned = true;
+        self.set_poisoned();
         e
+    }
+
+    pub(crate) fn set_poisoned(&mut self) {
+        self.poisoned = true;
+        self.poison_flag.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn synced(&self) -> bool {
@@ -515,7 +523,7 @@ impl Engine {
                 // Give the writer back so that nobody waits for it, poison (the file's
                 // state is unknown), and let the panic go on.
                 self.writer = Some(w);
-                self.poisoned = true;
+                self.set_poisoned();
                 std::panic::resume_unwind(panic);
             }
         }

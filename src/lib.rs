@@ -193,6 +193,7 @@ mod error;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod intake;
 mod options;
 mod queue;
 mod reader;

@@ -5,6 +5,7 @@ use crate::codec::{self, Frames};
 use crate::commit::{Signals, journal_through, lead_acks, lead_writes, wait_idle, write_through};
 use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
+use crate::intake::Intake;
 use crate::options::{Durability, Options};
 use crate::recovery::{self, LockGuard};
 use crate::storage::{FsStorage, Storage};
@@ -54,6 +55,9 @@ thread_local! {
 /// ```
 pub struct Queue<T> {
     engine: Mutex<Engine>,
+    /// Where puts at the buffered level leave their frames without the queue lock, when
+    /// the queue is unbounded (`intake.rs`).
+    intake: Option<Intake>,
     sig: Signals,
     not_full: Condvar,
     all_done: Condvar,
@@ -70,8 +74,8 @@ impl<T> fmt::Debug for Queue<T> {
         let mut d = f.debug_struct("Queue");
         d.field("path", &self.dir);
         if let Some(e) = self.engine.try_lock() {
-            d.field("len", &e.len())
-                .field("unfinished", &e.unfinished());
+            d.field("len", &(e.len() + self.intake_len()))
+                .field("unfinished", &(e.unfinished() + self.intake_len()));
         }
         d.field("max_size", &self.max_size)
             .field("durability", &self.durability)
@@ -102,8 +106,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         dir: &Path,
     ) -> Result<Queue<T>> {
         let (engine, lock) = recovery::open(storage, dir, &opts)?;
+        let intake = (opts.durability == Durability::Buffered && opts.max_size == 0)
+            .then(|| Intake::new(engine.poison_flag.clone()));
         Ok(Queue {
             engine: Mutex::new(engine),
+            intake,
             sig: Signals::default(),
             not_full: Condvar::new(),
             all_done: Condvar::new(),
@@ -207,6 +214,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_framed(&self, item: &T, wait: Wait, frame: &mut Frames) -> Result<()> {
         frame.clear();
         frame.push(item)?;
+        if let Some(intake) = &self.intake {
+            let pushed = intake.push(frame.bytes())?;
+            if pushed.full {
+                // A write batch: into the engine, and written.
+                let mut e = self.engine.lock();
+                intake.drain_into(&mut e)?;
+                if e.writer.is_some() {
+                    lead_writes(&mut e, &self.sig)?;
+                }
+            } else if pushed.wake {
+                // Through the lock: a consumer holds it from its last look at the intake
+                // until it waits, so the wake-up cannot come in between.
+                drop(self.engine.lock());
+            } else {
+                // Consumers that are awake look at the intake themselves.
+                return Ok(());
+            }
+            self.sig.not_empty.notify_one();
+            return Ok(());
+        }
         let mut e = self.engine.lock();
         while self.max_size > 0 && e.queued() >= self.max_size {
             wait.wait(&self.not_full, &mut e)?;
@@ -313,6 +340,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut spins = 0;
         loop {
             if e.len() == 0 {
+                if let Some(intake) = &self.intake
+                    && intake.len() > 0
+                {
+                    intake.drain_into(e)?;
+                    continue;
+                }
                 // A producer is often microseconds away: look again a few times before
                 // sleeping, which costs a futex wake-up on both sides.
                 if spins < SPINS && !matches!(wait, Wait::No(_)) {
@@ -325,7 +358,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     });
                     continue;
                 }
-                wait.wait(&self.sig.not_empty, e)?;
+                match &self.intake {
+                    Some(intake) => {
+                        if intake.sleeping() {
+                            intake.awake();
+                            continue;
+                        }
+                        let res = wait.wait(&self.sig.not_empty, e);
+                        intake.awake();
+                        res?;
+                    }
+                    None => wait.wait(&self.sig.not_empty, e)?,
+                }
             } else if e.skip_acknowledged()? {
                 // An item acknowledged one by one before a reopen: not delivered again.
             } else if e.read >= e.written {
@@ -457,6 +501,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let mut frames = frames.into_vec();
         let mut e = self.engine.lock();
+        // This thread's earlier puts may still be in the intake: they go first.
+        self.drain_intake(&mut e)?;
         let (mut done, mut from) = (0, 0);
         while done < ends.len() {
             let room = if self.max_size == 0 {
@@ -532,7 +578,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
-        while out.len() < max && e.len() > 0 {
+        while out.len() < max {
+            if e.len() == 0 {
+                match &self.intake {
+                    Some(intake) if intake.len() > 0 => {
+                        if let Err(err) = intake.drain_into(&mut e) {
+                            return if out.is_empty() { Err(err) } else { Ok(out) };
+                        }
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
             if e.skip_acknowledged()? {
                 continue;
             }
@@ -624,12 +681,23 @@ impl<T> Queue<T> {
             // As leader, or waiting for one (who may hand over to us).
             journal_through(&mut e, &self.sig, generation)?;
         }
-        let done = e.unfinished() == 0;
+        // The intake second: reading its count takes a cache line from the producer.
+        let done = e.unfinished() == 0 && self.intake_len() == 0;
         drop(e);
         if done {
             self.all_done.notify_all();
         }
         Ok(())
+    }
+
+    /// Items in the intake, not yet in the engine.
+    fn intake_len(&self) -> u64 {
+        self.intake.as_ref().map_or(0, Intake::len)
+    }
+
+    /// Moves what the intake holds into the engine.
+    fn drain_intake(&self, e: &mut Engine) -> Result<()> {
+        self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e))
     }
 
     /// Blocks until every item put (including items recovered at open) has been gotten
@@ -655,7 +723,7 @@ impl<T> Queue<T> {
     /// ```
     pub fn join(&self) {
         let mut e = self.engine.lock();
-        while e.unfinished() > 0 {
+        while e.unfinished() + self.intake_len() > 0 {
             self.all_done.wait(&mut e);
         }
     }
@@ -673,7 +741,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.engine.lock().len() as usize
+        (self.engine.lock().len() + self.intake_len()) as usize
     }
 
     /// True when no item waits to be gotten.
@@ -687,7 +755,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.engine.lock().len() == 0
+        self.engine.lock().len() + self.intake_len() == 0
     }
 
     /// Items put and not yet acknowledged: those waiting plus those gotten but not yet
@@ -702,7 +770,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unfinished(&self) -> usize {
-        self.engine.lock().unfinished() as usize
+        (self.engine.lock().unfinished() + self.intake_len()) as usize
     }
 
     /// The queue's directory, as given to `open`.
@@ -735,6 +803,7 @@ impl<T> Queue<T> {
     /// [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
         let mut e = self.engine.lock();
+        self.drain_intake(&mut e)?;
         loop {
             e.check()?;
             wait_idle(&mut e, &self.sig);
@@ -766,7 +835,7 @@ impl<T> Queue<T> {
     pub fn close(self) -> Result<()> {
         let mut e = self.engine.lock();
         let res = if e.writer.is_some() && e.journal.is_some() {
-            e.checkpoint()
+            self.drain_intake(&mut e).and_then(|()| e.checkpoint())
         } else {
             // A leader panicked mid-write; recovery sorts out what reached the disk.
             Err(Error::Poisoned)
@@ -783,7 +852,8 @@ impl<T> Drop for Queue<T> {
         // A file still out means its leader panicked mid-write: leave the disk to recovery.
         if !e.poisoned && e.writer.is_some() && e.journal.is_some() {
             // Errors cannot be reported from drop; `close` reports them.
-            let _ = e.checkpoint();
+            let drained = self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e));
+            let _ = drained.and_then(|()| e.checkpoint());
         }
     }
 }

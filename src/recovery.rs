@@ -360,6 +360,7 @@ pub(crate) fn open(
         acked_written: acked,
         read: acked,
         poisoned: false,
+        poison_flag: Arc::default(),
         checkpoint_wanted: false,
     };
     // A mark that does not describe the chunk as recovered (records appended after it,
