@@ -387,9 +387,14 @@ fn read_journal(file: Option<&dyn StorageFile>, path: &Path) -> Result<JournalSt
     let Some(file) = file else {
         return Ok(state);
     };
+    let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+    if len == 0 {
+        // The common case after a clean close (a checkpoint empties the journal).
+        return Ok(state);
+    }
     // Read in blocks of whole entries, so that an `acks` file of any size (damage, or
     // not diskq's) costs a bounded buffer, not an allocation of its size.
-    let mut entries = JournalEntries::new(file, path);
+    let mut entries = JournalEntries::new(file, path, len);
     while let Some((at, e)) = entries.next()? {
         match AckEntry::decode(e) {
             Some(entry) if entry.seq() >= MAX_SEQ => {
@@ -435,11 +440,15 @@ struct JournalEntries<'a> {
 }
 
 impl<'a> JournalEntries<'a> {
-    fn new(file: &'a dyn StorageFile, path: &'a Path) -> JournalEntries<'a> {
+    /// `len`: the file's size when opened, which bounds the first block (it may grow:
+    /// reading goes on to the end of the file).
+    fn new(file: &'a dyn StorageFile, path: &'a Path, len: u64) -> JournalEntries<'a> {
+        let block = ACK_ENTRY_LEN * 4096;
+        let rounded = len.div_ceil(ACK_ENTRY_LEN as u64) * ACK_ENTRY_LEN as u64;
         JournalEntries {
             file,
             path,
-            buf: vec![0; ACK_ENTRY_LEN * 4096],
+            buf: vec![0; (rounded.max(ACK_ENTRY_LEN as u64) as usize).min(block)],
             buf_at: 0,
             filled: 0,
             pos: 0,
