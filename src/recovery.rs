@@ -291,6 +291,11 @@ pub(crate) fn open(
             first_seq: None,
         })
         .collect();
+    // Headers read above (chained, so consistent) need not be read again: the reader
+    // and `delete_acked_chunks` ask for where the second oldest chunk starts.
+    for (m, first) in meta.iter_mut().zip(&firsts.known) {
+        m.first_seq = *first;
+    }
     meta[0].first_seq = Some(head.header.first_seq);
     meta.back_mut().expect("not empty").first_seq = Some(engine_writer.first_seq);
 
@@ -362,6 +367,7 @@ pub(crate) fn open(
         poisoned: false,
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
+        info_on_disk: None,
     };
     // A mark that does not describe the chunk as recovered (records appended after it,
     // a chunk cut below it, a mark ignored) is replaced before anything is appended: a
@@ -371,6 +377,8 @@ pub(crate) fn open(
         && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
     if journal_valid_len > 0 || info.acked != acked || !mark_matches {
         engine.checkpoint()?;
+    } else {
+        engine.info_on_disk = Some(info);
     }
     Ok((engine, lock))
 }

@@ -176,3 +176,47 @@ fn a_tail_mark_that_does_not_match_the_chunk_never_gives_a_wrong_item() {
         }
     }
 }
+
+/// Renames (each a new `info`), writes and reads that closing a reopened queue of 5
+/// chunks (the newest half full) does, after `touch` ran on it.
+fn close_cost(touch: impl Fn(&Queue<u64>)) -> (u64, u64, u64) {
+    let st = SimStorage::new();
+    let opts = Options::new().chunk_size(10);
+    let q: Queue<u64> = opts.open_on(Arc::new(st.clone()), DIR).unwrap();
+    q.put_many(&(0..45).collect::<Vec<_>>()).unwrap();
+    q.close().unwrap();
+    let q: Queue<u64> = opts.open_on(Arc::new(st.clone()), DIR).unwrap();
+    touch(&q);
+    let before = [Op::Rename, Op::Write, Op::Read].map(|op| st.count(op));
+    q.close().unwrap();
+    let after = [Op::Rename, Op::Write, Op::Read].map(|op| st.count(op));
+    (
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    )
+}
+
+#[test]
+fn closing_an_untouched_queue_writes_and_reads_nothing() {
+    assert_eq!(close_cost(|_| {}), (0, 0, 0));
+    // Gotten but not acknowledged: nothing for `info` either.
+    assert_eq!(
+        close_cost(|q| {
+            q.get().unwrap();
+        }),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn closing_after_a_put_or_an_acknowledgement_writes_a_new_info() {
+    let (renames, writes, _) = close_cost(|q| q.put(&45).unwrap());
+    assert_eq!(renames, 1);
+    assert!(writes >= 1);
+    let (renames, _, _) = close_cost(|q| {
+        q.get().unwrap();
+        q.task_done().unwrap();
+    });
+    assert_eq!(renames, 1);
+}
