@@ -21,6 +21,9 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// The most room the intake keeps after a drain: twice a write batch.
+const KEEP: usize = 2 * WRITE_BATCH;
+
 #[derive(Debug)]
 pub(crate) struct Intake {
     held: Mutex<Held>,
@@ -87,6 +90,10 @@ impl Intake {
         // nothing after every drain made W2 a fifth slower).
         e.enqueue_many(&h.frames, h.count)?;
         h.frames.clear();
+        if h.frames.capacity() > KEEP {
+            // Not the room of one huge item for the queue's lifetime.
+            h.frames = Vec::new();
+        }
         h.count = 0;
         self.len.store(0, Ordering::Relaxed);
         Ok(())
@@ -101,8 +108,39 @@ impl Intake {
         h.count > 0
     }
 
+    /// Room held for frames, for tests.
+    #[cfg(test)]
+    pub(crate) fn room(&self) -> usize {
+        self.held.lock().frames.capacity()
+    }
+
     /// The consumer that called [`sleeping`](Self::sleeping) is awake.
     pub(crate) fn awake(&self) {
         self.held.lock().sleepers -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Durability, Options, Queue};
+
+    #[test]
+    fn a_huge_item_does_not_leave_its_room_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let q: Queue<Vec<u8>> = Options::new()
+            .durability(Durability::Buffered)
+            .open(dir.path())
+            .unwrap();
+        q.put(&vec![7; 4 << 20]).unwrap();
+        q.put(&vec![1; 100]).unwrap();
+        assert_eq!(q.get().unwrap().len(), 4 << 20);
+        let room = |q: &Queue<Vec<u8>>| q.intake_room();
+        assert!(room(&q) <= super::KEEP, "{} bytes kept", room(&q));
+        // Small items keep their room from drain to drain.
+        for i in 0..1000u32 {
+            q.put(&i.to_le_bytes().to_vec()).unwrap();
+        }
+        q.get().unwrap();
+        assert!(room(&q) > 0);
     }
 }

@@ -348,7 +348,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 // A producer is often microseconds away: look again a few times before
                 // sleeping, which costs a futex wake-up on both sides.
-                if spins < SPINS && !matches!(wait, Wait::No(_)) {
+                if spins < SPINS && wait.may_spin() {
                     spins += 1;
                     MutexGuard::unlocked(e, || {
                         for _ in 0..SPIN_PAUSES {
@@ -690,6 +690,12 @@ impl<T> Queue<T> {
         Ok(())
     }
 
+    /// The intake's room for frames, for tests.
+    #[cfg(test)]
+    pub(crate) fn intake_room(&self) -> usize {
+        self.intake.as_ref().map_or(0, Intake::room)
+    }
+
     /// Items in the intake, not yet in the engine.
     fn intake_len(&self) -> u64 {
         self.intake.as_ref().map_or(0, Intake::len)
@@ -872,6 +878,16 @@ impl Wait {
         match Instant::now().checked_add(timeout) {
             Some(d) => Wait::Until(d),
             None => Wait::Forever,
+        }
+    }
+
+    /// Whether waiting may start with a spin: not when the call must not wait, nor when
+    /// its deadline has passed (`get_timeout(Duration::ZERO)`, a channel's `try_recv`).
+    fn may_spin(&self) -> bool {
+        match self {
+            Wait::Forever => true,
+            Wait::Until(deadline) => Instant::now() < *deadline,
+            Wait::No(_) => false,
         }
     }
 
