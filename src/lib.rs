@@ -150,9 +150,9 @@
 //! 2 M items/s from a producer to a consumer thread; `put_many`, `get_many` and
 //! `task_done_n` amortize the locking further (about 14 M and 10 M items/s). At
 //! [`Durability::Synced`] a put writes into space the file was extended by ahead of time,
-//! so `fdatasync` has no size change to commit: 11,000–13,000 durable puts/s from one
-//! thread there, more than a bare append + `fdatasync` manages, and 48,000–60,000/s from
-//! eight threads sharing syncs.
+//! so `fdatasync` has no size change to commit: 8,000–13,000 durable puts/s from one
+//! thread there (the disk's speed varies), more than a bare append + `fdatasync` manages,
+//! and 37,000–60,000/s from eight threads sharing syncs.
 //! Reopening reads no records of a cleanly closed queue. BENCHMARKS.md in the repository
 //! compares diskq with other queues.
 //!
