@@ -8,6 +8,8 @@ use diskq::{Durability, Error, Options, Queue};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 fn buffered(dir: &std::path::Path) -> Queue<u64> {
     Options::new()
         .durability(Durability::Buffered)
@@ -124,19 +126,6 @@ fn join_waits_for_puts_still_in_the_intake() {
     });
 }
 
-/// The directory's files as they are now: what a crash of the process would leave (the
-/// page cache has them).
-fn copy_dir(dir: &std::path::Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != ".lock" {
-            std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
-        }
-    }
-    copy
-}
-
 #[test]
 fn flush_close_and_drop_write_what_the_intake_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +133,7 @@ fn flush_close_and_drop_write_what_the_intake_holds() {
     q.put(&1).unwrap();
     q.put(&2).unwrap();
     q.flush().unwrap();
-    let crashed = copy_dir(dir.path());
+    let crashed = common::crash_copy(dir.path());
     assert_eq!(buffered(crashed.path()).get_many(10).unwrap(), [1, 2]);
 
     q.put(&3).unwrap();

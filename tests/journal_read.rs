@@ -8,6 +8,8 @@ use diskq::{Error, Options, Queue};
 use std::fs;
 use std::path::Path;
 
+mod common;
+
 const N: u64 = 10_000;
 const ENTRY: u64 = 12;
 
@@ -25,13 +27,7 @@ fn journal_of_n_entries(dir: &Path) -> tempfile::TempDir {
         q.task_done().unwrap();
     }
     // Copied while open: what a crash would leave (at Written, the page cache has it).
-    let copy = tempfile::tempdir().unwrap();
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != ".lock" {
-            fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
-        }
-    }
+    let copy = common::crash_copy(dir);
     drop(q);
     let acks = fs::read(copy.path().join("acks")).unwrap();
     assert!(

@@ -42,6 +42,16 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// A copy of `dir`'s files (not `.lock`) in a new temporary directory: taken while a
+/// queue is open, what a crash of its process would leave (the page cache has them).
+pub fn crash_copy(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for (name, bytes) in snapshot(dir) {
+        fs::write(copy.path().join(name), bytes).unwrap();
+    }
+    copy
+}
+
 /// Queue files built by hand (FORMAT.md), for regression tests of crafted directories.
 pub mod hand_built {
     use diskq::storage::SimStorage;
