@@ -55,6 +55,13 @@ impl ChunkReader {
                 Error::io("open", &path, e)
             }
         })?;
+        ChunkReader::on(file, path, chunk)
+    }
+
+    /// Reads chunk `chunk` through `file`, already open (recovery reads the newest chunk
+    /// through the handle its writer keeps, [`into_file`](Self::into_file)), and checks its
+    /// header.
+    pub(crate) fn on(file: Box<dyn StorageFile>, path: PathBuf, chunk: u64) -> Result<ChunkReader> {
         let mut h = [0u8; CHUNK_HEADER_LEN];
         let n = read_full_at(&*file, &mut h, 0).map_err(|e| Error::io("read", &path, e))?;
         let header = ChunkHeader::decode(&h[..n])
@@ -85,6 +92,11 @@ impl ChunkReader {
             limit: None,
             file_len: None,
         })
+    }
+
+    /// The file the reader reads.
+    pub(crate) fn into_file(self) -> Box<dyn StorageFile> {
+        self.file
     }
 
     /// Tells the reader the file is `len` bytes long and stays so: reading its last
@@ -180,6 +192,9 @@ impl ChunkReader {
                 self.buf.resize(grown, 0);
             }
             let at = self.buf_off + self.end as u64;
+            if self.file_len.is_some_and(|len| at >= len) {
+                break; // nothing to read past the end the caller gave
+            }
             let upto = match self.limit {
                 Some(l) if l <= at => break, // as far as this chunk is published
                 Some(l) => self.buf.len().min(self.end + (l - at) as usize),

@@ -26,11 +26,18 @@ pub(crate) fn open(
 ) -> Result<(Engine, LockGuard)> {
     let st = &*storage;
     let sync = opts.durability == Durability::Synced;
-    st.create_dir_all(dir)
-        .map_err(|e| Error::io("create queue directory", dir, e))?;
     let lock_path = dir.join(LOCK);
-    let lock = st
-        .try_lock(&lock_path)
+    // The directory is created when the lock file cannot be: an existing queue (the usual
+    // case) costs no `mkdir` and `stat`.
+    let lock = match st.try_lock(&lock_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            st.create_dir_all(dir)
+                .map_err(|e| Error::io("create queue directory", dir, e))?;
+            st.try_lock(&lock_path)
+        }
+        locked => locked,
+    };
+    let lock = lock
         .map_err(|e| Error::io("lock", &lock_path, e))?
         .ok_or_else(|| Error::Locked {
             path: dir.to_path_buf(),
@@ -559,7 +566,7 @@ fn recover_tail(
     loop {
         let no = *chunks.last().expect("not empty");
         let path = chunk_path(dir, no);
-        let mut file = st
+        let file = st
             .open(&path, OpenMode::Append)
             .map_err(|e| Error::io("open", &path, e))?;
         let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
@@ -575,7 +582,8 @@ fn recover_tail(
             chunks.pop();
             continue;
         }
-        let mut r = ChunkReader::open(st, dir, no)?;
+        // Read through the writer's handle: one open of the file, not two.
+        let mut r = ChunkReader::on(file, path.clone(), no)?;
         r.expect_len(len);
         // From the checkpoint's mark if it is this chunk's, believable, and its bytes are
         // still there, else from the first record. A power loss below the synced level can
@@ -603,7 +611,7 @@ fn recover_tail(
                 }
             }
             if found.is_none() {
-                r = ChunkReader::open(st, dir, no)?;
+                r = ChunkReader::on(r.into_file(), path.clone(), no)?;
             }
         }
         let (count, end, last_len) = match found {
@@ -624,6 +632,8 @@ fn recover_tail(
                 (records, r.offset(), last_len)
             }
         };
+        let first_seq = r.header.first_seq;
+        let mut file = r.into_file();
         if end < len {
             // A torn last write: cut it so the next append starts on a frame boundary.
             file.set_len(end)
@@ -632,7 +642,6 @@ fn recover_tail(
                 file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
             }
         }
-        let first_seq = r.header.first_seq;
         return Ok((
             Writer {
                 chunk: no,

@@ -43,6 +43,9 @@ fn open_reads_as_much_for_many_chunks_as_for_few() {
         (few_opens, few_reads),
         "(files opened, reads) by open: 4 chunks vs 61 chunks"
     );
+    // Each file once: the journal, the two newest chunks (the newest through its
+    // writer's handle) and the two oldest.
+    assert_eq!(few_opens, 5, "files opened by open");
 }
 
 #[test]

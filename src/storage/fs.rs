@@ -69,11 +69,16 @@ impl Storage for FsStorage {
     }
 
     fn read_all(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Not `fs::read`, which asks for the size first: the file is small, so reading
+        // until the end costs one syscall fewer.
+        let mut buf = Vec::with_capacity(4096);
+        io::Read::read_to_end(&mut io::Read::take(&file, u64::MAX), &mut buf)?;
+        Ok(Some(buf))
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {

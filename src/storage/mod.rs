@@ -33,8 +33,9 @@ pub enum OpenMode {
 pub trait Storage: Send + Sync + Debug {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Takes an exclusive lock on `path` (created if missing). `Ok(None)` when another
-    /// holder has it. The lock lasts as long as the returned guard.
+    /// Takes an exclusive lock on `path` (created if missing; `NotFound` when its
+    /// directory is). `Ok(None)` when another holder has it. The lock lasts as long as the
+    /// returned guard.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>>;
     /// Names of the entries of `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;

@@ -134,6 +134,11 @@ impl SimStorage {
         s.faults.push((op, base + skip, fault));
     }
 
+    /// Drops the injected faults that have not fired yet.
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
     /// Makes the `skip`-th next write (0 = the very next) sleep for `pause` before it
     /// stores anything, with the file system unlocked: a slow disk, to widen races
     /// between a write in flight and other threads.
@@ -317,6 +322,10 @@ impl Storage for SimStorage {
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
         let mut s = self.state.lock();
+        // As creating the lock file in a missing directory fails.
+        if !path.parent().is_some_and(|d| s.dirs.iter().any(|x| x == d)) {
+            return Err(errno(ENOENT));
+        }
         if s.locks.iter().any(|p| p == path) {
             return Ok(None);
         }
