@@ -12,7 +12,7 @@
 //! copies whole (`as_bytes`).
 
 use crate::error::Error;
-use crate::format::{FRAME_HEADER_LEN, MAX_ITEM_LEN, seal_frame};
+use crate::format::{FRAME_HEADER_LEN, FrameCrc, MAX_ITEM_LEN};
 use bincode::{ErrorKind, Options as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,6 +62,7 @@ fn as_byte_vec<T>(payload: &[u8]) -> Option<T> {
 pub(crate) struct Frames {
     buf: Vec<u8>,
     end: usize,
+    crc: FrameCrc,
 }
 
 impl Frames {
@@ -69,6 +70,7 @@ impl Frames {
         Frames {
             buf: Vec::new(),
             end: 0,
+            crc: FrameCrc::new(),
         }
     }
 
@@ -113,7 +115,7 @@ impl Frames {
             buf: std::mem::take(&mut self.buf),
             pos: start,
         };
-        // The header's place; `seal_frame` fills it in.
+        // The header's place; `seal` fills it in.
         enc.bytes(&[0; FRAME_HEADER_LEN]);
         let res = item.serialize(&mut enc);
         let Encoder { buf, pos } = enc;
@@ -127,7 +129,7 @@ impl Frames {
                 max: MAX_ITEM_LEN,
             });
         }
-        seal_frame(&mut self.buf[start..pos]);
+        self.crc.seal(&mut self.buf[start..pos]);
         self.end = pos;
         Ok(pos)
     }

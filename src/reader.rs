@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{
-    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, MAX_SEQ, all_zero,
-    decode_frame, find_frame,
+    CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, MAX_SEQ,
+    all_zero, find_frame,
 };
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::ops::Range;
@@ -42,6 +42,7 @@ pub(crate) struct ChunkReader {
     /// The file's length, when the caller knows it will not change: the buffer is then
     /// never made larger than what is left to read.
     file_len: Option<u64>,
+    crc: FrameCrc,
 }
 
 impl ChunkReader {
@@ -91,6 +92,7 @@ impl ChunkReader {
             end: 0,
             limit: None,
             file_len: None,
+            crc: FrameCrc::new(),
         })
     }
 
@@ -220,7 +222,7 @@ impl ChunkReader {
         if avail == 0 {
             return Ok(Next::End);
         }
-        let needed = match decode_frame(&self.buf[self.pos..self.end]) {
+        let needed = match self.crc.decode(&self.buf[self.pos..self.end]) {
             Ok((_, len)) => {
                 return Ok(Next::Frame {
                     payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
@@ -232,7 +234,7 @@ impl ChunkReader {
         };
         // Not all of the frame is buffered yet: read the rest, then decide.
         self.fill(needed)?;
-        match decode_frame(&self.buf[self.pos..self.end]) {
+        match self.crc.decode(&self.buf[self.pos..self.end]) {
             Ok((_, len)) => Ok(Next::Frame {
                 payload: self.pos + FRAME_HEADER_LEN..self.pos + len,
                 len,

@@ -19,14 +19,71 @@ pub(crate) enum FrameError {
     Checksum,
 }
 
-fn frame_crc(len_bytes: &[u8], payload: &[u8]) -> u32 {
-    // A fresh hasher detects the CPU's features each time (2% of a batch put's samples);
-    // a copy of one made once does not.
-    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
-    let mut h = FRESH.get_or_init(crc32fast::Hasher::new).clone();
-    h.update(len_bytes);
-    h.update(payload);
-    h.finalize()
+/// Computes frame CRCs (FORMAT.md §Records: over the length field, then the payload),
+/// keeping the CRC state after the last length field it hashed: frames of one size, the
+/// usual batch, then hash only their payloads (a fifth of a 72-byte frame's CRC time).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FrameCrc {
+    after_len: Option<([u8; 4], crc32fast::Hasher)>,
+}
+
+impl FrameCrc {
+    pub(crate) const fn new() -> FrameCrc {
+        FrameCrc { after_len: None }
+    }
+
+    /// The CRC of a frame whose length field is `len_bytes`.
+    fn crc(&mut self, len_bytes: [u8; 4], payload: &[u8]) -> u32 {
+        let mut h = match &self.after_len {
+            Some((l, h)) if *l == len_bytes => h.clone(),
+            _ => {
+                // A fresh hasher detects the CPU's features each time (2% of a batch
+                // put's samples); a copy of one made once does not.
+                static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+                let mut h = FRESH.get_or_init(crc32fast::Hasher::new).clone();
+                h.update(&len_bytes);
+                self.after_len = Some((len_bytes, h.clone()));
+                h
+            }
+        };
+        h.update(payload);
+        h.finalize()
+    }
+
+    /// Fills in the length and CRC of a frame whose payload was written in place after
+    /// [`FRAME_HEADER_LEN`] reserved bytes, so that an item is serialized straight into
+    /// its frame without a copy. The caller has checked the payload against
+    /// [`MAX_ITEM_LEN`].
+    pub(crate) fn seal(&mut self, frame: &mut [u8]) {
+        let payload_len = frame.len() - FRAME_HEADER_LEN;
+        debug_assert!(payload_len <= MAX_ITEM_LEN);
+        let len = (payload_len as u32).to_le_bytes();
+        frame[0..4].copy_from_slice(&len);
+        let crc = self.crc(len, &frame[FRAME_HEADER_LEN..]);
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// [`decode_frame`], with this CRC state.
+    pub(crate) fn decode<'b>(&mut self, b: &'b [u8]) -> Result<(&'b [u8], usize), FrameError> {
+        if b.len() < FRAME_HEADER_LEN {
+            return Err(FrameError::Incomplete {
+                needed: FRAME_HEADER_LEN,
+            });
+        }
+        let len = u32_at(b, 0);
+        if len as usize > MAX_ITEM_LEN {
+            return Err(FrameError::TooLong(len));
+        }
+        let total = FRAME_HEADER_LEN + len as usize;
+        if b.len() < total {
+            return Err(FrameError::Incomplete { needed: total });
+        }
+        let payload = &b[FRAME_HEADER_LEN..total];
+        if u32_at(b, 4) != self.crc(len.to_le_bytes(), payload) {
+            return Err(FrameError::Checksum);
+        }
+        Ok((payload, total))
+    }
 }
 
 /// Appends a frame holding `payload` to `out`.
@@ -39,37 +96,14 @@ pub(crate) fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// Fills in the length and CRC of a frame whose payload was written in place after
-/// [`FRAME_HEADER_LEN`] reserved bytes, so that an item is serialized straight into its
-/// frame without a copy. The caller has checked the payload against [`MAX_ITEM_LEN`].
+/// [`FRAME_HEADER_LEN`] reserved bytes ([`FrameCrc::seal`], without a kept state).
 pub(crate) fn seal_frame(frame: &mut [u8]) {
-    let payload_len = frame.len() - FRAME_HEADER_LEN;
-    debug_assert!(payload_len <= MAX_ITEM_LEN);
-    let len = (payload_len as u32).to_le_bytes();
-    frame[0..4].copy_from_slice(&len);
-    let crc = frame_crc(&len, &frame[FRAME_HEADER_LEN..]);
-    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    FrameCrc::new().seal(frame);
 }
 
 /// Decodes the frame at the start of `b`: its payload and the frame's total length.
 pub(crate) fn decode_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
-    if b.len() < FRAME_HEADER_LEN {
-        return Err(FrameError::Incomplete {
-            needed: FRAME_HEADER_LEN,
-        });
-    }
-    let len = u32_at(b, 0);
-    if len as usize > MAX_ITEM_LEN {
-        return Err(FrameError::TooLong(len));
-    }
-    let total = FRAME_HEADER_LEN + len as usize;
-    if b.len() < total {
-        return Err(FrameError::Incomplete { needed: total });
-    }
-    let payload = &b[FRAME_HEADER_LEN..total];
-    if u32_at(b, 4) != frame_crc(&b[0..4], payload) {
-        return Err(FrameError::Checksum);
-    }
-    Ok((payload, total))
+    FrameCrc::new().decode(b)
 }
 
 /// The first offset at or after `from` where a valid frame starts. Runs of zero bytes
@@ -112,6 +146,33 @@ mod tests {
                 decode_frame(&b[..cut]),
                 Err(FrameError::Incomplete { .. })
             ));
+        }
+    }
+
+    /// One `FrameCrc` carried across frames of changing and repeated lengths seals and
+    /// checks each as a fresh one would: the CRC of the length field and the payload.
+    #[test]
+    fn a_kept_crc_state_gives_every_frame_its_own_crc() {
+        let mut kept = FrameCrc::new();
+        let mut checker = FrameCrc::new();
+        for (i, len) in [3usize, 3, 5, 3, 0, 0, 72, 72, 70_000, 72]
+            .into_iter()
+            .enumerate()
+        {
+            let payload: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            let mut f = vec![0u8; FRAME_HEADER_LEN + len];
+            f[FRAME_HEADER_LEN..].copy_from_slice(&payload);
+            kept.seal(&mut f);
+            let mut whole = (len as u32).to_le_bytes().to_vec();
+            whole.extend_from_slice(&payload);
+            assert_eq!(u32_at(&f, 4), crc32fast::hash(&whole), "frame {i}");
+            assert_eq!(decode_frame(&f), Ok((&payload[..], f.len())), "frame {i}");
+            assert_eq!(checker.decode(&f), Ok((&payload[..], f.len())), "frame {i}");
+            // A damaged payload of the same length is caught by the kept state too.
+            if len > 0 {
+                f[FRAME_HEADER_LEN] ^= 1;
+                assert_eq!(checker.decode(&f), Err(FrameError::Checksum), "frame {i}");
+            }
         }
     }
 
