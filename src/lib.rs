@@ -146,13 +146,13 @@
 //! At the default level a `put` or `task_done` makes no system call: the newest chunk file
 //! is grown ahead of its data and records are copied into a shared mapping of that space,
 //! which puts them in the kernel's page cache as `write(2)` would. On a 2-core VM that is
-//! about 5 M puts/s and 5 M acknowledged gets/s of 64-byte items from one thread, and
+//! 4–5 M puts/s and 4–5 M acknowledged gets/s of 64-byte items from one thread, and
 //! 2 M items/s from a producer to a consumer thread; `put_many`, `get_many` and
-//! `task_done_n` amortize the locking further (about 14 M and 10 M items/s). At
-//! [`Durability::Synced`] a put writes into space the file was extended by ahead of time,
-//! so `fdatasync` has no size change to commit: 8,000–13,000 durable puts/s from one
-//! thread there (the disk's speed varies), more than a bare append + `fdatasync` manages,
-//! and 37,000–60,000/s from eight threads sharing syncs.
+//! `task_done_n` amortize the locking further (10–14 M and 9–10 M items/s). At
+//! [`Durability::Synced`] a put writes into zeros written ahead of the data, so
+//! `fdatasync` has no size change or block allocation to commit: 7,000–13,000 durable
+//! puts/s from one thread there (the disk's speed varies), more than a bare append +
+//! `fdatasync` manages, and about five times that from eight threads sharing syncs.
 //! Reopening reads no records of a cleanly closed queue. BENCHMARKS.md in the repository
 //! compares diskq with other queues.
 //!
