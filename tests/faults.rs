@@ -213,6 +213,15 @@ fn a_read_error_is_reported_without_poisoning_and_the_item_is_not_consumed() {
 
 #[test]
 fn failing_opens_give_errors_not_panics() {
+    // How many operations of each kind a first open, a put and the drop make on a healthy
+    // disk: each of them is made to fail in turn.
+    let clean = SimStorage::new();
+    let q: Queue<u64> = Options::new()
+        .durability(Durability::Synced)
+        .open_on(Arc::new(clean.clone()), DIR)
+        .unwrap();
+    q.put(&1).unwrap();
+    drop(q);
     for op in [
         Op::Write,
         Op::Sync,
@@ -222,7 +231,8 @@ fn failing_opens_give_errors_not_panics() {
         Op::SetLen,
         Op::Open,
     ] {
-        for skip in 0..4 {
+        assert!(clean.count(op) > 0, "{op:?} never happens");
+        for skip in 0..clean.count(op) {
             let st = SimStorage::new();
             st.inject(op, skip, Fault::Errno(EIO));
             let first = Options::new()
