@@ -439,8 +439,8 @@ struct SimFile {
     /// handle reserves nothing.
     appended: bool,
     /// Whether this handle was synced: its first sync gives back the reserve (as
-    /// `FsStorage` unmaps it); later appends reserve again (`FsStorage` extends the file
-    /// with a hole, which reads as the same zeros).
+    /// `FsStorage` unmaps it); later appends reserve again (`FsStorage` writes zeros
+    /// there, without a mapping).
     synced: bool,
 }
 
