@@ -4,8 +4,7 @@
 use crate::engine::{ACKS, CHUNK_BYTES, INFO, INFO_TMP, LOCK};
 use crate::error::{Error, Result};
 use crate::format::{
-    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, Info, all_zero, decode_frame,
-    find_frame,
+    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FrameCrc, Info, all_zero, find_frame,
 };
 use crate::reader::{describe, parse_chunk_name};
 use crate::storage::{FsStorage, OpenMode, Storage, StorageFile};
@@ -658,11 +657,12 @@ fn scan_chunk(bytes: &[u8], no: u64) -> ChunkScan {
     let mut intact = 0;
     let mut clean = true;
     let mut off = CHUNK_HEADER_LEN;
+    let mut crc = FrameCrc::new();
     while off < bytes.len() {
         if all_zero(&bytes[off..]) {
             break; // space reserved after the last record: the end (FORMAT.md §Preallocation)
         }
-        match decode_frame(&bytes[off..]) {
+        match crc.decode(&bytes[off..]) {
             Ok((_, len)) => {
                 frames.push(off..off + len);
                 if clean {

@@ -111,10 +111,11 @@ pub(crate) fn decode_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
 /// length, and the checksum of four zero bytes is not zero), so no frame starts more
 /// than seven bytes before a nonzero byte.
 pub(crate) fn find_frame(b: &[u8], mut from: usize) -> Option<usize> {
+    let mut crc = FrameCrc::new();
     while from < b.len() {
         let nonzero = from + b[from..].iter().position(|&x| x != 0)?;
         from = from.max(nonzero.saturating_sub(FRAME_HEADER_LEN - 1));
-        if decode_frame(&b[from..]).is_ok() {
+        if crc.decode(&b[from..]).is_ok() {
             return Some(from);
         }
         from += 1;
