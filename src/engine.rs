@@ -128,8 +128,8 @@ pub(crate) struct Engine {
     pub(crate) acked_written: u64,
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
-    pub(crate) poisoned: bool,
-    /// `poisoned`, for puts that do not take the lock (`intake.rs`).
+    /// Set after a failed write: every later call says to reopen. Shared with puts that
+    /// do not take the lock (`intake.rs`).
     pub(crate) poison_flag: Arc<AtomicBool>,
     /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
     pub(crate) checkpoint_wanted: bool,
@@ -181,7 +181,7 @@ impl Engine {
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        if self.poisoned {
+        if self.poisoned() {
             Err(Error::Poisoned)
         } else {
             Ok(())
@@ -196,8 +196,11 @@ impl Engine {
     }
 
     pub(crate) fn set_poisoned(&mut self) {
-        self.poisoned = true;
         self.poison_flag.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn poisoned(&self) -> bool {
+        self.poison_flag.load(Ordering::Relaxed)
     }
 
     pub(crate) fn synced(&self) -> bool {

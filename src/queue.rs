@@ -847,7 +847,7 @@ impl<T> Queue<T> {
             Err(Error::Poisoned)
         };
         // Keep Drop from checkpointing a second time.
-        e.poisoned = true;
+        e.set_poisoned();
         res
     }
 }
@@ -856,7 +856,7 @@ impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let e = self.engine.get_mut();
         // A file still out means its leader panicked mid-write: leave the disk to recovery.
-        if !e.poisoned && e.writer.is_some() && e.journal.is_some() {
+        if !e.poisoned() && e.writer.is_some() && e.journal.is_some() {
             // Errors cannot be reported from drop; `close` reports them.
             let drained = self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e));
             let _ = drained.and_then(|()| e.checkpoint());

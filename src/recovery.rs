@@ -371,7 +371,6 @@ pub(crate) fn open(
         ack_gen_written: 0,
         acked_written: acked,
         read: acked,
-        poisoned: false,
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
         info_on_disk: None,
