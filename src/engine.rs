@@ -601,6 +601,9 @@ impl Engine {
             tail_end: w.written,
             tail_count: w.count,
             tail_last_len: w.last_len,
+            // Chunks are deleted oldest first, after this, so it stays a lower bound of
+            // the oldest chunk file (a chunk whose deletion failed is still listed).
+            head_chunk: self.chunks.front().map(|c| c.no),
             singles: self.singles.iter().copied().collect(),
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);

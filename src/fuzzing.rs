@@ -101,9 +101,15 @@ pub fn decode(data: &[u8]) {
         tail_end: b,
         tail_count: a,
         tail_last_len: a as u32,
+        head_chunk: Some(b ^ 1),
         singles: vec![a ^ b],
     };
-    assert_eq!(Info::decode(&info.encode()), Ok(info));
+    assert_eq!(Info::decode(&info.encode()), Ok(info.clone()));
+    let v2 = Info {
+        head_chunk: None,
+        ..info
+    };
+    assert_eq!(Info::decode(&v2.encode_as(2)), Ok(v2));
     let header = ChunkHeader {
         chunk: a,
         first_seq: b,
@@ -410,8 +416,13 @@ impl Serialize for Value {
 fn check_info(b: &[u8]) {
     match Info::decode(b) {
         // An older version's info is written back in the current layout.
+        // (with 0 for the head chunk, which versions before 3 do not record).
         Ok(info) if b[8..12] != FORMAT_VERSION.to_le_bytes() => {
-            assert_eq!(Info::decode(&info.encode()), Ok(info));
+            let want = Info {
+                head_chunk: info.head_chunk.or(Some(0)),
+                ..info.clone()
+            };
+            assert_eq!(Info::decode(&info.encode()), Ok(want));
         }
         Ok(info) => assert_eq!(
             &info.encode()[..],
@@ -555,8 +566,13 @@ fn carve(data: &[u8]) -> (u8, BTreeMap<&'static str, Vec<u8>>) {
         && b.len() % 8 == 1
     {
         let k = b[b.len() - 1];
+        let version = if files["info"][8] == 2 {
+            2
+        } else {
+            FORMAT_VERSION
+        };
         let info = with_tail_mark(Info::decode(&files["info"]).expect("sealed"), &files, k);
-        files.insert("info", info.encode());
+        files.insert("info", info.encode_as(version));
     }
     (config, files)
 }
@@ -592,7 +608,8 @@ fn with_tail_mark(mut info: Info, files: &BTreeMap<&'static str, Vec<u8>>, k: u8
 
 /// A well-formed file built from `b`, CRCs computed, so that the fuzzer reaches the
 /// checks past the CRCs:
-/// * `info`: `acked` from bytes 0..8, `tail_chunk` from 8..16 (zero-padded), up to four
+/// * `info`: `acked` from bytes 0..8, `tail_chunk` from 8..13 (zero-padded), `head_chunk`
+///   from byte 13, version 2 (no `head_chunk`) if byte 14 is odd, up to four
 ///   single acknowledgements from the next 8-byte groups; a last byte `k` after whole
 ///   groups (a length of 8n + 1) adds a true tail mark after at most `k` of
 ///   `tail_chunk`'s leading valid records;
@@ -606,17 +623,21 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
     match DIR_NAMES[idx] {
         // No recorded tail: recovery scans the newest chunk from its first record, which
         // is what the oracle models (tests/reopen.rs covers recorded tails).
-        "info" => Info {
-            acked: le64(b, 0),
-            tail_chunk: le64(b, 8),
-            tail_end: 0,
-            tail_count: 0,
-            tail_last_len: 0,
-            singles: b.get(16..).map_or(Vec::new(), |r| {
-                r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
-            }),
+        "info" => {
+            let v2 = b.get(14).is_some_and(|x| x % 2 == 1);
+            Info {
+                acked: le64(b, 0),
+                tail_chunk: le64(b, 8) & 0xff_ffff_ffff,
+                tail_end: 0,
+                tail_count: 0,
+                tail_last_len: 0,
+                head_chunk: (!v2).then(|| u64::from(b.get(13).copied().unwrap_or(0))),
+                singles: b.get(16..).map_or(Vec::new(), |r| {
+                    r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
+                }),
+            }
+            .encode_as(if v2 { 2 } else { FORMAT_VERSION })
         }
-        .encode(),
         "acks" => {
             let mut out = Vec::new();
             let mut groups = b.chunks_exact(8);
@@ -726,11 +747,7 @@ fn valid_records(files: &BTreeMap<&'static str, Vec<u8>>) -> Vec<Vec<u8>> {
 /// where open must have failed anyway (it checks more than this does).
 fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, String>> {
     let (acked, singles) = acked_at_open(files)?;
-    let mut chunks: Vec<(u64, &Vec<u8>)> = files
-        .iter()
-        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
-        .collect();
-    chunks.sort();
+    let chunks = chunks_open_finds(files)?;
     // A newest chunk shorter than a header is deleted, and the one before is the newest.
     let Some((_, newest)) = chunks
         .iter()
@@ -757,6 +774,49 @@ fn expected_len(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Result<u64, S
             header.first_seq
         )),
     })
+}
+
+/// The chunk files open works with, in order (FORMAT.md §open, step 5): with a version 3
+/// `info` and a journal, from the first file at or after `head_chunk` to the last of the
+/// files that follow `tail_chunk` without a gap; else every chunk file. `None` when open
+/// must fail: the number just after the newest is missing, and the one after that is
+/// there.
+fn chunks_open_finds<'a>(
+    files: &'a BTreeMap<&'static str, Vec<u8>>,
+) -> Option<Vec<(u64, &'a Vec<u8>)>> {
+    let mut chunks: Vec<(u64, &Vec<u8>)> = files
+        .iter()
+        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
+        .collect();
+    chunks.sort();
+    let info = files.get("info").and_then(|b| Info::decode(b).ok());
+    let Some((head, tail)) = info.and_then(|i| Some((i.head_chunk?, i.tail_chunk))) else {
+        return Some(chunks);
+    };
+    if !files.contains_key("acks")
+        || head > tail
+        || tail - head >= 1 << 16
+        || tail >= crate::format::MAX_SEQ
+    {
+        return Some(chunks);
+    }
+    let has = |no: u64| chunks.iter().any(|&(n, _)| n == no);
+    let mut newest = tail;
+    while has(newest + 1) {
+        newest += 1;
+    }
+    if has(newest + 2) {
+        return None;
+    }
+    let mut oldest = head;
+    while oldest < newest && !has(oldest) {
+        if oldest - head >= 64 {
+            return Some(chunks); // listed instead
+        }
+        oldest += 1;
+    }
+    chunks.retain(|&(n, _)| (oldest..=newest).contains(&n));
+    Some(chunks)
 }
 
 /// Acknowledgements as open finds them: the head (the maximum of `info` and the valid
@@ -839,11 +899,7 @@ fn check_deletions(
 /// check does not apply).
 fn expected_items(files: &BTreeMap<&'static str, Vec<u8>>) -> Option<Vec<Vec<u8>>> {
     let (acked, singles) = acked_at_open(files)?;
-    let mut chunks: Vec<(u64, &Vec<u8>)> = files
-        .iter()
-        .filter_map(|(n, b)| Some((parse_chunk_name(n)?, b)))
-        .collect();
-    chunks.sort();
+    let mut chunks = chunks_open_finds(files)?;
     // A newest chunk shorter than a header holds nothing and is deleted.
     while chunks
         .last()
@@ -1040,6 +1096,7 @@ pub fn open_dir(data: &[u8]) {
                 let dir = Path::new(DIR);
                 let after: BTreeMap<&'static str, Vec<u8>> = DIR_NAMES
                     .iter()
+                    .filter(|n| **n != "info.tmp")
                     .filter_map(|n| Some((*n, st.file(&dir.join(n))?)))
                     .collect();
                 assert_eq!(before, after, "open refused ({e}) but changed files");

@@ -43,18 +43,9 @@ pub(crate) fn open(
             path: dir.to_path_buf(),
         })?;
 
-    let names = st
-        .list(dir)
-        .map_err(|e| Error::io("list queue directory", dir, e))?;
-    let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
-    chunks.sort_unstable();
-    if names.iter().any(|n| n == INFO_TMP) {
-        // An interrupted checkpoint; the old info is intact.
-        let tmp = dir.join(INFO_TMP);
-        st.remove(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
-    }
-
     let info_path = dir.join(INFO);
+    // The directory is listed only when `info` does not say where the chunks are.
+    let mut listed: Option<Vec<String>> = None;
     let (info, info_len) = match st
         .read_all(&info_path)
         .map_err(|e| Error::io("read", &info_path, e))?
@@ -69,9 +60,29 @@ pub(crate) fn open(
                     format!("impossible acknowledged count {}", info.acked),
                 ));
             }
+            if info.head_chunk.is_some_and(|h| h > info.tail_chunk) {
+                return Err(Error::corrupt(
+                    &info_path,
+                    52,
+                    format!(
+                        "the oldest chunk, q{:05}, is after the newest, q{:05}",
+                        info.head_chunk.unwrap_or(0),
+                        info.tail_chunk
+                    ),
+                ));
+            }
             (info, b.len() as u64)
         }
-        None if chunks.is_empty() && !names.iter().any(|n| n == ACKS) => {
+        None => {
+            let names = list(st, dir)?;
+            if names
+                .iter()
+                .any(|n| n == ACKS || parse_chunk_name(n).is_some())
+            {
+                return Err(Error::MissingInfo {
+                    path: dir.to_path_buf(),
+                });
+            }
             // A new queue. info first: a crash before the chunk exists leaves a state
             // that the `chunks.is_empty()` case below completes. Its tail mark is that
             // of the empty chunk created next.
@@ -80,12 +91,8 @@ pub(crate) fn open(
                 ..Info::new(0, 0)
             };
             write_info(st, dir, &info, sync)?;
+            listed = Some(names);
             (info, 0)
-        }
-        None => {
-            return Err(Error::MissingInfo {
-                path: dir.to_path_buf(),
-            });
         }
     };
 
@@ -116,11 +123,43 @@ pub(crate) fn open(
         acked += 1;
     }
 
+    // The chunk files: found from info's head and tail chunks, or listed. Without a
+    // journal (created right after the first chunk), the queue's creation may have
+    // been interrupted, which the listing below tells apart from a lost chunk.
+    let journal_exists = jfile.is_some();
+    let probed = match (info.head_chunk, &listed) {
+        (Some(head), None) if journal_exists => find_chunks(st, dir, head, info.tail_chunk)?,
+        _ => None,
+    };
+    let (mut chunks, mut oldest_file) = match probed {
+        Some((range, file)) => (range, file),
+        None => {
+            let names = match listed {
+                Some(names) => names,
+                None => list(st, dir)?,
+            };
+            if names.iter().any(|n| n == INFO_TMP) {
+                // A leftover of an interrupted checkpoint; the old info is intact. (Not
+                // looked for without a listing: the next checkpoint replaces it.)
+                // (A new queue's info was written through it since the listing.)
+                let tmp = dir.join(INFO_TMP);
+                match st.remove(&tmp) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("remove", &tmp, e));
+                    }
+                    _ => {}
+                }
+            }
+            let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
+            chunks.sort_unstable();
+            (chunks, None)
+        }
+    };
+
     if chunks.is_empty() {
         // Only a creation interrupted between writing info and creating q00000 leaves no
         // chunk file; the journal is created after q00000, so its presence means a chunk
         // file was lost.
-        let journal_exists = names.iter().any(|n| n == ACKS);
         if acked != 0 || info.tail_chunk != 0 || journal_exists {
             return Err(Error::corrupt(
                 chunk_path(dir, info.tail_chunk),
@@ -205,7 +244,14 @@ pub(crate) fn open(
     // Drop chunks whose every item is acknowledged (a crash came between the journal
     // entry and the unlink), then check the oldest chunk still holds the head. A chunk is
     // deleted only when its own records end where the next chunk starts.
-    let mut head = ChunkReader::open(st, dir, chunks[0])?;
+    // The oldest chunk, found open by `find_chunks` (unless the tail's recovery deleted
+    // chunks down to it: then a new file may have its number).
+    let mut head = match oldest_file.take() {
+        Some((no, f)) if chunks.len() >= 2 && chunks[0] == no => {
+            ChunkReader::on(f, chunk_path(dir, no), no)?
+        }
+        _ => ChunkReader::open(st, dir, chunks[0])?,
+    };
     while chunks.len() >= 2 && acked >= firsts.get(&chunks, 1)? {
         let mut records = 0u64;
         loop {
@@ -389,6 +435,80 @@ pub(crate) fn open(
     Ok((engine, lock))
 }
 
+/// Names of the entries of the queue directory.
+fn list(st: &dyn Storage, dir: &Path) -> Result<Vec<String>> {
+    st.list(dir)
+        .map_err(|e| Error::io("list queue directory", dir, e))
+}
+
+/// How many missing chunk files `find_chunks` passes below the oldest before it lists
+/// the directory instead (FORMAT.md §open, step 5).
+const MAX_PROBES: u64 = 64;
+/// A queue whose `info` spans this many chunks or more is listed.
+const MAX_PROBED_CHUNKS: u64 = 1 << 16;
+
+/// The chunk files, found without listing the directory (which costs ext4 more than
+/// the rest of opening a queue): from `info`'s `tail_chunk` up while the next file
+/// exists, and from its `head_chunk`, a lower bound of the oldest, up to the first file
+/// that exists, which is returned open. The numbers in between are taken to exist: a
+/// missing one is reported when its header is read (at open for the two oldest and the
+/// two newest, else by the reader). A missing file just after the newest is noticed
+/// when the one after it exists. `None`: list instead (too many chunks, or too many
+/// missing below the oldest).
+#[allow(clippy::type_complexity)]
+fn find_chunks(
+    st: &dyn Storage,
+    dir: &Path,
+    head: u64,
+    tail: u64,
+) -> Result<Option<(Vec<u64>, Option<(u64, Box<dyn StorageFile>)>)>> {
+    let open = |no: u64| -> Result<Option<Box<dyn StorageFile>>> {
+        let path = chunk_path(dir, no);
+        match st.open(&path, OpenMode::Read) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open", &path, e)),
+        }
+    };
+    // (No chunk number reaches `MAX_SEQ`: a chunk holds at least one item. Listing
+    // reports such an info.)
+    if tail - head >= MAX_PROBED_CHUNKS || tail >= MAX_SEQ {
+        return Ok(None);
+    }
+    let mut newest = tail;
+    // Chunks started after the last checkpoint (a crash before it recorded them).
+    while open(newest + 1)?.is_some() {
+        newest += 1;
+        if newest - head >= MAX_PROBED_CHUNKS {
+            return Ok(None);
+        }
+    }
+    if open(newest + 2)?.is_some() {
+        return Err(Error::corrupt(
+            chunk_path(dir, newest + 1),
+            0,
+            format!(
+                "the chunk file is missing between q{newest:05} and q{:05}",
+                newest + 2
+            ),
+        ));
+    }
+    // Chunks deleted since the checkpoint, once acknowledged, are missing below.
+    let mut oldest = head;
+    let mut file = None;
+    while oldest < newest {
+        if oldest - head >= MAX_PROBES {
+            return Ok(None);
+        }
+        if let Some(f) = open(oldest)? {
+            file = Some((oldest, f));
+            break;
+        }
+        oldest += 1;
+    }
+    Ok(Some(((oldest..=newest).collect(), file)))
+}
+
 /// Reads the journal: the largest acknowledged count in it and the length of its valid
 /// prefix. A damaged entry followed by a valid one is corruption; damage at the end is a
 /// torn append and is cut off.
@@ -565,9 +685,13 @@ fn recover_tail(
     loop {
         let no = *chunks.last().expect("not empty");
         let path = chunk_path(dir, no);
-        let file = st
-            .open(&path, OpenMode::Append)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let file = st.open(&path, OpenMode::Append).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::corrupt(&path, 0, "the chunk file is missing: info records it")
+            } else {
+                Error::io("open", &path, e)
+            }
+        })?;
         let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
         if len < CHUNK_HEADER_LEN as u64 {
             // Created but its header not (fully) written: it holds no records.

@@ -788,6 +788,16 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
         )),
         _ => {}
     }
+    if let (Some(&oldest), Some(head)) = (chunks.first(), info.as_ref().and_then(|i| i.head_chunk))
+        && oldest < head
+    {
+        // open would not look at the chunks before `head`.
+        problems.push(format!(
+            "chunk file {} is older than {}, which info records as the oldest",
+            chunk_name(oldest),
+            chunk_name(head)
+        ));
+    }
     for pair in chunks.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if b == a + 2 {

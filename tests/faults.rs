@@ -230,6 +230,7 @@ fn failing_opens_give_errors_not_panics() {
         Op::Read,
         Op::SetLen,
         Op::Open,
+        Op::List,
     ] {
         assert!(clean.count(op) > 0, "{op:?} never happens");
         for skip in 0..clean.count(op) {

@@ -7,7 +7,7 @@ use diskq::{Error, Options, Queue};
 use std::sync::Arc;
 
 mod common;
-use common::hand_built::{DIR, chunk, storage};
+use common::hand_built::{DIR, chunk, info_v3, storage};
 
 /// Files opened and reads done by reopening a closed queue of `chunks` full chunks of 10
 /// items plus a newest chunk holding 3.
@@ -18,9 +18,11 @@ fn reopen_cost(chunks: u64) -> (u64, u64, usize) {
     let items: Vec<u64> = (0..chunks * 10 + 3).collect();
     q.put_many(&items).unwrap();
     q.close().unwrap();
-    let (opens, reads) = (st.count(Op::Open), st.count(Op::Read));
+    let (opens, reads, lists) = (st.count(Op::Open), st.count(Op::Read), st.count(Op::List));
     let q: Queue<u64> = opts.open_on(Arc::new(st.clone()), DIR).unwrap();
     let cost = (st.count(Op::Open) - opens, st.count(Op::Read) - reads);
+    // info says where the chunk files are: the directory is not listed.
+    assert_eq!(st.count(Op::List), lists, "open listed the directory");
     assert_eq!(q.len() as u64, chunks * 10 + 3);
     let files = st.files(std::path::Path::new(DIR)).len();
     // Every item is still there, in order.
@@ -44,8 +46,9 @@ fn open_reads_as_much_for_many_chunks_as_for_few() {
         "(files opened, reads) by open: 4 chunks vs 61 chunks"
     );
     // Each file once: the journal, the two newest chunks (the newest through its
-    // writer's handle) and the two oldest.
-    assert_eq!(few_opens, 5, "files opened by open");
+    // writer's handle) and the two oldest; and the two numbers after the newest, which
+    // are not there (a chunk started after the last checkpoint would be).
+    assert_eq!(few_opens, 7, "files opened by open");
 }
 
 #[test]
@@ -222,4 +225,154 @@ fn closing_after_a_put_or_an_acknowledgement_writes_a_new_info() {
         q.task_done().unwrap();
     });
     assert_eq!(renames, 1);
+}
+
+/// A directory of hand-built chunk files (`Some((first_seq, items))` for chunk `i`,
+/// `None` for a missing one), a version 3 `info` and an empty journal.
+fn v3_dir(acked: u64, tail: u64, head: u64, chunks: &[Option<(u64, &[u8])>]) -> SimStorage {
+    let st = SimStorage::new();
+    let dir = std::path::Path::new(DIR);
+    st.put_file(&dir.join("info"), &info_v3(acked, tail, head));
+    st.put_file(&dir.join("acks"), &[]);
+    for (no, c) in chunks.iter().enumerate() {
+        if let Some((first, items)) = c {
+            st.put_file(
+                &dir.join(format!("q{no:05}")),
+                &chunk(no as u64, *first, items),
+            );
+        }
+    }
+    st
+}
+
+fn drain_all(q: &Queue<Vec<u8>>) -> Vec<u8> {
+    let mut got = Vec::new();
+    while let Ok(item) = q.get_nowait() {
+        got.extend(item);
+        q.task_done().unwrap();
+    }
+    got
+}
+
+/// FORMAT.md §open, step 5: chunks started after the checkpoint that `info` records
+/// (a crash came before the next one) are found, without listing the directory.
+#[test]
+fn chunks_after_the_recorded_newest_are_found_without_listing() {
+    let st = v3_dir(
+        0,
+        0,
+        0,
+        &[Some((0, &[0, 1])), Some((2, &[2, 3])), Some((4, &[4]))],
+    );
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(st.count(Op::List), 0, "open listed the directory");
+    assert_eq!(q.len(), 5);
+    assert_eq!(drain_all(&q), vec![0, 1, 2, 3, 4]);
+}
+
+/// Chunks deleted (all acknowledged) since the checkpoint are missing from `head_chunk`
+/// on: the oldest is the first file there.
+#[test]
+fn chunks_deleted_since_the_checkpoint_are_skipped() {
+    let st = v3_dir(4, 2, 0, &[None, None, Some((4, &[4, 5]))]);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(st.count(Op::List), 0, "open listed the directory");
+    assert_eq!(drain_all(&q), vec![4, 5]);
+
+    let st = v3_dir(3, 2, 0, &[None, Some((2, &[2, 3])), Some((4, &[4, 5]))]);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st), DIR).unwrap();
+    assert_eq!(drain_all(&q), vec![3, 4, 5]);
+
+    // The oldest file left starts after the acknowledged count: items were lost.
+    let st = v3_dir(1, 2, 0, &[None, Some((2, &[2, 3])), Some((4, &[4, 5]))]);
+    let e = Options::new()
+        .open_on::<Vec<u8>>(Arc::new(st), DIR)
+        .unwrap_err();
+    assert!(e.is_corrupt() && e.to_string().contains("q00001"), "{e}");
+}
+
+/// A missing chunk file right after the newest is noticed when the one after it is
+/// there; one in the middle (not among the two oldest and two newest, whose headers
+/// open reads), when the reader reaches it, consuming nothing.
+#[test]
+fn missing_chunk_files_are_reported() {
+    let st = v3_dir(0, 0, 0, &[Some((0, &[0])), None, Some((2, &[2]))]);
+    let e = Options::new()
+        .open_on::<Vec<u8>>(Arc::new(st), DIR)
+        .unwrap_err();
+    assert!(e.is_corrupt() && e.to_string().contains("q00001"), "{e}");
+
+    let c: [&[u8]; 6] = [&[0], &[1], &[2], &[3], &[4], &[5]];
+    let mut chunks: Vec<Option<(u64, &[u8])>> = c
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Some((i as u64, *c)))
+        .collect();
+    chunks[2] = None;
+    let st = v3_dir(0, 5, 0, &chunks);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st), DIR).unwrap();
+    assert_eq!(q.len(), 6);
+    assert_eq!(q.get_nowait().unwrap(), vec![0]);
+    // The reader reads where the next chunk starts before it delivers a chunk's records.
+    for _ in 0..2 {
+        match q.get_nowait() {
+            Err(Error::Corrupt { path, detail, .. }) => {
+                assert!(
+                    path.ends_with("q00002") && detail.contains("missing"),
+                    "{detail}"
+                )
+            }
+            other => panic!("expected the missing q00002, got {other:?}"),
+        }
+    }
+    assert_eq!(q.len(), 5);
+}
+
+/// No chunk file is older than `head_chunk`, as diskq writes them; one that is, is not
+/// looked at by `open`, and `repair` reports it.
+#[test]
+fn a_chunk_file_older_than_the_recorded_oldest_is_not_read() {
+    let st = v3_dir(2, 1, 1, &[Some((0, &[0, 1])), Some((2, &[2, 3]))]);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(drain_all(&q), vec![2, 3]);
+    drop(q);
+    let q00000 = std::path::Path::new(DIR).join("q00000");
+    assert!(st.file(&q00000).is_some(), "q00000 was touched");
+
+    // Its items not acknowledged: open refuses, and repair rebuilds the queue with them.
+    let st = v3_dir(0, 1, 1, &[Some((0, &[0, 1])), Some((2, &[2, 3]))]);
+    let e = Options::new()
+        .open_on::<Vec<u8>>(Arc::new(st.clone()), DIR)
+        .unwrap_err();
+    assert!(e.is_corrupt(), "{e}");
+    let r = diskq::repair_on(Arc::new(st.clone()), std::path::Path::new(DIR)).unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.contains("older than q00001")),
+        "{:?}",
+        r.problems
+    );
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st), DIR).unwrap();
+    assert_eq!(drain_all(&q), vec![0, 1, 2, 3]);
+}
+
+/// A version 2 `info` records no oldest chunk: open lists the directory, and the next
+/// checkpoint writes version 3.
+#[test]
+fn a_version_2_info_is_read_by_listing_and_rewritten() {
+    let st = SimStorage::new();
+    let dir = std::path::Path::new(DIR);
+    let c = chunk(0, 0, &[7, 8]);
+    st.put_file(&dir.join("info"), &info_with_mark(0, 0, 0));
+    st.put_file(&dir.join("q00000"), &c);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(st.count(Op::List), 1);
+    assert_eq!(q.get_nowait().unwrap(), vec![7]);
+    q.task_done().unwrap();
+    q.close().unwrap();
+    let info = st.file(&dir.join("info")).unwrap();
+    assert_eq!((info.len(), info[8]), (68, 3), "info after a checkpoint");
+    let lists = st.count(Op::List);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(st.count(Op::List), lists, "a version 3 info: no listing");
+    assert_eq!(drain_all(&q), vec![8]);
 }

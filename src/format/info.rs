@@ -4,8 +4,10 @@ use super::{DecodeError, FORMAT_VERSION, u32_at, u64_at};
 
 const MAGIC: &[u8; 8] = b"diskqinf";
 /// Length of an encoded `info` file with no single acknowledgements.
-pub(crate) const INFO_MIN_LEN: usize = 60;
-/// The same in format version 1, which had no `tail_end` and `tail_count`.
+pub(crate) const INFO_MIN_LEN: usize = 68;
+/// The same in format version 2, which had no `head_chunk`.
+const INFO_V2_MIN_LEN: usize = 60;
+/// The same in format version 1, which had no tail mark either.
 const INFO_V1_MIN_LEN: usize = 40;
 
 /// What a checkpoint records: how many items were acknowledged in order, which later items
@@ -27,12 +29,18 @@ pub(crate) struct Info {
     /// The length of the last of them (frame header and payload), 0 if there are none:
     /// recovery reads that one record to check that the bytes are still there.
     pub(crate) tail_last_len: u32,
+    /// Number of the oldest chunk file at the time of the checkpoint, a lower bound of
+    /// the oldest one now (chunks are deleted oldest first): recovery looks for the
+    /// chunk files from here to `tail_chunk` and beyond instead of listing the
+    /// directory. `None` in versions 1 and 2, which did not record it.
+    pub(crate) head_chunk: Option<u64>,
     /// Items after `acked` acknowledged individually, ascending.
     pub(crate) singles: Vec<u64>,
 }
 
 impl Info {
-    /// A checkpoint of `acked` with no single acknowledgements and no recorded tail.
+    /// A checkpoint of `acked` with no single acknowledgements and no recorded tail, of
+    /// a queue whose chunk files are numbered from 0.
     pub(crate) fn new(acked: u64, tail_chunk: u64) -> Info {
         Info {
             acked,
@@ -40,20 +48,32 @@ impl Info {
             tail_end: 0,
             tail_count: 0,
             tail_last_len: 0,
+            head_chunk: Some(0),
             singles: Vec::new(),
         }
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_as(FORMAT_VERSION)
+    }
+
+    /// Encodes in the layout of `version`, 2 or the current one: the fuzzer and tests
+    /// write version 2 directories with it, to check they are still read.
+    pub(crate) fn encode_as(&self, version: u32) -> Vec<u8> {
         let mut b = Vec::with_capacity(INFO_MIN_LEN + 8 * self.singles.len());
         b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&[0; 4]); // reserved
         b.extend_from_slice(&self.acked.to_le_bytes());
         b.extend_from_slice(&self.tail_chunk.to_le_bytes());
         b.extend_from_slice(&self.tail_end.to_le_bytes());
         b.extend_from_slice(&self.tail_count.to_le_bytes());
         b.extend_from_slice(&self.tail_last_len.to_le_bytes());
+        if version >= 3 {
+            // 0 is a lower bound of every chunk number: right, if slower to open, for
+            // an `Info` read from version 2 and written again.
+            b.extend_from_slice(&self.head_chunk.unwrap_or(0).to_le_bytes());
+        }
         b.extend_from_slice(&(self.singles.len() as u32).to_le_bytes());
         for s in &self.singles {
             b.extend_from_slice(&s.to_le_bytes());
@@ -63,7 +83,7 @@ impl Info {
         b
     }
 
-    /// Decodes the current format, and version 1's shorter layout.
+    /// Decodes the current format, and versions 1 and 2's shorter layouts.
     pub(crate) fn decode(b: &[u8]) -> Result<Info, DecodeError> {
         if b.len() < INFO_V1_MIN_LEN {
             return Err(DecodeError::Length {
@@ -84,7 +104,8 @@ impl Info {
         // Where the count of single acknowledgements is, and the fixed length.
         let (n_at, min) = match version {
             1 => (32, INFO_V1_MIN_LEN),
-            FORMAT_VERSION => (52, INFO_MIN_LEN),
+            2 => (52, INFO_V2_MIN_LEN),
+            FORMAT_VERSION => (60, INFO_MIN_LEN),
             v => return Err(DecodeError::Version(v)),
         };
         // The count is checked against the bytes present before it sizes anything.
@@ -111,6 +132,7 @@ impl Info {
             tail_end,
             tail_count,
             tail_last_len,
+            head_chunk: (version == FORMAT_VERSION).then(|| u64_at(b, 52)),
             singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
         })
     }
@@ -129,6 +151,7 @@ mod tests {
                 tail_end: 800_028,
                 tail_count: 10_000,
                 tail_last_len: 80,
+                head_chunk: Some(40),
                 singles,
             };
             let b = info.encode();
@@ -157,23 +180,52 @@ mod tests {
         b.extend_from_slice(&crc.to_le_bytes());
         let mut want = Info::new(7, 3);
         want.singles = vec![9];
+        want.head_chunk = None;
+        assert_eq!(Info::decode(&b), Ok(want));
+    }
+
+    /// Version 2: the tail mark, but no head chunk, which recovery then finds by listing
+    /// the directory.
+    #[test]
+    fn version_2_is_read() {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&7u64.to_le_bytes()); // acked
+        b.extend_from_slice(&3u64.to_le_bytes()); // tail_chunk
+        b.extend_from_slice(&900u64.to_le_bytes()); // tail_end
+        b.extend_from_slice(&11u64.to_le_bytes()); // tail_count
+        b.extend_from_slice(&80u32.to_le_bytes()); // tail_last_len
+        b.extend_from_slice(&1u32.to_le_bytes()); // one single
+        b.extend_from_slice(&9u64.to_le_bytes());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let want = Info {
+            acked: 7,
+            tail_chunk: 3,
+            tail_end: 900,
+            tail_count: 11,
+            tail_last_len: 80,
+            head_chunk: None,
+            singles: vec![9],
+        };
         assert_eq!(Info::decode(&b), Ok(want));
     }
 
     #[test]
     fn another_version_is_refused_by_number() {
         let mut b = Info::new(0, 0).encode();
-        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        b[8..12].copy_from_slice(&4u32.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Info::decode(&b), Err(DecodeError::Version(3)));
+        assert_eq!(Info::decode(&b), Err(DecodeError::Version(4)));
     }
 
     #[test]
     fn a_huge_count_is_refused_without_allocating() {
         let mut b = Info::new(0, 0).encode();
-        b[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[60..64].copy_from_slice(&u32::MAX.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());

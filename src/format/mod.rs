@@ -22,7 +22,7 @@ pub(crate) use record::{
 pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 /// The on-disk format version written by this build. FORMAT.md §Version history.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build reads (its files differ only in `info`).
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;

@@ -34,12 +34,14 @@ pub enum Op {
     SyncDir,
     /// `StorageFile::read_at` and `Storage::read_all`.
     Read,
+    /// `Storage::list`.
+    List,
 }
 
 impl Op {
     /// Operations that change what is on disk; the crash countdown counts these.
     fn mutates(self) -> bool {
-        !matches!(self, Op::Read | Op::Open)
+        !matches!(self, Op::Read | Op::Open | Op::List)
     }
 }
 
@@ -337,8 +339,12 @@ impl Storage for SimStorage {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        if !self.state.lock().dirs.iter().any(|d| d == dir) {
-            return Err(errno(ENOENT));
+        {
+            let mut s = self.state.lock();
+            s.begin(Op::List)?;
+            if !s.dirs.iter().any(|d| d == dir) {
+                return Err(errno(ENOENT));
+            }
         }
         Ok(self.files(dir))
     }

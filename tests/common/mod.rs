@@ -69,6 +69,23 @@ pub mod hand_built {
         b
     }
 
+    /// `info` in format version 3 (FORMAT.md §info): no tail mark, no single
+    /// acknowledgements, and the oldest chunk recorded, so that `open` looks for the
+    /// chunk files instead of listing the directory.
+    pub fn info_v3(acked: u64, tail_chunk: u64, head_chunk: u64) -> Vec<u8> {
+        let mut b = b"diskqinf".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&acked.to_le_bytes());
+        b.extend_from_slice(&tail_chunk.to_le_bytes());
+        b.extend_from_slice(&[0; 20]); // no tail mark
+        b.extend_from_slice(&head_chunk.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes()); // no singles
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
     /// A chunk file (FORMAT.md §Chunk files) holding one-byte `Vec<u8>` items.
     pub fn chunk(no: u64, first_seq: u64, items: &[u8]) -> Vec<u8> {
         let mut b = b"dqck".to_vec();
