@@ -131,17 +131,17 @@ pub(crate) fn open(
         (Some(head), None) if journal_exists => find_chunks(st, dir, head, info.tail_chunk)?,
         _ => None,
     };
-    let (mut chunks, mut oldest_file) = match probed {
-        Some((range, file)) => (range, file),
+    let (mut chunks, mut oldest_file, newest_file) = match probed {
+        Some(found) => (found.chunks, found.oldest, Some(found.newest)),
         None => {
             let names = match listed {
                 Some(names) => names,
                 None => list(st, dir)?,
             };
             if names.iter().any(|n| n == INFO_TMP) {
-                // A leftover of an interrupted checkpoint; the old info is intact. (Not
-                // looked for without a listing: the next checkpoint replaces it.)
-                // (A new queue's info was written through it since the listing.)
+                // A leftover of an interrupted checkpoint; the old info is intact. Not
+                // looked for without a listing: the next checkpoint replaces it. (A new
+                // queue's info was written through it since the listing: NotFound.)
                 let tmp = dir.join(INFO_TMP);
                 match st.remove(&tmp) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -152,7 +152,7 @@ pub(crate) fn open(
             }
             let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
             chunks.sort_unstable();
-            (chunks, None)
+            (chunks, None, None)
         }
     };
 
@@ -200,7 +200,7 @@ pub(crate) fn open(
         count: info.tail_count,
         last_len: info.tail_last_len,
     });
-    let (writer, tail_first) = recover_tail(st, dir, &mut chunks, acked, sync, mark)?;
+    let (writer, tail_first) = recover_tail(st, dir, &mut chunks, newest_file, acked, sync, mark)?;
     let tail = writer.first_seq + writer.count;
 
     // Headers are read where open acts on them: the two newest chunks (the tail) and the
@@ -447,29 +447,37 @@ const MAX_PROBES: u64 = 64;
 /// A queue whose `info` spans this many chunks or more is listed.
 const MAX_PROBED_CHUNKS: u64 = 1 << 16;
 
+/// Chunk files found by `find_chunks`.
+struct Found {
+    /// Their numbers, oldest to newest.
+    chunks: Vec<u64>,
+    /// The oldest, open, if it is not the newest.
+    oldest: Option<(u64, Box<dyn StorageFile>)>,
+    /// The newest, open for appending.
+    newest: Box<dyn StorageFile>,
+}
+
 /// The chunk files, found without listing the directory (which costs ext4 more than
-/// the rest of opening a queue): from `info`'s `tail_chunk` up while the next file
-/// exists, and from its `head_chunk`, a lower bound of the oldest, up to the first file
-/// that exists, which is returned open. The numbers in between are taken to exist: a
-/// missing one is reported when its header is read (at open for the two oldest and the
-/// two newest, else by the reader). A missing file just after the newest is noticed
-/// when the one after it exists. `None`: list instead (too many chunks, or too many
-/// missing below the oldest).
-#[allow(clippy::type_complexity)]
-fn find_chunks(
-    st: &dyn Storage,
-    dir: &Path,
-    head: u64,
-    tail: u64,
-) -> Result<Option<(Vec<u64>, Option<(u64, Box<dyn StorageFile>)>)>> {
-    let open = |no: u64| -> Result<Option<Box<dyn StorageFile>>> {
+/// the rest of opening a queue; FORMAT.md §open, step 5): the newest is `info`'s
+/// `tail_chunk` or the last of the files that follow it without a gap, and the oldest
+/// the first file that exists from its `head_chunk`, a lower bound of the oldest, on.
+/// The numbers in between are taken to exist: a missing one is reported when its header
+/// is read (at open for the two oldest and the two newest, else by the reader).
+///
+/// `None`: list instead. That is when the newest found is missing, or the number after
+/// the one after it exists: chunks can be deleted, acknowledged, before a checkpoint
+/// records the chunks started after them, and a real gap is for the listing to report.
+/// Also when `info` spans too many chunks, or too many are missing below the oldest.
+fn find_chunks(st: &dyn Storage, dir: &Path, head: u64, tail: u64) -> Result<Option<Found>> {
+    let open = |no: u64, mode: OpenMode| -> Result<Option<Box<dyn StorageFile>>> {
         let path = chunk_path(dir, no);
-        match st.open(&path, OpenMode::Read) {
+        match st.open(&path, mode) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("open", &path, e)),
         }
     };
+    let exists = |no: u64| Ok::<bool, Error>(open(no, OpenMode::Read)?.is_some());
     // (No chunk number reaches `MAX_SEQ`: a chunk holds at least one item. Listing
     // reports such an info.)
     if tail - head >= MAX_PROBED_CHUNKS || tail >= MAX_SEQ {
@@ -477,36 +485,36 @@ fn find_chunks(
     }
     let mut newest = tail;
     // Chunks started after the last checkpoint (a crash before it recorded them).
-    while open(newest + 1)?.is_some() {
+    while exists(newest + 1)? {
         newest += 1;
         if newest - head >= MAX_PROBED_CHUNKS {
             return Ok(None);
         }
     }
-    if open(newest + 2)?.is_some() {
-        return Err(Error::corrupt(
-            chunk_path(dir, newest + 1),
-            0,
-            format!(
-                "the chunk file is missing between q{newest:05} and q{:05}",
-                newest + 2
-            ),
-        ));
+    if exists(newest + 2)? {
+        return Ok(None);
     }
+    let Some(newest_file) = open(newest, OpenMode::Append)? else {
+        return Ok(None);
+    };
     // Chunks deleted since the checkpoint, once acknowledged, are missing below.
     let mut oldest = head;
-    let mut file = None;
+    let mut oldest_file = None;
     while oldest < newest {
         if oldest - head >= MAX_PROBES {
             return Ok(None);
         }
-        if let Some(f) = open(oldest)? {
-            file = Some((oldest, f));
+        if let Some(f) = open(oldest, OpenMode::Read)? {
+            oldest_file = Some((oldest, f));
             break;
         }
         oldest += 1;
     }
-    Ok(Some(((oldest..=newest).collect(), file)))
+    Ok(Some(Found {
+        chunks: (oldest..=newest).collect(),
+        oldest: oldest_file,
+        newest: newest_file,
+    }))
 }
 
 /// Reads the journal: the largest acknowledged count in it and the length of its valid
@@ -671,13 +679,14 @@ fn scan_frames(r: &mut ChunkReader) -> Result<(u64, u32, Option<String>)> {
     }
 }
 
-/// Recovers the newest chunk: drops one whose header was never written, cuts a torn last
-/// write, and returns the writer placed after its last record, with the chunk's first
-/// item.
+/// Recovers the newest chunk (`newest`: its file, if already open): drops one whose
+/// header was never written, cuts a torn last write, and returns the writer placed after
+/// its last record, with the chunk's first item.
 fn recover_tail(
     st: &dyn Storage,
     dir: &Path,
     chunks: &mut Vec<u64>,
+    mut newest: Option<Box<dyn StorageFile>>,
     acked: u64,
     sync: bool,
     mark: Option<TailMark>,
@@ -685,13 +694,12 @@ fn recover_tail(
     loop {
         let no = *chunks.last().expect("not empty");
         let path = chunk_path(dir, no);
-        let file = st.open(&path, OpenMode::Append).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::corrupt(&path, 0, "the chunk file is missing: info records it")
-            } else {
-                Error::io("open", &path, e)
-            }
-        })?;
+        let file = match newest.take() {
+            Some(f) => f,
+            None => st
+                .open(&path, OpenMode::Append)
+                .map_err(|e| Error::io("open", &path, e))?,
+        };
         let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
         if len < CHUNK_HEADER_LEN as u64 {
             // Created but its header not (fully) written: it holds no records.

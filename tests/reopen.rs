@@ -291,6 +291,29 @@ fn chunks_deleted_since_the_checkpoint_are_skipped() {
     assert!(e.is_corrupt() && e.to_string().contains("q00001"), "{e}");
 }
 
+/// Chunks can be deleted, acknowledged, before a checkpoint records the chunks started
+/// after them: `info`'s newest chunk may be gone, and the ones after it too.
+#[test]
+fn chunks_deleted_up_to_and_past_the_recorded_newest_are_not_missing() {
+    // q00000, the recorded newest, deleted: q00001 follows it.
+    let st = v3_dir(2, 0, 0, &[None, Some((2, &[2, 3]))]);
+    let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
+    assert_eq!(st.count(Op::List), 0, "open listed the directory");
+    assert_eq!(drain_all(&q), vec![2, 3]);
+
+    // Two or three in a row deleted: the directory is listed.
+    for gone in [2, 3] {
+        let mut chunks: Vec<Option<(u64, &[u8])>> = vec![None; gone];
+        chunks.push(Some((gone as u64, &[9])));
+        let st = v3_dir(gone as u64, 0, 0, &chunks);
+        let q: Queue<Vec<u8>> = Options::new()
+            .open_on(Arc::new(st.clone()), DIR)
+            .unwrap_or_else(|e| panic!("{gone} deleted: {e}"));
+        assert_eq!(st.count(Op::List), 1);
+        assert_eq!(drain_all(&q), vec![9], "{gone} deleted");
+    }
+}
+
 /// A missing chunk file right after the newest is noticed when the one after it is
 /// there; one in the middle (not among the two oldest and two newest, whose headers
 /// open reads), when the reader reaches it, consuming nothing.
