@@ -399,3 +399,29 @@ fn a_version_2_info_is_read_by_listing_and_rewritten() {
     assert_eq!(st.count(Op::List), lists, "a version 3 info: no listing");
     assert_eq!(drain_all(&q), vec![8]);
 }
+
+/// Chunk numbers from a CRC-valid `info` that no queue reaches: an error, never a panic
+/// or a huge allocation (the numbers past the newest are looked at with checked
+/// arithmetic, and an `info` spanning 65,536 chunks or more is listed).
+#[test]
+fn impossible_chunk_numbers_in_info_are_errors() {
+    for (tail, head) in [
+        (u64::MAX, u64::MAX),
+        (u64::MAX - 1, u64::MAX - 3),
+        (1 << 62, 1 << 62),
+        (70_000, 0),
+        (5, 0),
+    ] {
+        let st = v3_dir(0, tail, head, &[Some((0, &[1]))]);
+        match Options::new().open_on::<Vec<u8>>(Arc::new(st), DIR) {
+            Err(e) => assert!(e.is_corrupt(), "tail {tail} head {head}: {e}"),
+            Ok(_) => panic!("tail {tail} head {head}: opened"),
+        }
+    }
+    // The oldest after the newest: info is damaged.
+    let st = v3_dir(0, 0, 1, &[Some((0, &[1]))]);
+    let e = Options::new()
+        .open_on::<Vec<u8>>(Arc::new(st), DIR)
+        .unwrap_err();
+    assert!(e.is_corrupt() && e.to_string().contains("info"), "{e}");
+}
