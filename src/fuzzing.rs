@@ -1193,8 +1193,11 @@ fn damage_from_the_input(
     let (Some(before), Some(now)) = (files.get(name), st.file(path)) else {
         return false;
     };
+    // At the file's end, too: records missing after the last (a chunk that ends before
+    // the next one starts), which a reader may never have had to look at when the
+    // items there were acknowledged one by one.
     let at = *offset as usize;
-    at < before.len() && now.get(at..) == before.get(at..)
+    at <= before.len() && now.get(at..) == before.get(at..)
 }
 
 // ---------------------------------------------------------------------------------------
