@@ -152,9 +152,10 @@
 //! [`Durability::Synced`] a put writes into zeros written ahead of the data, so
 //! `fdatasync` has no size change or block allocation to commit: 7,000–13,000 durable
 //! puts/s from one thread there (the disk's speed varies), more than a bare append +
-//! `fdatasync` manages, and about five times that from eight threads sharing syncs.
-//! Reopening reads no records of a cleanly closed queue. BENCHMARKS.md in the repository
-//! compares diskq with other queues.
+//! `fdatasync` manages, and four to five times that from eight threads sharing syncs.
+//! Reopening reads no records of a cleanly closed queue, and finds its files from `info`
+//! without listing the directory. BENCHMARKS.md in the repository compares diskq with
+//! other queues.
 //!
 //! A `Queue<Vec<u8>>` writes and reads its items with one copy each. A byte vector inside
 //! a larger item is written with one copy too, but serde reads it back one byte at a
