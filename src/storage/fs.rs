@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// An appended file grows by a window of at least this many bytes at a time ...
@@ -287,11 +288,16 @@ fn copy_ascending(dst: &mut [u8], src: &[u8]) {
 /// 1.26-1.46x, 64-byte puts 1.12x. 1 MiB writes were slower for 4 KiB puts (0.88x):
 /// faulting a window in costs more per page the larger its folios.
 fn grow(file: &File, size: u64, want: u64) -> io::Result<()> {
-    static ZEROS: [u8; 512 * 1024] = [0; 512 * 1024];
+    // Allocated zeroed, not a `static`: a static array of zeros is read-only data, which
+    // would add its 512 KiB to every binary and to the RSS of every process that grows a
+    // file. The allocator takes these pages straight from the kernel, and reading them
+    // maps the one shared zero page.
+    static ZEROS: OnceLock<Box<[u8]>> = OnceLock::new();
+    let zeros = ZEROS.get_or_init(|| vec![0; 512 * 1024].into_boxed_slice());
     let mut at = size;
     while at < want {
-        let n = (want - at).min(ZEROS.len() as u64) as usize;
-        file.write_all_at(&ZEROS[..n], at)?;
+        let n = (want - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
     }
     Ok(())
