@@ -1139,7 +1139,7 @@ pub fn open_dir(data: &[u8]) {
                             }
                         }
                     }
-                    if d.clean && !stopped {
+                    if d.clean && !stopped && !stray_chunk_left(&st, &files) {
                         match q.get_nowait() {
                             Err(Error::Empty) => {}
                             Err(e) if damage_from_the_input(&st, &files, &e) => {}
@@ -1171,6 +1171,18 @@ pub fn open_dir(data: &[u8]) {
 /// after it is reported once something reads there: a reopen that deletes the
 /// acknowledged chunk (FORMAT.md §open step 7), or a `get` that leaves the chunk. That
 /// is the input's damage, not something drain and close did.
+/// Whether a chunk file of the input that open does not look at (three or more numbers
+/// past the newest, FORMAT.md §open, step 5) is still there: the queue takes it in once
+/// its own chunks reach it, and reports it then, or, if its header continues the
+/// sequence, delivers its records after the queue's own.
+fn stray_chunk_left(st: &SimStorage, files: &BTreeMap<&'static str, Vec<u8>>) -> bool {
+    let newest = chunks_open_finds(files).last().map(|&(n, _)| n);
+    files.keys().any(|n| {
+        parse_chunk_name(n).is_some_and(|m| newest.is_some_and(|x| m > x))
+            && st.file(&Path::new(DIR).join(n)).is_some()
+    })
+}
+
 fn damage_from_the_input(
     st: &SimStorage,
     files: &BTreeMap<&'static str, Vec<u8>>,
@@ -1186,12 +1198,7 @@ fn damage_from_the_input(
     // §open, step 5): such a file of the input, still there, is damage the queue reports
     // once it has grown next to it, at that file or at the queue's own chunk before it
     // (the reopen that finds it may have cut a torn end off it).
-    let seen = chunks_open_finds(files);
-    let newest = seen.last().map(|&(n, _)| n);
-    if files.keys().any(|n| {
-        parse_chunk_name(n).is_some_and(|m| newest.is_some_and(|x| m > x))
-            && st.file(&Path::new(DIR).join(n)).is_some()
-    }) {
+    if stray_chunk_left(st, files) {
         return true;
     }
     let (Some(before), Some(now)) = (files.get(name), st.file(path)) else {
