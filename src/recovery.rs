@@ -60,13 +60,14 @@ pub(crate) fn open(
                     format!("impossible acknowledged count {}", info.acked),
                 ));
             }
-            if info.head_chunk.is_some_and(|h| h > info.tail_chunk) {
+            if let Some(head) = info.head_chunk
+                && head > info.tail_chunk
+            {
                 return Err(Error::corrupt(
                     &info_path,
                     52,
                     format!(
-                        "the oldest chunk, q{:05}, is after the newest, q{:05}",
-                        info.head_chunk.unwrap_or(0),
+                        "the oldest chunk, q{head:05}, is after the newest, q{:05}",
                         info.tail_chunk
                     ),
                 ));
