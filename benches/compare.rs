@@ -10,7 +10,8 @@
 //!
 //! Workloads (each backend gets a fresh temporary directory for every run; payloads are
 //! fixed-seed pseudo-random bytes; each measurement is run 3 times, the backends taking
-//! turns within each round, and the median shown):
+//! turns within each round, each round starting at a different backend, and the median
+//! shown; the heap's free memory goes back to the kernel after every run):
 //!
 //! * W1 fill-drain: N puts of 64 B, then N gets each followed by its acknowledgement.
 //!   Also at 1,000 items: every operation synced (diskq Synced, queue-file with
@@ -507,6 +508,29 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// Returns the heap's free memory to the kernel, so that each run starts from the same
+/// heap whatever ran before it. A run after an in-memory channel's, which leaves tens of
+/// MB of freed heap behind, was slower: W2 at Buffered in a scratch loop (10 rounds,
+/// medians) 3.94 M/s after `std::sync::mpsc` and 4.13 after crossbeam-channel, against
+/// 4.45 after another diskq run and 4.45 after `mpsc` with the heap trimmed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn give_back_heap() {
+    unsafe extern "C" {
+        /// glibc: `int malloc_trim(size_t pad)`.
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: `malloc_trim` takes a plain integer and only releases free memory of
+    // glibc's own heap, under each arena's lock; no Rust code depends on where free
+    // memory lives.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_heap() {}
+
 /// A backend that has no equivalent for a workload.
 fn not_available(workload: &str, backend: Backend, size: usize, why: &str) -> Row {
     Row::new(workload, backend, size).against(None).note(why)
@@ -516,20 +540,28 @@ fn not_available(workload: &str, backend: Backend, size: usize, why: &str) -> Ro
 // Repetition.
 
 /// Runs `measure` `REPS` times for every backend, the backends taking turns within each
-/// round so that a slow spell of the shared machine falls on all of them alike. Returns
-/// each backend's per-metric medians, in the order of `backends`.
+/// round so that a slow spell of the shared machine falls on all of them alike. Each
+/// round starts at a different backend: what runs first, or right after another
+/// workload's in-memory channels, measured slower (W2 at Buffered 3.6-3.9 M/s as the
+/// first of every round, 4.45-4.60 M/s as the third), and so no backend is in that place
+/// in more than one round, which the median then drops. Returns each backend's
+/// per-metric medians, in the order of `backends`.
 fn rounds<const M: usize>(
     label: &str,
     backends: &[Backend],
     mut measure: impl FnMut(Backend) -> [f64; M],
 ) -> Vec<[f64; M]> {
     let mut samples = vec![vec![Vec::new(); M]; backends.len()];
+    let step = (backends.len() / REPS).max(1);
     for round in 1..=REPS {
-        for (k, &b) in backends.iter().enumerate() {
+        let first = (round - 1) * step % backends.len();
+        for k in (first..backends.len()).chain(0..first) {
+            let b = backends[k];
             log(&format!("{label}, round {round}/{REPS}: {}", b.name()));
             for (j, v) in measure(b).into_iter().enumerate() {
                 samples[k][j].push(v);
             }
+            give_back_heap();
         }
     }
     samples
