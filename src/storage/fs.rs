@@ -255,25 +255,32 @@ fn window(len: u64) -> u64 {
     (len / 2).clamp(MIN_WINDOW, MAX_WINDOW)
 }
 
-/// Copies `src` into the mapping eight bytes at a time, in ascending order. `memcpy`
+/// Copies `src` into the mapping sixteen bytes at a time, in ascending order. `memcpy`
 /// may store a buffer's parts in any order (glibc writes the first bytes of a large
 /// copy last); a process killed mid-copy would then leave zeros before complete
 /// frames, which recovery must take for damage. Copied in order, what a kill leaves is
 /// always a prefix, as with `write(2)`: whole frames, then at most one cut frame. Each
-/// 8-byte store is one instruction, and the fence keeps the compiler from merging the
-/// loop back into a `memcpy`.
+/// 16-byte (then 8-byte, then 1-byte) store is one instruction, which a kill cannot
+/// split, and the fences keep the compiler from merging the loops back into a `memcpy`
+/// or reordering the stores. Sixteen bytes at a time instead of eight: 4 KiB puts
+/// 1.09x, 64-byte puts 1.03x (medians of the ratios of 22 and 14 pairs of runs, the
+/// two binaries alternated).
 fn copy_ascending(dst: &mut [u8], src: &[u8]) {
     use std::sync::atomic::{Ordering, compiler_fence};
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        d.copy_from_slice(s);
-        compiler_fence(Ordering::Release);
+    fn copy_in<const N: usize>(dst: &mut [u8], src: &[u8]) -> usize {
+        let mut done = 0;
+        for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks_exact(N)) {
+            d.copy_from_slice(s);
+            compiler_fence(Ordering::Release);
+            done += N;
+        }
+        done
     }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
-        compiler_fence(Ordering::Release);
-    }
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let mut at = copy_in::<16>(dst, src);
+    at += copy_in::<8>(&mut dst[at..], &src[at..]);
+    copy_in::<1>(&mut dst[at..], &src[at..]);
 }
 
 /// Makes the file `want` bytes long by writing zero bytes: the file system reserves the
