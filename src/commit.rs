@@ -66,6 +66,29 @@ pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: 
     Ok(())
 }
 
+/// Writes one put's frame straight from the caller's buffer, when no sync follows,
+/// nothing is pending and no leader has the writer: what enqueueing it and leading
+/// (`write_through`) would do, without copying the frame into the pending buffer, which
+/// the write then leaves empty for the next put to allocate again. Puts at `Written`,
+/// the two binaries alternated (medians of the ratios): 64-byte items 1.24x (10 pairs of
+/// runs), 4 KiB items 1.07x (20). Returns `false`, having done nothing, otherwise.
+pub(crate) fn write_alone(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+    frame: &[u8],
+) -> Result<bool> {
+    if e.synced() || e.pending_count > 0 || e.writer.is_none() || frame.len() > LOCKED_WRITE {
+        return Ok(false);
+    }
+    let _wake = WakeOnPanic(sig);
+    e.check()?;
+    e.write_locked(frame, 1)?;
+    sig.progress.notify_all();
+    sig.not_empty.notify_all();
+    checkpoint_if_due(e, sig)?;
+    Ok(true)
+}
+
 /// Writes pending frames until item `seq` is written (or none are left). Frames that
 /// arrived meanwhile are left to their callers, one of whom leads next, so that a
 /// leader does not keep writing (and syncing) for others while its own call could
@@ -120,7 +143,8 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
                 resume_unwind(panic);
             }
         };
-        let res = e.writer_home(w, batch, n, res);
+        let res = e.writer_home(w, &batch, n, res);
+        e.recycle(batch);
         sig.progress.notify_all();
         res?;
         sig.not_empty.notify_all();

@@ -520,15 +520,24 @@ impl Engine {
         if self.pending_count == 0 {
             return Ok(());
         }
-        let mut w = self.writer.take().expect("writer is home");
         let batch = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_count);
         // Their callers are not waited for by a gathering leader (`commit::gather`).
         self.pending_callers = 0;
+        let res = self.write_locked(&batch, n);
+        self.recycle(batch);
+        res
+    }
+
+    /// Writes `n` frames, `batch`, after the accepted ones while holding the lock. Nothing
+    /// may be pending, and the writer must be home.
+    pub(crate) fn write_locked(&mut self, batch: &[u8], n: u64) -> Result<()> {
+        debug_assert_eq!(self.pending_count, 0);
+        let mut w = self.writer.take().expect("writer is home");
         let (storage, dir, limit, sync) =
             (&*self.storage, &self.dir, self.chunk_limit, self.synced());
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_frames(storage, dir, &mut w, &batch, limit, sync)
+            write_frames(storage, dir, &mut w, batch, limit, sync)
         }));
         match res {
             Ok(res) => self.writer_home(w, batch, n, res),
@@ -542,11 +551,20 @@ impl Engine {
         }
     }
 
-    /// Takes the writer back from a batch write, registering the chunks it started.
+    /// Keeps a written batch's buffer for the next batch, if it is the larger one.
+    pub(crate) fn recycle(&mut self, mut batch: Vec<u8>) {
+        batch.clear();
+        if batch.capacity() > self.spare.capacity() {
+            self.spare = batch;
+        }
+    }
+
+    /// Takes the writer back from a batch write of `n` frames, `batch`, registering the
+    /// chunks it started.
     pub(crate) fn writer_home(
         &mut self,
         w: Writer,
-        mut batch: Vec<u8>,
+        batch: &[u8],
         n: u64,
         res: Result<Vec<ChunkMeta>>,
     ) -> Result<()> {
@@ -556,16 +574,12 @@ impl Engine {
                 // A reader that has read up to where this batch begins takes it from
                 // memory instead of reading it back from the file.
                 let at = w.written - batch.len() as u64;
-                self.reader.feed(at, &batch);
+                self.reader.feed(at, batch);
             }
             self.writer_end = w.written;
         }
         self.writer = Some(w);
         self.writing = 0;
-        batch.clear();
-        if batch.capacity() > self.spare.capacity() {
-            self.spare = batch;
-        }
         match res {
             Ok(started) => {
                 if !started.is_empty() {

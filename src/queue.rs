@@ -2,7 +2,9 @@
 //! variables.
 
 use crate::codec::{self, Frames};
-use crate::commit::{Signals, journal_through, lead_acks, lead_writes, wait_idle, write_through};
+use crate::commit::{
+    Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
+};
 use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
@@ -237,6 +239,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         while self.max_size > 0 && e.queued() >= self.max_size {
             wait.wait(&self.not_full, &mut e)?;
+        }
+        if self.durability == Durability::Written && write_alone(&mut e, &self.sig, frame.bytes())?
+        {
+            return Ok(());
         }
         let seq = e.enqueue(frame.bytes())?;
         if self.durability == Durability::Buffered {
