@@ -520,7 +520,11 @@ impl Engine {
         if self.pending_count == 0 {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.pending);
+        // The spare buffer takes its place, as in `commit::lead_writes_until`: an empty
+        // one made the next put allocate (W2 at `Buffered`, where a consumer that runs
+        // dry writes what is pending: 1.085x, median of 8 pairs of runs alternated).
+        let spare = std::mem::take(&mut self.spare);
+        let batch = std::mem::replace(&mut self.pending, spare);
         let n = std::mem::take(&mut self.pending_count);
         // Their callers are not waited for by a gathering leader (`commit::gather`).
         self.pending_callers = 0;
