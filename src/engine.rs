@@ -589,8 +589,9 @@ impl Engine {
                 if !started.is_empty() {
                     // Record the new newest chunk in info, so that losing it is noticed.
                     self.checkpoint_wanted = true;
+                    // Only here: an empty `extend` still cost 4% of a 64-byte put.
+                    self.chunks.extend(started);
                 }
-                self.chunks.extend(started);
                 self.written += n;
                 Ok(())
             }
