@@ -1165,12 +1165,6 @@ pub fn open_dir(data: &[u8]) {
     }
 }
 
-/// Whether `e` reports damage in bytes the input already held and nothing has written
-/// since: a file of the input, unchanged from the reported offset to its end. A drain
-/// that runs empty where a chunk ends never looks past that chunk's last record; damage
-/// after it is reported once something reads there: a reopen that deletes the
-/// acknowledged chunk (FORMAT.md §open step 7), or a `get` that leaves the chunk. That
-/// is the input's damage, not something drain and close did.
 /// Whether a chunk file of the input that open does not look at (three or more numbers
 /// past the newest, FORMAT.md §open, step 5) is still there: the queue takes it in once
 /// its own chunks reach it, and reports it then, or, if its header continues the
@@ -1183,6 +1177,12 @@ fn stray_chunk_left(st: &SimStorage, files: &BTreeMap<&'static str, Vec<u8>>) ->
     })
 }
 
+/// Whether `e` reports damage in bytes the input already held and nothing has written
+/// since: a file of the input, unchanged from the reported offset to its end. A drain
+/// that runs empty where a chunk ends never looks past that chunk's last record; damage
+/// after it is reported once something reads there: a reopen that deletes the
+/// acknowledged chunk (FORMAT.md §open step 7), or a `get` that leaves the chunk. That
+/// is the input's damage, not something drain and close did.
 fn damage_from_the_input(
     st: &SimStorage,
     files: &BTreeMap<&'static str, Vec<u8>>,

@@ -260,11 +260,11 @@ fn window(len: u64) -> u64 {
 /// copy last); a process killed mid-copy would then leave zeros before complete
 /// frames, which recovery must take for damage. Copied in order, what a kill leaves is
 /// always a prefix, as with `write(2)`: whole frames, then at most one cut frame. Each
-/// 16-byte (then 8-byte, then 1-byte) store is one instruction on x86-64 and aarch64,
-/// which a kill cannot split, and the fences keep the compiler from merging the loops back into a `memcpy`
-/// or reordering the stores. Sixteen bytes at a time instead of eight: 4 KiB puts
-/// 1.09x, 64-byte puts 1.03x (medians of the ratios of 22 and 14 pairs of runs, the
-/// two binaries alternated).
+/// store (16 bytes on x86-64 and aarch64, else a machine word; then a word; then single
+/// bytes) is one instruction, which a kill cannot split, and the fences keep the
+/// compiler from merging the loops back into a `memcpy` or reordering the stores.
+/// Sixteen bytes at a time instead of eight: 4 KiB puts 1.09x, 64-byte puts 1.03x
+/// (medians of the ratios of 22 and 14 pairs of runs, the two binaries alternated).
 fn copy_ascending(dst: &mut [u8], src: &[u8]) {
     use std::sync::atomic::{Ordering, compiler_fence};
     fn copy_in<const N: usize>(dst: &mut [u8], src: &[u8]) -> usize {
