@@ -121,6 +121,31 @@ impl Storage for FsStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    /// Linux's `/proc/sys/kernel/random/boot_id`, read once per process (it cannot change
+    /// while the process lives); 0 (unknown) elsewhere or when it cannot be read.
+    fn boot_id(&self) -> u128 {
+        static BOOT_ID: OnceLock<u128> = OnceLock::new();
+        *BOOT_ID.get_or_init(|| {
+            #[cfg(target_os = "linux")]
+            if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+                return parse_boot_id(&text).unwrap_or(0);
+            }
+            0
+        })
+    }
+}
+
+/// The 32 hex digits of a UUID such as `dc6a2909-6215-4ef2-af25-45b53743d71e` (dashes
+/// and surrounding white space ignored) as a number; `None` if it is not one.
+fn parse_boot_id(text: &str) -> Option<u128> {
+    let mut id = 0u128;
+    let mut digits = 0;
+    for c in text.trim().chars().filter(|&c| c != '-') {
+        id = (id << 4) | u128::from(c.to_digit(16)?);
+        digits += 1;
+    }
+    (digits == 32).then_some(id)
 }
 
 /// An open file. Appending files (`Append`, `CreateNew`) keep a [`Tail`].
@@ -442,5 +467,36 @@ mod tests {
             want,
             "drop trims the reserve"
         );
+    }
+
+    #[test]
+    fn boot_id_parses_uuids_only() {
+        assert_eq!(
+            parse_boot_id("dc6a2909-6215-4ef2-af25-45b53743d71e\n"),
+            Some(0xdc6a2909_6215_4ef2_af25_45b53743d71e)
+        );
+        assert_eq!(
+            parse_boot_id("DC6A290962154EF2AF2545B53743D71E"),
+            Some(0xdc6a2909_6215_4ef2_af25_45b53743d71e)
+        );
+        assert_eq!(parse_boot_id(""), None);
+        assert_eq!(parse_boot_id("dc6a2909-6215-4ef2-af25-45b53743d71"), None);
+        assert_eq!(parse_boot_id("dc6a2909-6215-4ef2-af25-45b53743d71e0"), None);
+        assert_eq!(parse_boot_id("xc6a2909-6215-4ef2-af25-45b53743d71e"), None);
+    }
+
+    #[test]
+    fn boot_id_is_stable_and_known_on_linux() {
+        let first = FsStorage.boot_id();
+        assert_eq!(FsStorage.boot_id(), first, "stable across calls");
+        let source = Path::new("/proc/sys/kernel/random/boot_id");
+        if !cfg!(target_os = "linux") || !source.exists() {
+            println!("skipped: no {} here", source.display());
+            assert_eq!(first, 0, "unknown is 0");
+            return;
+        }
+        assert_ne!(first, 0);
+        let text = std::fs::read_to_string(source).unwrap();
+        assert_eq!(Some(first), parse_boot_id(&text));
     }
 }

@@ -46,6 +46,15 @@ pub trait Storage: Send + Sync + Debug {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes creations, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// An identifier of the current boot of the machine (of its kernel). It changes when
+    /// the machine restarts, so a queue that records it when it writes can tell on the
+    /// next open whether a power loss or a kernel crash could have happened since: then
+    /// what it had not synced may be lost or torn. Equal values mean the page cache
+    /// survived, so everything written before (synced or not) is still there.
+    ///
+    /// 0 means unknown (no source of boot ids here): assume a restart may have
+    /// happened. Callers treat 0 as equal to nothing, itself included.
+    fn boot_id(&self) -> u128;
 }
 
 /// An open file.

@@ -6,6 +6,18 @@
 //! synced. A process crash keeps everything written; a power loss keeps only what is
 //! durable, or in the harsher mode also an arbitrary prefix of each file's unsynced
 //! appended bytes.
+//!
+//! [`Crash::PowerLossPages`] is the realistic power loss, as a page cache and a disk
+//! behave. The kernel writes dirty pages back in any order, and a disk may persist the
+//! pages of one write in any order, so each 4 KiB page changed since the last sync
+//! independently keeps its synced version or gets its current one (a later page of a
+//! write can survive an earlier one), and the file's length is the synced or the
+//! current one, reading zeros where the chosen version has no bytes. Name operations
+//! (creations, renames, removals) not yet made durable are journaled in order by ext4
+//! (jbd2) and XFS, so a prefix of them survives: a later one never without an earlier
+//! one. Names and data are independent: a rename can persist while the renamed file's
+//! unsynced data does not, leaving an empty or partly zero file under the new name.
+//! Each power loss changes [`Storage::boot_id`]; a process crash keeps it.
 
 use super::{OpenMode, Storage, StorageFile};
 use parking_lot::Mutex;
@@ -66,6 +78,24 @@ pub enum Crash {
     /// Power loss that also keeps a prefix (chosen from the seed) of each file's unsynced
     /// appended bytes.
     PowerLossPrefix(u64),
+    /// Power loss as page caches and disks behave, decided by the seed (the same seed
+    /// gives the same result):
+    ///
+    /// * Data: each 4096-byte page of a file whose current bytes differ from its synced
+    ///   ones keeps its synced version or gets its current one, independently of the
+    ///   other pages (dirty pages are written back in any order, and a write in flight
+    ///   may persist a later page and not an earlier one). The file's length is the
+    ///   synced or the current one; where the version chosen for a page has no bytes
+    ///   (past its end), the page reads zeros. Synced bytes that were not overwritten
+    ///   never change. Per crash, the chance that a page keeps its synced version is one
+    ///   of 0, 1/4, 1/2, 3/4 and 1, so that "nothing persisted" and "everything
+    ///   persisted" both come often.
+    /// * Names: the durable names (those of directories synced since they changed), with
+    ///   a prefix of the name operations not yet durable replayed on top, in the order
+    ///   they were made (a metadata journal commits them in order). An operation persists
+    ///   independently of the data of the file it names: a rename of an unsynced
+    ///   `info.tmp` over `info` can leave `info` empty or partly zero.
+    PowerLossPages(u64),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,12 +105,55 @@ struct Inode {
     synced: Vec<u8>,
 }
 
+/// A name operation whose effects are not all durable yet.
+#[derive(Debug, Clone)]
+struct NameOp {
+    /// What the operation did to each name, in order: the inode it names after it, or
+    /// `None` when removed. Only names whose directory was not synced since are kept
+    /// (a synced directory's durable names already include the effect).
+    effects: Vec<(PathBuf, Option<u64>)>,
+}
+
+/// The simulated machine's boot id: starts at 1 (0 would mean unknown).
+#[derive(Debug, Clone, Copy)]
+struct Boot(u128);
+
+impl Default for Boot {
+    fn default() -> Boot {
+        Boot(1)
+    }
+}
+
+/// A size of page that the page cache writes back as a whole.
+const PAGE: usize = 4096;
+
+/// SplitMix64: deterministic, and good from the first output even for seeds 0, 1, 2...
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `quarters / 4`.
+    fn chance(&mut self, quarters: u64) -> bool {
+        self.next() % 4 < quarters
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     inodes: HashMap<u64, Inode>,
     next_ino: u64,
     names: BTreeMap<PathBuf, u64>,
     durable_names: BTreeMap<PathBuf, u64>,
+    /// Name operations not yet durable in every directory they touch, oldest first.
+    name_log: Vec<NameOp>,
+    boot: Boot,
     dirs: Vec<PathBuf>,
     locks: Vec<PathBuf>,
     /// Mutating operations done so far.
@@ -174,6 +247,9 @@ impl SimStorage {
     /// A new file system holding what `crash` leaves of this one. Locks are released.
     pub fn after_crash(&self, crash: Crash) -> SimStorage {
         let s = self.state.lock();
+        if let Crash::PowerLossPages(seed) = crash {
+            return s.power_loss_pages(seed);
+        }
         let mut rng = match crash {
             Crash::PowerLossPrefix(seed) => seed | 1,
             _ => 1,
@@ -194,6 +270,7 @@ impl SimStorage {
             let data = match crash {
                 Crash::Process => i.data.clone(),
                 Crash::PowerLoss => i.synced.clone(),
+                Crash::PowerLossPages(_) => unreachable!("returned above"),
                 Crash::PowerLossPrefix(_) => {
                     // Some prefix of the changes since the last sync reached the disk:
                     // the current bytes up to a point, then what was synced. (Appends
@@ -228,6 +305,10 @@ impl SimStorage {
                 durable_names: names.clone(),
                 names,
                 dirs: s.dirs.clone(),
+                boot: match crash {
+                    Crash::Process => s.boot,
+                    _ => Boot(s.boot.0 + 1),
+                },
                 ..State::default()
             })),
         }
@@ -253,6 +334,8 @@ impl SimStorage {
         );
         s.names.insert(path.to_path_buf(), ino);
         s.durable_names.insert(path.to_path_buf(), ino);
+        // Durable now, whatever was logged for the name before.
+        s.forget_effects(|p| p == path);
         if let Some(parent) = path.parent()
             && !s.dirs.iter().any(|d| d == parent)
         {
@@ -308,6 +391,106 @@ impl State {
     fn ino(&self, path: &Path) -> io::Result<u64> {
         self.names.get(path).copied().ok_or_else(|| errno(ENOENT))
     }
+
+    /// Records a name operation made in `names`, for a power loss to replay or not.
+    fn log_name_op(&mut self, effects: Vec<(PathBuf, Option<u64>)>) {
+        self.name_log.push(NameOp { effects });
+    }
+
+    /// Drops the logged effects on the names that `durable` selects (now durable), and
+    /// the operations left without effects.
+    fn forget_effects(&mut self, durable: impl Fn(&Path) -> bool) {
+        for op in &mut self.name_log {
+            op.effects.retain(|(p, _)| !durable(p));
+        }
+        self.name_log.retain(|op| !op.effects.is_empty());
+    }
+
+    /// What [`Crash::PowerLossPages`] leaves (see there).
+    fn power_loss_pages(&self, seed: u64) -> SimStorage {
+        let mut rng = Rng(seed);
+        // The chance, in quarters, that a changed page (or the length) keeps its synced
+        // version.
+        let keep = rng.next() % 5;
+        let n = self.name_log.len() as u64;
+        let replayed = match rng.next() % 4 {
+            0 => 0,
+            1 => n,
+            _ => rng.next() % (n + 1),
+        };
+        let mut names = self.durable_names.clone();
+        for op in &self.name_log[..replayed as usize] {
+            // One that no longer applies (it removes a name that is absent) is skipped.
+            if op
+                .effects
+                .iter()
+                .any(|(p, ino)| ino.is_none() && !names.contains_key(p))
+            {
+                continue;
+            }
+            for (p, ino) in &op.effects {
+                match ino {
+                    Some(ino) => names.insert(p.clone(), *ino),
+                    None => names.remove(p),
+                };
+            }
+        }
+        let mut inos: Vec<u64> = names.values().copied().collect();
+        inos.sort_unstable();
+        inos.dedup();
+        let mut inodes = HashMap::new();
+        for ino in inos {
+            let i = &self.inodes[&ino];
+            let data = torn_pages(&i.data, &i.synced, keep, &mut rng);
+            inodes.insert(
+                ino,
+                Inode {
+                    synced: data.clone(),
+                    data,
+                },
+            );
+        }
+        SimStorage {
+            state: Arc::new(Mutex::new(State {
+                inodes,
+                next_ino: self.next_ino,
+                durable_names: names.clone(),
+                names,
+                dirs: self.dirs.clone(),
+                boot: Boot(self.boot.0 + 1),
+                ..State::default()
+            })),
+        }
+    }
+}
+
+/// What a power loss leaves of a file that holds `data` and had `synced` on disk: per
+/// [`PAGE`], the synced or the current version (with probability `keep / 4` the synced
+/// one) where they differ, zeros past the chosen version's end; the synced or the
+/// current length, likewise.
+fn torn_pages(data: &[u8], synced: &[u8], keep: u64, rng: &mut Rng) -> Vec<u8> {
+    let len = if rng.chance(keep) {
+        synced.len()
+    } else {
+        data.len()
+    };
+    let page = |v: &[u8], p: usize| -> Vec<u8> {
+        let start = (p * PAGE).min(v.len());
+        v[start..((p + 1) * PAGE).min(v.len())].to_vec()
+    };
+    let mut out = vec![0; len];
+    for p in 0..data.len().max(synced.len()).div_ceil(PAGE) {
+        let (current, old) = (page(data, p), page(synced, p));
+        let chosen = if current == old || rng.chance(keep) {
+            old
+        } else {
+            current
+        };
+        let start = (p * PAGE).min(len);
+        let end = (start + chosen.len()).min(len);
+        out[start..end].copy_from_slice(&chosen[..end - start]);
+    }
+    out
 }
 
 impl Storage for SimStorage {
@@ -372,6 +555,7 @@ impl Storage for SimStorage {
                 s.next_ino += 1;
                 s.inodes.insert(ino, Inode::default());
                 s.names.insert(path.to_path_buf(), ino);
+                s.log_name_op(vec![(path.to_path_buf(), Some(ino))]);
                 ino
             }
         };
@@ -393,6 +577,10 @@ impl Storage for SimStorage {
         let ino = s.ino(from)?;
         s.names.remove(from);
         s.names.insert(to.to_path_buf(), ino);
+        s.log_name_op(vec![
+            (from.to_path_buf(), None),
+            (to.to_path_buf(), Some(ino)),
+        ]);
         Ok(())
     }
 
@@ -401,6 +589,7 @@ impl Storage for SimStorage {
         s.begin(Op::Remove)?;
         s.ino(path)?;
         s.names.remove(path);
+        s.log_name_op(vec![(path.to_path_buf(), None)]);
         Ok(())
     }
 
@@ -414,7 +603,12 @@ impl Storage for SimStorage {
                 s.durable_names.insert(p.clone(), *ino);
             }
         }
+        s.forget_effects(|p| p.parent() == Some(dir));
         Ok(())
+    }
+
+    fn boot_id(&self) -> u128 {
+        self.state.lock().boot.0
     }
 }
 
@@ -551,5 +745,291 @@ impl StorageFile for SimFile {
         }
         inode.synced = inode.data.clone();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const SEEDS: u64 = 2000;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    /// Bytes that are never zero, different per offset.
+    fn pattern(len: usize, salt: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt) | 1)
+            .collect()
+    }
+
+    fn names(st: &SimStorage, dir: &str) -> BTreeSet<String> {
+        st.files(Path::new(dir)).into_iter().collect()
+    }
+
+    #[test]
+    fn pages_keep_synced_bytes_and_tear_a_write_out_of_order() {
+        let st = SimStorage::new();
+        st.create_dir_all(Path::new("/q")).unwrap();
+        let mut f = st.open(&p("/q/f"), OpenMode::CreateNew).unwrap();
+        let synced = pattern(10_000, 3);
+        f.append(&synced).unwrap();
+        f.sync_data().unwrap();
+        st.sync_dir(Path::new("/q")).unwrap();
+        // One write of several pages, not synced (the page with the synced end is dirty).
+        f.append(&pattern(20_000, 5)).unwrap();
+        let current = st.file(&p("/q/f")).unwrap();
+        assert!(current.len() >= 30_000);
+        let pages = current.len().div_ceil(PAGE);
+        let (mut nothing, mut everything, mut out_of_order, mut zeros_within) =
+            (false, false, false, false);
+        for seed in 0..SEEDS {
+            let after = st.after_crash(Crash::PowerLossPages(seed));
+            let got = after.file(&p("/q/f")).expect("durable name");
+            assert_eq!(
+                got,
+                st.after_crash(Crash::PowerLossPages(seed))
+                    .file(&p("/q/f"))
+                    .unwrap()
+            );
+            assert!(got.len() == synced.len() || got.len() == current.len());
+            assert_eq!(
+                got[..synced.len()],
+                synced[..],
+                "seed {seed}: synced bytes changed"
+            );
+            // Each page past the synced ones: all current bytes or all zeros (nothing was
+            // synced there), the page with the synced end: synced then current or zeros.
+            let mut persisted = Vec::new();
+            for pg in 0..pages {
+                let r = pg * PAGE..((pg + 1) * PAGE).min(got.len());
+                if r.start >= got.len() || r.end <= synced.len() {
+                    continue;
+                }
+                let from = r.start.max(synced.len());
+                let all_current = got[from..r.end] == current[from..r.end];
+                let all_zero = got[from..r.end].iter().all(|&b| b == 0);
+                assert!(all_current || all_zero, "seed {seed}: page {pg} mixed");
+                // The synced end's page: zeros only after the synced end, so a persisted
+                // page is told by its bytes (pattern bytes are never zero).
+                persisted.push((pg, all_current && !all_zero));
+            }
+            nothing |= got == synced;
+            everything |= got == current;
+            zeros_within |= got.len() == current.len() && persisted.iter().any(|&(_, k)| !k);
+            out_of_order |= persisted
+                .iter()
+                .any(|&(a, ka)| !ka && persisted.iter().any(|&(b, kb)| kb && b > a));
+        }
+        assert!(nothing, "no seed persisted nothing");
+        assert!(everything, "no seed persisted everything");
+        assert!(
+            zeros_within,
+            "no seed left zero pages within the current length"
+        );
+        assert!(
+            out_of_order,
+            "no seed persisted a later page without an earlier one"
+        );
+    }
+
+    #[test]
+    fn pages_is_power_loss_or_process_crash_for_clean_files() {
+        let st = SimStorage::new();
+        st.put_file(&p("/q/a"), &pattern(9000, 1));
+        for seed in 0..100 {
+            let after = st.after_crash(Crash::PowerLossPages(seed));
+            assert_eq!(after.file(&p("/q/a")).unwrap(), pattern(9000, 1));
+        }
+    }
+
+    /// A truncated file comes back at its old or its new length; what a page keeps is its
+    /// synced or its current version, never another.
+    #[test]
+    fn pages_of_a_shrunk_file() {
+        let st = SimStorage::new();
+        st.put_file(&p("/q/a"), &pattern(9000, 1));
+        let mut f = st.open(&p("/q/a"), OpenMode::Append).unwrap();
+        f.set_len(5000).unwrap();
+        let old = pattern(9000, 1);
+        let mut current = old[..5000].to_vec();
+        current.resize(9000, 0); // pages read zeros past the current end
+        let (mut long, mut short, mut mixed) = (false, false, false);
+        for seed in 0..SEEDS {
+            let got = st
+                .after_crash(Crash::PowerLossPages(seed))
+                .file(&p("/q/a"))
+                .unwrap();
+            assert!(got.len() == 9000 || got.len() == 5000);
+            let mut versions = Vec::new();
+            for pg in 0..got.len().div_ceil(PAGE) {
+                let r = pg * PAGE..((pg + 1) * PAGE).min(got.len());
+                let (is_old, is_new) = (
+                    got[r.clone()] == old[r.clone()],
+                    got[r.clone()] == current[r],
+                );
+                assert!(
+                    is_old || is_new,
+                    "seed {seed}: page {pg} is neither version"
+                );
+                versions.push((is_old, is_new));
+            }
+            assert_eq!(versions[0], (true, true), "clean page changed");
+            long |= got.len() == 9000;
+            short |= got.len() == 5000;
+            mixed |=
+                got.len() == 9000 && versions[1] == (false, true) && versions[2] == (true, false);
+        }
+        assert!(long && short && mixed);
+        assert!(long && short);
+    }
+
+    /// The bug users hit: `info.tmp` written and renamed over `info` without a sync of
+    /// its data; the rename persists, the data does not.
+    #[test]
+    fn rename_persists_without_the_renamed_data() {
+        for sync_data in [false, true] {
+            let st = SimStorage::new();
+            let old = pattern(100, 9);
+            let new = pattern(150, 4);
+            st.put_file(&p("/q/info"), &old);
+            let mut f = st.open(&p("/q/info.tmp"), OpenMode::Truncate).unwrap();
+            f.append(&new).unwrap();
+            if sync_data {
+                f.sync_data().unwrap();
+            }
+            drop(f);
+            st.rename(&p("/q/info.tmp"), &p("/q/info")).unwrap();
+            let mut seen = BTreeSet::new();
+            for seed in 0..SEEDS {
+                let after = st.after_crash(Crash::PowerLossPages(seed));
+                let info = after.file(&p("/q/info")).expect("info never vanishes");
+                let tmp = after.file(&p("/q/info.tmp"));
+                let state = if info == old {
+                    // Not renamed: the temporary file was created or not.
+                    match tmp {
+                        None => "nothing",
+                        Some(t) => {
+                            assert!(t.is_empty() || t == new || t.iter().all(|&b| b == 0));
+                            "created"
+                        }
+                    }
+                } else {
+                    assert!(tmp.is_none(), "seed {seed}: renamed but info.tmp left");
+                    if info == new {
+                        "renamed"
+                    } else {
+                        assert!(!sync_data, "seed {seed}: synced data lost: {info:?}");
+                        assert!(
+                            info.is_empty() || (info.len() == 150 && info.iter().all(|&b| b == 0)),
+                            "seed {seed}: {info:?}"
+                        );
+                        if info.is_empty() {
+                            "renamed, empty"
+                        } else {
+                            "renamed, zeros"
+                        }
+                    }
+                };
+                seen.insert(state);
+            }
+            let mut want = BTreeSet::from(["nothing", "created", "renamed"]);
+            if !sync_data {
+                want.extend(["renamed, empty", "renamed, zeros"]);
+            }
+            assert_eq!(seen, want, "sync_data: {sync_data}");
+        }
+    }
+
+    #[test]
+    fn name_operations_persist_as_a_prefix() {
+        let st = SimStorage::new();
+        st.put_file(&p("/q/a"), b"a");
+        st.put_file(&p("/q/b"), b"b");
+        st.rename(&p("/q/a"), &p("/q/c")).unwrap();
+        st.remove(&p("/q/b")).unwrap();
+        let mut seen = BTreeSet::new();
+        for seed in 0..SEEDS {
+            let after = st.after_crash(Crash::PowerLossPages(seed));
+            let got = names(&after, "/q");
+            let got: Vec<&str> = got.iter().map(String::as_str).collect();
+            assert!(
+                matches!(got[..], ["a", "b"] | ["b", "c"] | ["c"]),
+                "seed {seed}: {got:?}"
+            );
+            if let Some(c) = after.file(&p("/q/c")) {
+                assert_eq!(c, b"a");
+            }
+            seen.insert(got.join(","));
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        // Once the directory is synced, everything stays.
+        st.sync_dir(Path::new("/q")).unwrap();
+        assert!(st.state.lock().name_log.is_empty());
+        for seed in 0..100 {
+            let after = st.after_crash(Crash::PowerLossPages(seed));
+            assert_eq!(names(&after, "/q"), BTreeSet::from(["c".to_string()]));
+        }
+    }
+
+    /// A rename across directories of which one is synced: the synced one's names stay as
+    /// synced (a later removal there is not undone by replaying the rename).
+    #[test]
+    fn synced_directory_is_not_replayed_over() {
+        let st = SimStorage::new();
+        st.put_file(&p("/d1/a"), b"a");
+        st.create_dir_all(Path::new("/d2")).unwrap();
+        st.rename(&p("/d1/a"), &p("/d2/b")).unwrap();
+        st.sync_dir(Path::new("/d2")).unwrap();
+        st.remove(&p("/d2/b")).unwrap();
+        st.sync_dir(Path::new("/d2")).unwrap();
+        assert_eq!(
+            st.state.lock().name_log.len(),
+            1,
+            "the rename's removal in /d1"
+        );
+        let mut seen = BTreeSet::new();
+        for seed in 0..SEEDS {
+            let after = st.after_crash(Crash::PowerLossPages(seed));
+            assert!(names(&after, "/d2").is_empty(), "seed {seed}");
+            seen.insert(names(&after, "/d1").len());
+        }
+        assert_eq!(seen, BTreeSet::from([0, 1]));
+    }
+
+    #[test]
+    fn existing_crashes_are_unchanged_by_the_log() {
+        let st = SimStorage::new();
+        st.put_file(&p("/q/a"), b"a");
+        st.rename(&p("/q/a"), &p("/q/c")).unwrap();
+        for crash in [Crash::PowerLoss, Crash::PowerLossPrefix(7)] {
+            assert_eq!(
+                names(&st.after_crash(crash), "/q"),
+                BTreeSet::from(["a".to_string()])
+            );
+        }
+        assert_eq!(
+            names(&st.after_crash(Crash::Process), "/q"),
+            BTreeSet::from(["c".to_string()])
+        );
+    }
+
+    #[test]
+    fn boot_id_changes_on_power_loss_only() {
+        let st = SimStorage::new();
+        assert_eq!(st.boot_id(), 1);
+        assert_eq!(st.clone().boot_id(), 1);
+        let st = st.after_crash(Crash::Process);
+        assert_eq!(st.boot_id(), 1);
+        let st = st.after_crash(Crash::PowerLoss);
+        assert_eq!(st.boot_id(), 2);
+        let st = st.after_crash(Crash::PowerLossPrefix(3));
+        assert_eq!(st.boot_id(), 3);
+        let st = st.after_crash(Crash::PowerLossPages(3));
+        assert_eq!(st.boot_id(), 4);
+        assert_eq!(st.after_crash(Crash::Process).boot_id(), 4);
     }
 }
