@@ -42,7 +42,8 @@ pub struct RepairReport {
     /// their original order.
     pub records_salvaged: u64,
     /// Intact records left out because `info` and the `acks` journal show that they were
-    /// already acknowledged. For a healthy queue that was left alone: acknowledged records
+    /// already acknowledged: before the acknowledgement head, or one by one
+    /// (`Delivery::ack`). For a healthy queue that was left alone: acknowledged records
     /// still in its chunk files, which `open` skips as always.
     pub records_acknowledged: u64,
     /// What was known about acknowledgements.
@@ -67,20 +68,25 @@ impl RepairReport {
 }
 
 /// What [`repair`] knew about which items had been acknowledged.
+///
+/// Besides the acknowledgement head `acked`, the items acknowledged one by one after it
+/// (`Delivery::ack`) are known in `Known` (from `info` and the journal) and in `AtLeast`
+/// (from the journal); records known to be among them were dropped too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AckState {
-    /// `info` was readable: `acked` items were acknowledged ever (`info` and the journal
-    /// together). Records known to be among them were dropped.
+    /// `info` was readable: every item before `acked` was acknowledged (`info` and the
+    /// journal together). Records known to be among them were dropped.
     Known {
-        /// Items acknowledged ever.
+        /// The acknowledgement head.
         acked: u64,
     },
-    /// `info` was missing or damaged, but the journal showed that at least `acked` items
-    /// were acknowledged. Records known to be among those were dropped; others that were
-    /// acknowledged may have been kept and will be delivered again.
+    /// `info` was missing or damaged, but the journal had valid entries: every item before
+    /// `acked` was acknowledged, at least. Records known to be among those were dropped;
+    /// others that were acknowledged may have been kept and will be delivered again.
     AtLeast {
-        /// The largest acknowledged count found in the journal.
+        /// The largest head found in the journal (0 when only single entries were
+        /// readable).
         acked: u64,
     },
     /// Neither `info` nor the journal was readable: every intact record was kept, so
@@ -94,7 +100,7 @@ impl AckState {
         matches!(self, AckState::Known { .. })
     }
 
-    /// The acknowledged count that was used, if any.
+    /// The acknowledgement head that was used, if any.
     pub fn acked(&self) -> Option<u64> {
         match *self {
             AckState::Known { acked } | AckState::AtLeast { acked } => Some(acked),
@@ -154,14 +160,14 @@ impl fmt::Display for RepairReport {
         match self.acknowledgements {
             AckState::Known { acked } => write!(
                 f,
-                "\nacknowledgement state: known ({acked} item{} acknowledged ever)",
-                plural(acked)
+                "\nacknowledgement state: known (every item before {acked} acknowledged, and \
+                 those acknowledged out of order after it)"
             )?,
             AckState::AtLeast { acked } => write!(
                 f,
                 "\nacknowledgement state: partly known (info unreadable; the journal shows at \
-                 least {acked} acknowledged): some acknowledged records may have been kept and \
-                 will be delivered again"
+                 least every item before {acked} acknowledged, and some out of order): some \
+                 acknowledged records may have been kept and will be delivered again"
             )?,
             AckState::Unknown => f.write_str(
                 "\nacknowledgement state: unknown (no readable info or journal): every intact \
@@ -211,7 +217,8 @@ fn plural(n: u64) -> &'static str {
 ///   [`DamagedRange`]. A chunk whose header is damaged is still scanned from offset 28.
 /// * `info` and the `acks` journal, where readable, say which items were already
 ///   acknowledged; a record is dropped when its sequence number is known (its chunk header
-///   is valid and no damage precedes it in the chunk) and below that count. Records whose
+///   is valid and no damage precedes it in the chunk) and below the acknowledgement head
+///   or among the items acknowledged one by one (`Delivery::ack`). Records whose
 ///   sequence number is unknown are kept: at least once, never lost. With neither `info`
 ///   nor a journal entry readable, every intact record is kept and
 ///   [`RepairReport::acknowledgements`] says so.
@@ -540,6 +547,8 @@ struct Damage {
 struct Analysis {
     info: Option<Info>,
     ack: AckState,
+    /// The items `ack` and the single acknowledgements show acknowledged.
+    acknowledged: Acknowledged,
     /// Chunk numbers present, ascending.
     chunks: Vec<u64>,
     /// Records to keep and records dropped as acknowledged.
@@ -607,9 +616,10 @@ impl ChunkScan {
             .flatten()
     }
 
-    /// Whether the record at `i` is known to be acknowledged.
-    fn acknowledged(&self, i: usize, acked: Option<u64>) -> bool {
-        matches!((self.seq(i), acked), (Some(s), Some(a)) if s < a)
+    /// Whether the record at `i` is known to be acknowledged: its sequence number is known
+    /// and below the head or among the singles.
+    fn acknowledged(&self, i: usize, acks: &Acknowledged) -> bool {
+        self.seq(i).is_some_and(|s| acks.contains(s))
     }
 }
 
@@ -707,8 +717,42 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
 
     let mut damaged = Vec::new();
     let mut problems = Vec::new();
+    let info = read_info(st, dir, &mut damaged, &mut problems)?;
+    let journal = read_journal(st, dir, &mut damaged)?;
+    let (ack, acknowledged) = acknowledgements(info.as_ref(), journal);
+    chunk_set_problems(&chunks, info.as_ref(), &mut problems);
+    let counts = scan_chunks(
+        st,
+        dir,
+        &chunks,
+        ack,
+        &acknowledged,
+        &mut damaged,
+        &mut problems,
+    )?;
 
-    let info = match read(st, &dir.join(INFO))? {
+    Ok(Analysis {
+        info,
+        ack,
+        acknowledged,
+        chunks,
+        kept: counts.kept,
+        dropped: counts.dropped,
+        largest_chunk: counts.largest_chunk,
+        damaged,
+        problems,
+        originals,
+    })
+}
+
+/// `info`, when it is valid; a missing, empty or invalid one is recorded.
+fn read_info(
+    st: &dyn Storage,
+    dir: &Path,
+    damaged: &mut Vec<Damage>,
+    problems: &mut Vec<String>,
+) -> Result<Option<Info>> {
+    Ok(match read(st, &dir.join(INFO))? {
         None => {
             problems.push("info is missing".to_string());
             None
@@ -729,57 +773,109 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
                 None
             }
         },
-    };
+    })
+}
 
-    let mut journal_max: Option<u64> = None;
-    if let Some(b) = read(st, &dir.join(ACKS))? {
-        let mut bad: Option<Range<usize>> = None;
-        let mut flush = |bad: &mut Option<Range<usize>>| {
-            if let Some(r) = bad.take() {
-                damaged.push(Damage {
-                    name: ACKS.to_string(),
-                    offset: r.start as u64,
-                    len: r.len() as u64,
-                    detail: if r.end == b.len() && r.len() < ACK_ENTRY_LEN {
-                        "a cut acknowledgement entry".to_string()
-                    } else {
-                        "damaged acknowledgement entries".to_string()
-                    },
-                });
-            }
-        };
-        for (i, e) in b.chunks(ACK_ENTRY_LEN).enumerate() {
-            let at = i * ACK_ENTRY_LEN;
-            if all_zero(&b[at..]) {
-                break; // space reserved after the last entry (FORMAT.md §Preallocation)
-            }
-            match AckEntry::decode(e) {
-                Some(entry) => {
-                    flush(&mut bad);
-                    // Single acknowledgements are ignored: their records are kept
-                    // (at least once).
-                    if let AckEntry::Head(acked) = entry {
-                        journal_max = journal_max.max(Some(acked));
-                    }
+/// The valid entries of the `acks` journal, wherever they are (FORMAT.md §Repair, step 3).
+#[derive(Debug, Default)]
+struct Journal {
+    /// The largest head entry.
+    head: Option<u64>,
+    /// Every single entry.
+    singles: Vec<u64>,
+}
+
+/// Reads every valid entry of the journal; the invalid ones are recorded as damaged
+/// ranges.
+fn read_journal(st: &dyn Storage, dir: &Path, damaged: &mut Vec<Damage>) -> Result<Journal> {
+    let mut journal = Journal::default();
+    let Some(b) = read(st, &dir.join(ACKS))? else {
+        return Ok(journal);
+    };
+    let mut bad: Option<Range<usize>> = None;
+    let mut flush = |bad: &mut Option<Range<usize>>| {
+        if let Some(r) = bad.take() {
+            damaged.push(Damage {
+                name: ACKS.to_string(),
+                offset: r.start as u64,
+                len: r.len() as u64,
+                detail: if r.end == b.len() && r.len() < ACK_ENTRY_LEN {
+                    "a cut acknowledgement entry".to_string()
+                } else {
+                    "damaged acknowledgement entries".to_string()
+                },
+            });
+        }
+    };
+    for (i, e) in b.chunks(ACK_ENTRY_LEN).enumerate() {
+        let at = i * ACK_ENTRY_LEN;
+        if all_zero(&b[at..]) {
+            break; // space reserved after the last entry (FORMAT.md §Preallocation)
+        }
+        match AckEntry::decode(e) {
+            Some(entry) => {
+                flush(&mut bad);
+                match entry {
+                    AckEntry::Head(acked) => journal.head = journal.head.max(Some(acked)),
+                    AckEntry::Single(seq) => journal.singles.push(seq),
                 }
-                None => {
-                    let start = bad.as_ref().map_or(at, |r| r.start);
-                    bad = Some(start..at + e.len());
-                }
+            }
+            None => {
+                let start = bad.as_ref().map_or(at, |r| r.start);
+                bad = Some(start..at + e.len());
             }
         }
-        flush(&mut bad);
     }
-    let ack = match (&info, journal_max) {
-        (Some(i), j) => AckState::Known {
-            acked: i.acked.max(j.unwrap_or(0)),
-        },
-        (None, Some(j)) => AckState::AtLeast { acked: j },
-        (None, None) => AckState::Unknown,
-    };
-    let acked = ack.acked();
+    flush(&mut bad);
+    Ok(journal)
+}
 
-    match (chunks.last(), &info) {
+/// The items known to be acknowledged: every item before `head`, and `singles` after it.
+/// Empty when neither `info` nor the journal is readable.
+#[derive(Debug, Default)]
+struct Acknowledged {
+    head: u64,
+    singles: BTreeSet<u64>,
+}
+
+impl Acknowledged {
+    /// The head absorbs the singles it reaches, as at `open` (FORMAT.md §State).
+    fn new(mut head: u64, singles: impl IntoIterator<Item = u64>) -> Acknowledged {
+        let mut singles: BTreeSet<u64> = singles.into_iter().filter(|&s| s >= head).collect();
+        while head < u64::MAX && singles.remove(&head) {
+            head += 1;
+        }
+        Acknowledged { head, singles }
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        seq < self.head || self.singles.contains(&seq)
+    }
+}
+
+/// What `info` and the journal tell of acknowledgements. Every valid entry is evidence:
+/// entries are absolute (a head entry never overstates the head) and an item once
+/// acknowledged stays so, so a single entry counts even when `info` is unreadable.
+fn acknowledgements(info: Option<&Info>, journal: Journal) -> (AckState, Acknowledged) {
+    match info {
+        Some(info) => {
+            let head = info.acked.max(journal.head.unwrap_or(0));
+            let singles = info.singles.iter().copied().chain(journal.singles);
+            let known = Acknowledged::new(head, singles);
+            (AckState::Known { acked: known.head }, known)
+        }
+        None if journal.head.is_some() || !journal.singles.is_empty() => {
+            let known = Acknowledged::new(journal.head.unwrap_or(0), journal.singles);
+            (AckState::AtLeast { acked: known.head }, known)
+        }
+        None => (AckState::Unknown, Acknowledged::default()),
+    }
+}
+
+/// Records chunk files missing between the oldest and the newest, or after the newest one
+/// `info` names, and chunk files older than the oldest one it names.
+fn chunk_set_problems(chunks: &[u64], info: Option<&Info>, problems: &mut Vec<String>) {
+    match (chunks.last(), info) {
         (None, _) => problems.push("the directory holds no chunk files".to_string()),
         (Some(&newest), Some(info)) if newest < info.tail_chunk => problems.push(format!(
             "chunk files after {} are missing: info records {} as the newest",
@@ -788,7 +884,7 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
         )),
         _ => {}
     }
-    if let (Some(&oldest), Some(head)) = (chunks.first(), info.as_ref().and_then(|i| i.head_chunk))
+    if let (Some(&oldest), Some(head)) = (chunks.first(), info.and_then(|i| i.head_chunk))
         && oldest < head
     {
         // open would not look at the chunks before `head`.
@@ -810,10 +906,31 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
             ));
         }
     }
+}
 
-    let mut kept = 0;
-    let mut dropped = 0;
-    let mut largest_chunk = 0;
+/// The records of the chunk files, counted.
+struct Counts {
+    kept: u64,
+    dropped: u64,
+    largest_chunk: u64,
+}
+
+/// Scans every chunk file: records its damage, and the records missing between chunks
+/// or before the oldest; counts the records kept and dropped as acknowledged.
+fn scan_chunks(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    ack: AckState,
+    acknowledged: &Acknowledged,
+    damaged: &mut Vec<Damage>,
+    problems: &mut Vec<String>,
+) -> Result<Counts> {
+    let mut counts = Counts {
+        kept: 0,
+        dropped: 0,
+        largest_chunk: 0,
+    };
     let mut prev: Option<(u64, Option<u64>)> = None;
     for (idx, &no) in chunks.iter().enumerate() {
         let name = chunk_name(no);
@@ -830,32 +947,19 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
                 detail: detail.clone(),
             });
         }
-        largest_chunk = largest_chunk.max(scan.frames.len() as u64);
+        counts.largest_chunk = counts.largest_chunk.max(scan.frames.len() as u64);
         for i in 0..scan.frames.len() {
-            if scan.acknowledged(i, acked) {
-                dropped += 1;
+            if scan.acknowledged(i, acknowledged) {
+                counts.dropped += 1;
             } else {
-                kept += 1;
+                counts.kept += 1;
             }
         }
         if let (Some((pno, Some(pend))), Some(h)) = (prev, scan.header)
             && pno + 1 == no
             && h.first_seq != pend
         {
-            problems.push(if h.first_seq > pend {
-                format!(
-                    "{} ends at item {pend} but {name} starts at item {}: {} records are missing",
-                    chunk_name(pno),
-                    h.first_seq,
-                    h.first_seq - pend
-                )
-            } else {
-                format!(
-                    "{} ends at item {pend} but {name} starts at item {}: the chunks overlap",
-                    chunk_name(pno),
-                    h.first_seq
-                )
-            });
+            problems.push(discontinuity(pno, pend, &name, h.first_seq));
         }
         if idx == 0
             && let (AckState::Known { acked }, Some(h)) = (ack, scan.header)
@@ -870,18 +974,23 @@ fn analyze(st: &dyn Storage, dir: &Path) -> Result<Analysis> {
         }
         prev = Some((no, scan.end_seq()));
     }
+    Ok(counts)
+}
 
-    Ok(Analysis {
-        info,
-        ack,
-        chunks,
-        kept,
-        dropped,
-        largest_chunk,
-        damaged,
-        problems,
-        originals,
-    })
+/// Chunk `pno` ends at item `pend`, but the next chunk, `name`, starts at `first_seq`.
+fn discontinuity(pno: u64, pend: u64, name: &str, first_seq: u64) -> String {
+    if first_seq > pend {
+        format!(
+            "{} ends at item {pend} but {name} starts at item {first_seq}: {} records are missing",
+            chunk_name(pno),
+            first_seq - pend
+        )
+    } else {
+        format!(
+            "{} ends at item {pend} but {name} starts at item {first_seq}: the chunks overlap",
+            chunk_name(pno),
+        )
+    }
 }
 
 /// What the staging wrote.
@@ -894,14 +1003,13 @@ struct Built {
 /// Writes the rebuilt queue into `d` under staged names: chunk files, an empty journal,
 /// and `new-info` last, each synced, so that a valid `new-info` means a complete staging.
 fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Built> {
-    let acked = found.ack.acked();
     let mut out = Staging::new(st, d, found.largest_chunk.max(1))?;
     let (mut kept, mut dropped) = (0, 0);
     for &no in &found.chunks {
         let bytes = read_existing(st, &dir.join(chunk_name(no)))?;
         let scan = scan_chunk(&bytes, no);
         for (i, r) in scan.frames.iter().enumerate() {
-            if scan.acknowledged(i, acked) {
+            if scan.acknowledged(i, &found.acknowledged) {
                 dropped += 1;
             } else {
                 out.push(&bytes[r.clone()])?;
@@ -923,6 +1031,8 @@ fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Bui
     let mut f = st
         .open(&info, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &info, e))?;
+    // Acked 0 and no singles: the records acknowledged (before the head or one by one)
+    // were dropped above, and the rebuilt queue numbers its items from 0.
     f.append(&Info::new(0, tail_chunk).encode())
         .map_err(|e| Error::io("write", &info, e))?;
     f.sync_data().map_err(|e| Error::io("sync", &info, e))?;
