@@ -104,6 +104,7 @@ pub(crate) fn open(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("open", &journal_path, e)),
     };
+    let mut jfile = jfile;
     let journal = read_journal(jfile.as_deref(), &journal_path)?;
     let journal_valid_len = journal.valid_len;
     let mut acked = info.acked.max(journal.head.unwrap_or(0));
@@ -247,6 +248,9 @@ pub(crate) fn open(
     // deleted only when its own records end where the next chunk starts.
     // The oldest chunk, found open by `find_chunks` (unless the tail's recovery deleted
     // chunks down to it: then a new file may have its number).
+    // What justifies a deletion, `info` and the journal as read, may not be durable
+    // (a crash below `Synced`, or entries of a write cut by a power loss): made so first.
+    let mut durable = Durable(false);
     let mut head = match oldest_file.take() {
         Some((no, f)) if chunks.len() >= 2 && chunks[0] == no => {
             ChunkReader::on(f, chunk_path(dir, no), no)?
@@ -280,6 +284,7 @@ pub(crate) fn open(
                 ),
             ));
         }
+        durable.ensure(st, dir, jfile.as_deref_mut(), &journal_path)?;
         let p = chunk_path(dir, chunks[0]);
         st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
         chunks.remove(0);
@@ -307,7 +312,10 @@ pub(crate) fn open(
         // loss below the synced level). Those items are acknowledged and gone; start a new
         // chunk at the acknowledged position so sequence numbers stay unique.
         let old = chunks[0];
-        engine_writer = create_chunk(st, dir, old + 1, acked, sync)?;
+        durable.ensure(st, dir, jfile.as_deref_mut(), &journal_path)?;
+        // The new chunk is durable before the old one goes (`create_chunk` syncs only at
+        // `Synced`): a power loss must not leave neither.
+        engine_writer = create_chunk(st, dir, old + 1, acked, true)?;
         let p = chunk_path(dir, old);
         st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
         chunks = vec![old + 1];
@@ -359,12 +367,11 @@ pub(crate) fn open(
             let f = st
                 .open(&journal_path, OpenMode::CreateNew)
                 .map_err(|e| Error::io("create", &journal_path, e))?;
-            if sync {
-                // Entries synced into a file whose name is not durable would vanish
-                // with it at a power loss.
-                st.sync_dir(dir)
-                    .map_err(|e| Error::io("sync directory", dir, e))?;
-            }
+            // At every level: entries synced into a file whose name is not durable
+            // would vanish with it at a power loss (below `Synced`, the journal is
+            // synced before a chunk deletion relies on it).
+            st.sync_dir(dir)
+                .map_err(|e| Error::io("sync directory", dir, e))?;
             f
         }
     };
@@ -417,6 +424,10 @@ pub(crate) fn open(
         ack_gen: 0,
         ack_gen_written: 0,
         acked_written: acked,
+        // Set by the checkpoint below, or to what `info` holds.
+        acked_durable: 0,
+        acked_in_info: 0,
+        journal_synced: false,
         read: acked,
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
@@ -431,9 +442,37 @@ pub(crate) fn open(
     if journal_valid_len > 0 || info.acked != acked || !mark_matches {
         engine.checkpoint()?;
     } else {
+        // `info` holds the whole state; it is made durable before a deletion relies on it.
+        engine.acked_in_info = info.acked;
         engine.info_on_disk = Some(info);
     }
     Ok((engine, lock))
+}
+
+/// Makes the acknowledgements recovery read durable, once, before the first chunk file
+/// it deletes: the journal's entries (synced) and `info`'s rename (the directory).
+struct Durable(bool);
+
+impl Durable {
+    fn ensure(
+        &mut self,
+        st: &dyn Storage,
+        dir: &Path,
+        journal: Option<&mut (dyn StorageFile + 'static)>,
+        journal_path: &Path,
+    ) -> Result<()> {
+        if self.0 {
+            return Ok(());
+        }
+        if let Some(j) = journal {
+            j.sync_data()
+                .map_err(|e| Error::io("sync", journal_path, e))?;
+        }
+        st.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir, e))?;
+        self.0 = true;
+        Ok(())
+    }
 }
 
 /// Names of the entries of the queue directory.
