@@ -144,6 +144,13 @@ pub(crate) struct Engine {
     pub(crate) poison_flag: Arc<AtomicBool>,
     /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
     pub(crate) checkpoint_wanted: bool,
+    /// The machine's boot (`Storage::boot_id`), recorded in every `info`.
+    pub(crate) boot_id: u128,
+    /// Every record and entry on disk was durable when the queue was opened (recorded
+    /// so in `info`, or made so by recovery after a restart).
+    pub(crate) opened_synced: bool,
+    /// What open found and cut after a restart of the machine.
+    pub(crate) recovered: crate::restart::Recovery,
     /// What `info` holds on disk, when known (read at open or written since): a
     /// checkpoint that would write the same, with an empty journal, writes nothing.
     pub(crate) info_on_disk: Option<Info>,
@@ -667,6 +674,9 @@ impl Engine {
             // Chunks are deleted oldest first, after this, so it stays a lower bound of
             // the oldest chunk file (a chunk whose deletion failed is still listed).
             head_chunk: self.chunks.front().map(|c| c.no),
+            boot_id: Some(self.boot_id),
+            // Below `Synced` the writes since open are not synced.
+            all_synced: self.synced() && self.opened_synced,
             singles: self.singles.iter().copied().collect(),
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);

@@ -102,11 +102,15 @@ pub fn decode(data: &[u8]) {
         tail_count: a,
         tail_last_len: a as u32,
         head_chunk: Some(b ^ 1),
+        boot_id: Some(u128::from(a) << 64 | u128::from(b)),
+        all_synced: a & 1 == 1,
         singles: vec![a ^ b],
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info.clone()));
     let v2 = Info {
         head_chunk: None,
+        boot_id: None,
+        all_synced: false,
         ..info
     };
     assert_eq!(Info::decode(&v2.encode_as(2)), Ok(v2));
@@ -420,6 +424,7 @@ fn check_info(b: &[u8]) {
         Ok(info) if b[8..12] != FORMAT_VERSION.to_le_bytes() => {
             let want = Info {
                 head_chunk: info.head_chunk.or(Some(0)),
+                boot_id: info.boot_id.or(Some(0)),
                 ..info.clone()
             };
             assert_eq!(Info::decode(&info.encode()), Ok(want));
@@ -632,6 +637,11 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
                 tail_count: 0,
                 tail_last_len: 0,
                 head_chunk: (!v2).then(|| u64::from(b.get(13).copied().unwrap_or(0))),
+                // The boot of a new `SimStorage`: the directory is what a process crash
+                // left, which the oracle models (a restart's recovery is fuzzed by
+                // `model`'s page-cache power losses).
+                boot_id: (!v2).then_some(1),
+                all_synced: false,
                 singles: b.get(16..).map_or(Vec::new(), |r| {
                     r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
                 }),
@@ -1230,8 +1240,10 @@ pub enum ModelOp {
     Close(u8),
     /// Stop the world after this many more mutating storage operations; the second byte
     /// picks a torn write (bit 0) and at the synced level the kind of power loss (bits
-    /// 1-2: power loss, power loss keeping prefixes, process crash) or at the written
-    /// level a power loss instead of a process crash (bit 1, bit 2 keeping prefixes).
+    /// 1-2: power loss, power loss keeping prefixes, page-cache power loss, process
+    /// crash) or at the written level a power loss instead of a process crash (bits 1-2:
+    /// 1 power loss, 2 page-cache power loss, 3 keeping prefixes), at the buffered level
+    /// a page-cache power loss (bits 1-2: 1).
     Crash(u8, u8),
     /// Inject a fault: storage operation kind (write, sync, rename, set_len, remove,
     /// sync_dir, read) and fault from the first byte, how many operations of that kind to
@@ -1366,8 +1378,12 @@ enum Promise {
     /// acknowledged ones may come back (buffered level).
     Opens,
     /// Recovery may refuse with `Error::Corrupt`; if it opens, order is kept and nothing
-    /// is invented (power loss below the synced level).
+    /// is invented (power loss below the synced level, in the older models).
     Nothing,
+    /// As `Opens`, and what comes back is a prefix of the model's items, after at most
+    /// some acknowledged ones that return: nothing missing from the middle (a page-cache
+    /// power loss below the synced level, issue #15).
+    Run,
 }
 
 struct Model {
@@ -1512,6 +1528,8 @@ impl Model {
                         (Durability::Synced, 1) => Crash::PowerLossPrefix(seed),
                         (Durability::Written, 1) => Crash::PowerLoss,
                         (Durability::Written, 3) => Crash::PowerLossPrefix(seed),
+                        (Durability::Synced | Durability::Written, 2)
+                        | (Durability::Buffered, 1) => Crash::PowerLossPages(seed),
                         _ => Crash::Process,
                     };
                     self.st
@@ -1627,6 +1645,9 @@ impl Model {
                 self.armed = None;
                 self.faulted = false;
                 match (self.durability, crash) {
+                    (Durability::Buffered | Durability::Written, Crash::PowerLossPages(_)) => {
+                        Promise::Run
+                    }
                     (Durability::Buffered, _) => Promise::Opens,
                     (Durability::Written, Crash::PowerLoss | Crash::PowerLossPrefix(_)) => {
                         Promise::Nothing
@@ -1714,6 +1735,26 @@ impl Model {
         } else {
             for w in got.windows(2) {
                 assert!(w[0].0 < w[1].0, "order broken: {:?}", ids(&got));
+            }
+            if promise == Promise::Run {
+                // Acknowledged items may return, first; then a prefix of the model's
+                // (with the put that failed as the world stopped, and without the item
+                // whose acknowledgement failed then, either way).
+                let mut allowed = base.clone();
+                if let Uncertain::Put(item) = uncertain {
+                    allowed.push(item.clone());
+                }
+                let first_kept = got.iter().position(|i| allowed.contains(i));
+                let kept = &got[first_kept.unwrap_or(got.len())..];
+                let prefix_of = |a: &[Item]| kept.len() <= a.len() && kept[..] == a[..kept.len()];
+                let ack_went = matches!(uncertain, Uncertain::Ack) && !allowed.is_empty();
+                assert!(
+                    prefix_of(&allowed) || (ack_went && prefix_of(&allowed[1..])),
+                    "recovery at {:?} gave items {:?}: not a prefix of the model's {:?}",
+                    self.durability,
+                    ids(&got),
+                    ids(&base)
+                );
             }
             for item in &got {
                 let pad = self.pads.get(item.0 as usize).copied();

@@ -770,6 +770,24 @@ impl<T> Queue<T> {
         self.engine.lock().len() + self.intake_len() == 0
     }
 
+    /// What `open` found and cut after a restart of the machine: after a power loss,
+    /// items and acknowledgements that were not yet synced may have been lost, and
+    /// `open` recovers by itself, keeping the longest intact run of items. See
+    /// [`Recovery`](crate::Recovery) and FORMAT.md §open.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let r = q.recovery();
+    /// // No restart since this queue was created in this boot: nothing was checked or cut.
+    /// assert!(!r.after_restart);
+    /// assert_eq!(r.cut_at, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recovery(&self) -> crate::Recovery {
+        self.engine.lock().recovered.clone()
+    }
+
     /// Items put and not yet acknowledged: those waiting plus those gotten but not yet
     /// acknowledged. [`join`](Self::join) waits for this to reach zero.
     ///

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Info, MAX_SEQ};
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
+use crate::restart::{self, Recovery};
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
@@ -46,6 +47,8 @@ pub(crate) fn open(
     let info_path = dir.join(INFO);
     // The directory is listed only when `info` does not say where the chunks are.
     let mut listed: Option<Vec<String>> = None;
+    let boot = st.boot_id();
+    let mut recovered = Recovery::default();
     let (info, info_len) = match st
         .read_all(&info_path)
         .map_err(|e| Error::io("read", &info_path, e))?
@@ -72,7 +75,15 @@ pub(crate) fn open(
                     ),
                 ));
             }
-            (info, b.len() as u64)
+            if restart::restarted(&info, boot) {
+                let names = list(st, dir)?;
+                let (info, report) = restart::recover(st, dir, &info, boot, &names)?;
+                recovered = report;
+                let len = info.encode().len() as u64;
+                (info, len)
+            } else {
+                (info, b.len() as u64)
+            }
         }
         None => {
             let names = list(st, dir)?;
@@ -89,6 +100,8 @@ pub(crate) fn open(
             // of the empty chunk created next.
             let info = Info {
                 tail_end: CHUNK_HEADER_LEN as u64,
+                boot_id: Some(boot),
+                all_synced: true,
                 ..Info::new(0, 0)
             };
             write_info(st, dir, &info, sync)?;
@@ -432,6 +445,10 @@ pub(crate) fn open(
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
         info_on_disk: None,
+        boot_id: boot,
+        // Same boot: as `info` says. After a restart `recover` synced everything.
+        opened_synced: info.all_synced,
+        recovered,
     };
     // A mark that does not describe the chunk as recovered (records appended after it,
     // a chunk cut below it, a mark ignored) is replaced before anything is appended: a
@@ -608,7 +625,7 @@ fn read_journal(file: Option<&dyn StorageFile>, path: &Path) -> Result<JournalSt
 }
 
 /// The journal's entries in file order, with their offsets; the last may be short (cut).
-struct JournalEntries<'a> {
+pub(crate) struct JournalEntries<'a> {
     file: &'a dyn StorageFile,
     path: &'a Path,
     buf: Vec<u8>,
@@ -624,7 +641,7 @@ struct JournalEntries<'a> {
 impl<'a> JournalEntries<'a> {
     /// `len`: the file's size when opened, which bounds the first block (it may grow:
     /// reading goes on to the end of the file).
-    fn new(file: &'a dyn StorageFile, path: &'a Path, len: u64) -> JournalEntries<'a> {
+    pub(crate) fn new(file: &'a dyn StorageFile, path: &'a Path, len: u64) -> JournalEntries<'a> {
         let block = ACK_ENTRY_LEN * 4096;
         let rounded = len.div_ceil(ACK_ENTRY_LEN as u64) * ACK_ENTRY_LEN as u64;
         JournalEntries {
@@ -638,7 +655,7 @@ impl<'a> JournalEntries<'a> {
         }
     }
 
-    fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
         if self.pos >= self.filled {
             self.buf_at += self.filled as u64;
             self.filled = read_full_at(self.file, &mut self.buf, self.buf_at)

@@ -1033,7 +1033,14 @@ fn build(st: &dyn Storage, dir: &Path, d: &Path, found: &Analysis) -> Result<Bui
         .map_err(|e| Error::io("create", &info, e))?;
     // Acked 0 and no singles: the records acknowledged (before the head or one by one)
     // were dropped above, and the rebuilt queue numbers its items from 0.
-    f.append(&Info::new(0, tail_chunk).encode())
+    // Every staged file is synced: the boot and `all_synced` let the first `open` after
+    // a restart skip the check of unsynced records (FORMAT.md §open, step 3a).
+    let new_info = Info {
+        boot_id: Some(st.boot_id()),
+        all_synced: true,
+        ..Info::new(0, tail_chunk)
+    };
+    f.append(&new_info.encode())
         .map_err(|e| Error::io("write", &info, e))?;
     f.sync_data().map_err(|e| Error::io("sync", &info, e))?;
     drop(f);

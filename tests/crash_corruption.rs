@@ -300,7 +300,7 @@ fn every_flipped_info_byte_is_reported() {
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     let len = fs::metadata(src.path().join("info")).unwrap().len();
-    assert_eq!(len, 68, "info without single acknowledgements");
+    assert_eq!(len, 88, "info without single acknowledgements");
     for byte in 0..len {
         for mask in [0x01, 0x80] {
             let case = format!("info byte {byte} ^ {mask:#04x}");

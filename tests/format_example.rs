@@ -1,8 +1,10 @@
 //! FORMAT.md's worked example, byte for byte: the hex blocks in FORMAT.md must be exactly
 //! what this build writes for the scenario the document describes.
 
-use diskq::Queue;
+use diskq::storage::SimStorage;
+use diskq::{Options, Queue};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The bytes of the ```` ```hex <name> ```` block of FORMAT.md (hex before each `|`).
 fn block(doc: &str, name: &str) -> Vec<u8> {
@@ -21,14 +23,17 @@ fn block(doc: &str, name: &str) -> Vec<u8> {
 fn format_md_hex_example_matches_the_files_written() {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("FORMAT.md")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let q: Queue<String> = Queue::open(dir.path()).unwrap();
+    // The simulated storage, whose boot id is 1: `info` records the machine's boot.
+    let st = SimStorage::new();
+    let dir = Path::new("/sim/q");
+    let open = || -> Queue<String> { Options::new().open_on(Arc::new(st.clone()), dir).unwrap() };
+    let q = open();
     q.put(&"hello".to_string()).unwrap();
     q.put(&"world".to_string()).unwrap();
     assert_eq!(q.get().unwrap(), "hello");
     q.task_done().unwrap();
 
-    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let read = |f: &str| st.file(&dir.join(f)).unwrap();
     // While the queue is open, its appended files continue with zero bytes reserved for
     // later appends (FORMAT.md §Preallocation): the documented bytes, then only zeros.
     let open_file = |f: &str| {
@@ -41,13 +46,18 @@ fn format_md_hex_example_matches_the_files_written() {
             bytes[doc_bytes.len()..].iter().all(|&b| b == 0),
             "{f}: not zero after the documented bytes"
         );
-        assert_eq!(bytes[..doc_bytes.len()], doc_bytes, "{f}");
+        assert_eq!(bytes[..doc_bytes.len()], doc_bytes, "{f}: {}", hex(&bytes));
     };
     open_file("q00000");
     open_file("acks");
 
     q.close().unwrap();
-    assert_eq!(read("info"), block(&doc, "info"), "info");
+    assert_eq!(
+        read("info"),
+        block(&doc, "info"),
+        "info: {}",
+        hex(&read("info"))
+    );
     assert_eq!(
         read("acks"),
         Vec::<u8>::new(),
@@ -60,6 +70,10 @@ fn format_md_hex_example_matches_the_files_written() {
     );
 
     // The example's state recovers: "world" is next.
-    let q: Queue<String> = Queue::open(dir.path()).unwrap();
+    let q = open();
     assert_eq!(q.get().unwrap(), "world");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x} ")).collect()
 }

@@ -2,9 +2,17 @@
 
 use super::{DecodeError, FORMAT_VERSION, u32_at, u64_at};
 
+fn u128_at(b: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    u128::from_le_bytes(a)
+}
+
 const MAGIC: &[u8; 8] = b"diskqinf";
 /// Length of an encoded `info` file with no single acknowledgements.
-pub(crate) const INFO_MIN_LEN: usize = 68;
+pub(crate) const INFO_MIN_LEN: usize = 88;
+/// The same in format version 3, which had no boot id and flags.
+const INFO_V3_MIN_LEN: usize = 68;
 /// The same in format version 2, which had no `head_chunk`.
 const INFO_V2_MIN_LEN: usize = 60;
 /// The same in format version 1, which had no tail mark either.
@@ -34,9 +42,21 @@ pub(crate) struct Info {
     /// chunk files from here to `tail_chunk` and beyond instead of listing the
     /// directory. `None` in versions 1 and 2, which did not record it.
     pub(crate) head_chunk: Option<u64>,
+    /// The boot of the machine during which this checkpoint was written
+    /// (`Storage::boot_id`); `Some(0)` when the machine gave none: a restart, and a power
+    /// loss with it, is then assumed to have happened since. `None` before version 4,
+    /// which did not record it: such a queue is opened as a process crash left it.
+    pub(crate) boot_id: Option<u128>,
+    /// Every record in every chunk file and every journal entry was on stable storage
+    /// when this checkpoint was written: after a restart, recovery need only check what
+    /// comes after the tail mark. Versions before 4: false.
+    pub(crate) all_synced: bool,
     /// Items after `acked` acknowledged individually, ascending.
     pub(crate) singles: Vec<u64>,
 }
+
+/// `Info::flags` bit: `all_synced`.
+const FLAG_ALL_SYNCED: u32 = 1;
 
 impl Info {
     /// A checkpoint of `acked` with no single acknowledgements and no recorded tail, of
@@ -49,6 +69,8 @@ impl Info {
             tail_count: 0,
             tail_last_len: 0,
             head_chunk: Some(0),
+            boot_id: None,
+            all_synced: false,
             singles: Vec::new(),
         }
     }
@@ -57,8 +79,8 @@ impl Info {
         self.encode_as(FORMAT_VERSION)
     }
 
-    /// Encodes in the layout of `version`, 2 or the current one: the fuzzer and tests
-    /// write version 2 directories with it, to check they are still read.
+    /// Encodes in the layout of `version`, 2, 3 or the current one: the fuzzer and tests
+    /// write older directories with it, to check they are still read.
     pub(crate) fn encode_as(&self, version: u32) -> Vec<u8> {
         let mut b = Vec::with_capacity(INFO_MIN_LEN + 8 * self.singles.len());
         b.extend_from_slice(MAGIC);
@@ -73,6 +95,11 @@ impl Info {
             // 0 is a lower bound of every chunk number: right, if slower to open, for
             // an `Info` read from version 2 and written again.
             b.extend_from_slice(&self.head_chunk.unwrap_or(0).to_le_bytes());
+        }
+        if version >= 4 {
+            b.extend_from_slice(&self.boot_id.unwrap_or(0).to_le_bytes());
+            let flags = if self.all_synced { FLAG_ALL_SYNCED } else { 0 };
+            b.extend_from_slice(&flags.to_le_bytes());
         }
         b.extend_from_slice(&(self.singles.len() as u32).to_le_bytes());
         for s in &self.singles {
@@ -105,7 +132,8 @@ impl Info {
         let (n_at, min) = match version {
             1 => (32, INFO_V1_MIN_LEN),
             2 => (52, INFO_V2_MIN_LEN),
-            FORMAT_VERSION => (60, INFO_MIN_LEN),
+            3 => (60, INFO_V3_MIN_LEN),
+            FORMAT_VERSION => (80, INFO_MIN_LEN),
             v => return Err(DecodeError::Version(v)),
         };
         // The count is checked against the bytes present before it sizes anything.
@@ -121,6 +149,9 @@ impl Info {
                 found: b.len(),
             });
         }
+        if version >= 4 && u32_at(b, 76) & !FLAG_ALL_SYNCED != 0 {
+            return Err(DecodeError::Flags(u32_at(b, 76)));
+        }
         let (tail_end, tail_count, tail_last_len) = if version == 1 {
             (0, 0, 0)
         } else {
@@ -132,7 +163,9 @@ impl Info {
             tail_end,
             tail_count,
             tail_last_len,
-            head_chunk: (version == FORMAT_VERSION).then(|| u64_at(b, 52)),
+            head_chunk: (version >= 3).then(|| u64_at(b, 52)),
+            boot_id: (version >= 4).then(|| u128_at(b, 60)),
+            all_synced: version >= 4 && u32_at(b, 76) & FLAG_ALL_SYNCED != 0,
             singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
         })
     }
@@ -152,6 +185,8 @@ mod tests {
                 tail_count: 10_000,
                 tail_last_len: 80,
                 head_chunk: Some(40),
+                boot_id: Some(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+                all_synced: true,
                 singles,
             };
             let b = info.encode();
@@ -207,25 +242,44 @@ mod tests {
             tail_count: 11,
             tail_last_len: 80,
             head_chunk: None,
+            boot_id: None,
+            all_synced: false,
             singles: vec![9],
         };
         assert_eq!(Info::decode(&b), Ok(want));
     }
 
+    /// Version 3: everything but the boot id and flags, so a restart is assumed.
+    #[test]
+    fn version_3_is_read() {
+        let mut info = Info::new(7, 3);
+        info.head_chunk = Some(2);
+        info.tail_end = 900;
+        info.singles = vec![9];
+        let b = info.encode_as(3);
+        assert_eq!(b.len(), INFO_V3_MIN_LEN + 8);
+        let back = Info::decode(&b).unwrap();
+        assert_eq!((back.boot_id, back.all_synced), (None, false));
+        assert_eq!(
+            (back.acked, back.head_chunk, back.singles),
+            (7, Some(2), vec![9])
+        );
+    }
+
     #[test]
     fn another_version_is_refused_by_number() {
         let mut b = Info::new(0, 0).encode();
-        b[8..12].copy_from_slice(&4u32.to_le_bytes());
+        b[8..12].copy_from_slice(&5u32.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Info::decode(&b), Err(DecodeError::Version(4)));
+        assert_eq!(Info::decode(&b), Err(DecodeError::Version(5)));
     }
 
     #[test]
     fn a_huge_count_is_refused_without_allocating() {
         let mut b = Info::new(0, 0).encode();
-        b[60..64].copy_from_slice(&u32::MAX.to_le_bytes());
+        b[80..84].copy_from_slice(&u32::MAX.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());

@@ -22,7 +22,7 @@ pub(crate) use record::{
 pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 /// The on-disk format version written by this build. FORMAT.md §Version history.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format version this build reads (its files differ only in `info`).
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
@@ -42,6 +42,8 @@ pub(crate) enum DecodeError {
     Checksum { stored: u32, computed: u32 },
     /// Written by a format version this build does not read.
     Version(u32),
+    /// Flag bits this build does not know (`info`, version 4 on).
+    Flags(u32),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -58,6 +60,10 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Version(v) => write!(
                 f,
                 "format version {v} is not supported by this build (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
+            ),
+            DecodeError::Flags(flags) => write!(
+                f,
+                "unknown flags {flags:#x}: written by a newer build, or damaged"
             ),
         }
     }

@@ -1,0 +1,331 @@
+//! What `open` does first when the machine restarted since the queue's last checkpoint
+//! (FORMAT.md §open, step 3a): a power loss or kernel crash may have kept any subset of
+//! the pages not yet synced, so the records and acknowledgements written since the last
+//! sync point may be cut, torn out of order or zeroed. This step finds the longest run of
+//! intact records from that point, cuts everything after it, makes the result durable
+//! and records it in a new `info`; the rest of `open` then finds a directory such as a
+//! process crash leaves, and is as strict as ever.
+//!
+//! In the same boot nothing here runs: the page cache survived, every written byte is
+//! there, and damage is damage.
+
+use crate::engine::{ACKS, create_chunk, write_info};
+use crate::error::{Error, Result};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ};
+use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
+use crate::recovery::JournalEntries;
+use crate::storage::{OpenMode, Storage};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What `open` found and cut after a restart of the machine (a power loss or kernel
+/// crash, or a clean reboot: it cannot tell them apart). Read it with
+/// [`Queue::recovery`](crate::Queue::recovery).
+///
+/// Below [`Durability::Synced`](crate::Durability::Synced) the items and
+/// acknowledgements written since the last sync may be lost at a power loss; `open` keeps
+/// the longest intact run of items and reports here what it dropped. At `Synced` only a
+/// write that had not returned can be cut.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// The machine restarted since the queue last wrote its checkpoint, so `open`
+    /// checked everything that was not known to be synced.
+    pub after_restart: bool,
+    /// The first byte that was not an intact record, where the queue was cut: the chunk
+    /// file and the offset. `None` when nothing was cut.
+    pub cut_at: Option<(PathBuf, u64)>,
+    /// Bytes of chunk files dropped at and after the cut (torn or lost records, and what
+    /// followed them).
+    pub bytes_dropped: u64,
+    /// Chunk files deleted because they came after the cut.
+    pub chunks_dropped: u64,
+    /// Acknowledgement entries that were not intact and were ignored: the items they
+    /// acknowledged, if any, are delivered again.
+    pub acks_ignored: u64,
+    /// Items acknowledged on disk whose records were lost: they are gone, and the queue
+    /// goes on after them.
+    pub acknowledged_lost: u64,
+}
+
+/// True when the machine may have restarted since `info` was written: its boot differs
+/// from this one, or either is unknown. An `info` from before format version 4 records
+/// no boot; its queue is opened as a process crash left it.
+pub(crate) fn restarted(info: &Info, boot: u128) -> bool {
+    info.boot_id
+        .is_some_and(|was| was == 0 || boot == 0 || was != boot)
+}
+
+/// The acknowledgement state, read leniently: every intact entry counts, wherever it is.
+struct Acks {
+    acked: u64,
+    singles: BTreeSet<u64>,
+    ignored: u64,
+    len: u64,
+}
+
+fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
+    let path = dir.join(ACKS);
+    let mut acks = Acks {
+        acked: info.acked,
+        singles: info.singles.iter().copied().collect(),
+        ignored: 0,
+        len: 0,
+    };
+    let file = match st.open(&path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(acks),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    acks.len = file.size().map_err(|e| Error::io("stat", &path, e))?;
+    let mut entries = JournalEntries::new(&*file, &path, acks.len);
+    while let Some((at, e)) = entries.next()? {
+        match AckEntry::decode(e) {
+            // A checksum cannot vouch for a value no queue reaches: damage.
+            Some(entry) if entry.seq() >= MAX_SEQ => {
+                return Err(Error::corrupt(
+                    &path,
+                    at,
+                    format!("impossible acknowledged item {}", entry.seq()),
+                ));
+            }
+            Some(AckEntry::Head(h)) => acks.acked = acks.acked.max(h),
+            Some(AckEntry::Single(s)) => {
+                acks.singles.insert(s);
+            }
+            // Zero bytes (reserved, or a page that never reached the disk) are not
+            // entries; other bytes are a torn one.
+            None if e.iter().all(|&b| b == 0) || e.len() < ACK_ENTRY_LEN => {}
+            None => acks.ignored += 1,
+        }
+    }
+    let acked = acks.acked;
+    acks.singles.retain(|&s| s >= acked);
+    while acks.singles.remove(&acks.acked) {
+        acks.acked += 1;
+    }
+    Ok(acks)
+}
+
+/// Where the scan of the chunk files stopped.
+struct Scan {
+    /// Index (in the sorted chunk list) of the last chunk kept.
+    last: Option<usize>,
+    /// Where its intact records end, and the item after them.
+    end: u64,
+    tail: u64,
+    /// The first byte not kept, if the scan stopped short of the end.
+    cut: Option<(usize, u64)>,
+}
+
+/// Scans the chunks `chunks[from..]`, from the first record of each (or from `mark` in
+/// the first), for the longest run of intact records that continue one another.
+fn scan(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    from: usize,
+    mark: Option<(u64, u64)>,
+) -> Result<Scan> {
+    let mut s = Scan {
+        last: None,
+        end: 0,
+        tail: 0,
+        cut: None,
+    };
+    for (i, &no) in chunks.iter().enumerate().skip(from) {
+        let mut r = match ChunkReader::open(st, dir, no) {
+            Ok(r) => r,
+            Err(e) if e.is_corrupt() => {
+                s.cut = Some((i, 0));
+                return Ok(s);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut count = 0;
+        if i == from
+            && let Some((end, n)) = mark
+        {
+            r.seek(end);
+            count = n;
+        } else if s.last.is_some() && r.header.first_seq != s.tail {
+            // Records of the chunk before were lost at its end, or this header is.
+            s.cut = Some((i, 0));
+            return Ok(s);
+        }
+        loop {
+            match r.next()? {
+                Next::Frame { len, .. } => {
+                    r.advance(len);
+                    count += 1;
+                }
+                Next::End => break,
+                Next::Damaged { .. } => {
+                    s.cut = Some((i, r.offset()));
+                    break;
+                }
+            }
+        }
+        s.last = Some(i);
+        s.end = r.offset();
+        s.tail = r.header.first_seq + count;
+        if s.cut.is_some() {
+            return Ok(s);
+        }
+    }
+    Ok(s)
+}
+
+/// Runs FORMAT.md §open step 3a. Returns the new `info` it wrote, and the report.
+pub(crate) fn recover(
+    st: &dyn Storage,
+    dir: &Path,
+    info: &Info,
+    boot: u128,
+    names: &[String],
+) -> Result<(Info, Recovery)> {
+    let mut report = Recovery {
+        after_restart: true,
+        ..Recovery::default()
+    };
+    let mut acks = read_acks(st, dir, info)?;
+    report.acks_ignored = acks.ignored;
+    let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
+    chunks.sort_unstable();
+    if chunks.is_empty() || chunks.windows(2).any(|p| p[1] != p[0] + 1) {
+        // No crash leaves a gap, nor a queue without chunks once it has a journal: left
+        // for the rest of `open` to report, unchanged.
+        return Ok((info.clone(), Recovery::default()));
+    }
+    // Everything before the tail mark was synced when `info` says so; else everything
+    // is checked.
+    let from = chunks.iter().position(|&c| c == info.tail_chunk);
+    let (from, mark) = match from {
+        Some(i) if info.all_synced && info.tail_end >= CHUNK_HEADER_LEN as u64 => {
+            (i, Some((info.tail_end, info.tail_count)))
+        }
+        _ => (0, None),
+    };
+    let found = scan(st, dir, &chunks, from, mark)?;
+    if found.last.is_none() && from > 0 {
+        // The header of the chunk `info` says was synced: damage, not a power loss.
+        let path = chunk_path(dir, chunks[from]);
+        return Err(Error::corrupt(
+            &path,
+            0,
+            "bad chunk header in a chunk that was synced",
+        ));
+    }
+    let keep = cut(st, dir, &chunks, &found, &mut report)?;
+    let mut kept: Vec<u64> = chunks[..keep].to_vec();
+    let mut tail = found.tail;
+    if kept.is_empty() || tail < acks.acked {
+        // Acknowledgements reached the disk and the items they cover did not: those are
+        // gone. A new chunk at the head keeps sequence numbers unique; the old ones hold
+        // nothing unacknowledged.
+        report.acknowledged_lost = acks.acked.saturating_sub(tail);
+        let no = chunks.last().expect("not empty") + 1;
+        create_chunk(st, dir, no, acks.acked, true)?;
+        remove_chunks(st, dir, &kept)?;
+        kept = vec![no];
+        tail = acks.acked;
+    }
+    for &no in &kept[from.min(kept.len() - 1)..] {
+        sync_file(st, &chunk_path(dir, no))?;
+    }
+    acks.singles.retain(|&s| s < tail);
+    let new = Info {
+        acked: acks.acked,
+        tail_chunk: *kept.last().expect("not empty"),
+        // Not recorded: the rest of `open` reads the newest chunk from its first record.
+        tail_end: 0,
+        tail_count: 0,
+        tail_last_len: 0,
+        head_chunk: Some(kept[0]),
+        boot_id: Some(boot),
+        all_synced: true,
+        singles: acks.singles.into_iter().collect(),
+    };
+    write_info(st, dir, &new, true)?;
+    if acks.len > 0 {
+        empty_journal(st, dir)?;
+    }
+    Ok((new, report))
+}
+
+/// Cuts the chunk files at the scan's end: truncates the last chunk kept after its
+/// intact records, deletes every later one (newest first), and makes both durable.
+/// Returns how many chunks are kept.
+fn cut(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    found: &Scan,
+    report: &mut Recovery,
+) -> Result<usize> {
+    let Some((at, offset)) = found.cut else {
+        return Ok(chunks.len());
+    };
+    let path = chunk_path(dir, chunks[at]);
+    report.cut_at = Some((path.clone(), offset));
+    let keep = match found.last {
+        Some(last) if last == at => {
+            let mut f = st
+                .open(&path, OpenMode::Append)
+                .map_err(|e| Error::io("open", &path, e))?;
+            let len = f.size().map_err(|e| Error::io("stat", &path, e))?;
+            report.bytes_dropped += len.saturating_sub(found.end);
+            f.set_len(found.end)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            f.sync_data().map_err(|e| Error::io("sync", &path, e))?;
+            at + 1
+        }
+        _ => at,
+    };
+    let dropped = &chunks[keep..];
+    for &no in dropped {
+        report.bytes_dropped += file_len(st, &chunk_path(dir, no))?;
+    }
+    report.chunks_dropped = dropped.len() as u64;
+    remove_chunks(st, dir, dropped)?;
+    Ok(keep)
+}
+
+/// Deletes chunk files newest first, then syncs the directory.
+fn remove_chunks(st: &dyn Storage, dir: &Path, chunks: &[u64]) -> Result<()> {
+    for &no in chunks.iter().rev() {
+        let p = chunk_path(dir, no);
+        match st.remove(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove", &p, e));
+            }
+            _ => {}
+        }
+    }
+    st.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+fn file_len(st: &dyn Storage, path: &Path) -> Result<u64> {
+    let f = st
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.size().map_err(|e| Error::io("stat", path, e))
+}
+
+fn sync_file(st: &dyn Storage, path: &Path) -> Result<()> {
+    let mut f = st
+        .open(path, OpenMode::Append)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.sync_data().map_err(|e| Error::io("sync", path, e))
+}
+
+/// Empties the journal once `info` holds its state (synced: new entries go over it).
+fn empty_journal(st: &dyn Storage, dir: &Path) -> Result<()> {
+    let path = dir.join(ACKS);
+    let mut f = st
+        .open(&path, OpenMode::Append)
+        .map_err(|e| Error::io("open", &path, e))?;
+    f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+    f.sync_data().map_err(|e| Error::io("sync", &path, e))
+}
