@@ -208,22 +208,27 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let append = |j: &mut Journal| -> std::io::Result<()> {
-            let head_entry = AckEntry::Head(head).encode();
+            // The first entry of a synced append after a synced journal carries the sync
+            // mark (FORMAT.md §acks).
+            let mark = sync && j.all_synced;
+            let head_entry = AckEntry::Head(head).encode_marked(mark && singles.is_empty());
             let buf = if singles.is_empty() {
                 // The common case, without an allocation.
                 std::borrow::Cow::Borrowed(&head_entry[..])
             } else {
                 let mut buf = Vec::with_capacity(ACK_ENTRY_LEN * (singles.len() + 1));
-                for &s in &singles {
-                    buf.extend_from_slice(&AckEntry::Single(s).encode());
+                for (i, &s) in singles.iter().enumerate() {
+                    buf.extend_from_slice(&AckEntry::Single(s).encode_marked(mark && i == 0));
                 }
                 buf.extend_from_slice(&head_entry);
                 std::borrow::Cow::Owned(buf)
             };
+            j.all_synced = false;
             j.file.append(&buf)?;
             j.len += buf.len() as u64;
             if sync {
                 j.file.sync_data()?;
+                j.all_synced = true;
             }
             Ok(())
         };

@@ -5,7 +5,7 @@
 //! `commit.rs`); everything here runs under the lock.
 
 use crate::error::{Error, Result};
-use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info};
+use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, marked};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -64,6 +64,9 @@ pub(crate) struct Writer {
     pub(crate) written: u64,
     /// Length of the last record's frame, 0 if there is none (for `info`'s tail mark).
     pub(crate) last_len: u32,
+    /// Every byte of the chunk is synced: the next synced write marks its first frame
+    /// (FORMAT.md §Records, sync mark).
+    pub(crate) all_synced: bool,
 }
 
 /// The append-only acknowledgement journal.
@@ -72,6 +75,9 @@ pub(crate) struct Journal {
     pub(crate) path: PathBuf,
     pub(crate) file: Box<dyn StorageFile>,
     pub(crate) len: u64,
+    /// Every byte of the journal is synced: the next synced append marks its first entry
+    /// (FORMAT.md §acks, sync mark).
+    pub(crate) all_synced: bool,
 }
 
 #[derive(Debug)]
@@ -723,6 +729,7 @@ impl Engine {
             return Err(self.poison(e));
         }
         j.len = 0;
+        j.all_synced = sync;
         self.acked_written = self.acked;
         self.acked_in_info = self.acked;
         if sync {
@@ -776,9 +783,7 @@ pub(crate) fn write_frames(
             });
             continue;
         }
-        w.file
-            .append(&batch[..bytes])
-            .map_err(|e| Error::io("append to", &w.path, e))?;
+        append_frames(w, &batch[..bytes], sync)?;
         w.count += n;
         w.written += bytes as u64;
         w.last_len = last_len;
@@ -788,8 +793,29 @@ pub(crate) fn write_frames(
         w.file
             .sync_data()
             .map_err(|e| Error::io("sync", &w.path, e))?;
+        w.all_synced = true;
     }
     Ok(started)
+}
+
+/// Appends whole frames to the writer's chunk. A synced write into a chunk whose every
+/// byte is synced gives its first frame the sync mark, in a copy (the batch itself may
+/// be handed to a reader): a valid marked frame on disk proves that everything before it
+/// was synced, which is how recovery after a restart tells damage from a torn write.
+fn append_frames(w: &mut Writer, frames: &[u8], sync: bool) -> Result<()> {
+    let res = if sync && w.all_synced {
+        let len = u32::from_le_bytes(frames[..4].try_into().expect("4 bytes"));
+        let first = FRAME_HEADER_LEN + len as usize;
+        let res = w.file.append(&marked(&frames[..first]));
+        res.and_then(|()| match &frames[first..] {
+            [] => Ok(()),
+            rest => w.file.append(rest),
+        })
+    } else {
+        w.file.append(frames)
+    };
+    w.all_synced = false;
+    res.map_err(|e| Error::io("append to", &w.path, e))
 }
 
 /// The length and count of the leading frames of `batch`, at most `max` of them and at
@@ -865,5 +891,6 @@ pub(crate) fn create_chunk(
         count: 0,
         written: CHUNK_HEADER_LEN as u64,
         last_len: 0,
+        all_synced: sync,
     })
 }

@@ -15,7 +15,7 @@
 
 use crate::format::{
     ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FORMAT_VERSION, FRAME_HEADER_LEN,
-    FrameError, Info, MAX_ITEM_LEN, decode_frame, seal_frame,
+    FrameError, Info, MAX_ITEM_LEN, decode_frame, is_marked, marked, seal_frame,
 };
 use crate::reader::{chunk_path, parse_chunk_name};
 use crate::storage::{Crash, Fault, Op, SimStorage};
@@ -119,8 +119,12 @@ pub fn decode(data: &[u8]) {
         first_seq: b,
     };
     assert_eq!(ChunkHeader::decode(&header.encode()), Ok(header));
-    for entry in [AckEntry::Head(a >> 1), AckEntry::Single(b >> 1)] {
-        assert_eq!(AckEntry::decode(&entry.encode()), Some(entry));
+    // Values below 2^62 (`MAX_SEQ`), as every writer's; bit 62 is the sync mark.
+    for entry in [AckEntry::Head(a >> 2), AckEntry::Single(b >> 2)] {
+        for mark in [false, true] {
+            let e = entry.encode_marked(mark);
+            assert_eq!(AckEntry::decode_marked(&e), Some((entry, mark)));
+        }
     }
 
     // A frame of (a prefix of) the input decodes back, and no flipped bit of its CRC and
@@ -454,9 +458,18 @@ fn check_header(b: &[u8]) {
 }
 
 fn check_ack(b: &[u8]) {
-    if let Some(e) = AckEntry::decode(b) {
-        assert_eq!(&e.encode()[..], b, "entry {e:?} re-encodes differently");
+    if let Some((e, mark)) = AckEntry::decode_marked(b) {
+        assert_eq!(
+            &e.encode_marked(mark)[..],
+            b,
+            "entry {e:?} re-encodes differently"
+        );
     }
+}
+
+/// The length a frame's length field gives, without the sync mark (bit 31).
+fn field_len(b: &[u8]) -> usize {
+    (le64(&b[..4], 0) & 0x7fff_ffff) as usize
 }
 
 fn check_frame(b: &[u8]) {
@@ -465,7 +478,12 @@ fn check_frame(b: &[u8]) {
             assert_eq!(total, FRAME_HEADER_LEN + payload.len());
             assert!(total <= b.len() && payload.len() <= MAX_ITEM_LEN);
             assert_eq!(payload, &b[FRAME_HEADER_LEN..total]);
-            assert_eq!(frame(payload), &b[..total], "frame re-encodes differently");
+            let again = if is_marked(b) {
+                marked(&frame(payload))
+            } else {
+                frame(payload)
+            };
+            assert_eq!(again, &b[..total], "frame re-encodes differently");
             // A frame does not depend on the bytes after it, and a cut one is incomplete.
             assert_eq!(decode_frame(&b[..total]), Ok((payload, total)));
             assert!(matches!(
@@ -480,17 +498,17 @@ fn check_frame(b: &[u8]) {
                 b.len()
             );
             if b.len() >= FRAME_HEADER_LEN {
-                assert_eq!(needed, FRAME_HEADER_LEN + le64(&b[..4], 0) as usize);
+                assert_eq!(needed, FRAME_HEADER_LEN + field_len(b));
             } else {
                 assert_eq!(needed, FRAME_HEADER_LEN);
             }
         }
-        Err(FrameError::TooLong(len)) => {
-            assert!(len as usize > MAX_ITEM_LEN);
-            assert_eq!(u64::from(len), le64(&b[..4], 0));
+        Err(FrameError::TooLong(field)) => {
+            assert!(field_len(b) > MAX_ITEM_LEN);
+            assert_eq!(u64::from(field), le64(&b[..4], 0));
         }
         Err(FrameError::Checksum) => {
-            let len = le64(&b[..4], 0) as usize;
+            let len = field_len(b);
             assert!(len <= MAX_ITEM_LEN && FRAME_HEADER_LEN + len <= b.len());
         }
     }

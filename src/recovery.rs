@@ -422,6 +422,8 @@ pub(crate) fn open(
             path: journal_path,
             file: jfile,
             len: journal_valid_len,
+            // Known only once synced: a new journal, and the checkpoint below, are.
+            all_synced: journal_valid_len == 0 && sync,
         }),
         pending: Vec::new(),
         pending_count: 0,
@@ -839,6 +841,9 @@ fn recover_tail(
                 count,
                 written: end,
                 last_len,
+                // Not known here: the first synced write then proves nothing, its sync
+                // does.
+                all_synced: false,
             },
             first_seq,
         ));

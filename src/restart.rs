@@ -11,10 +11,12 @@
 
 use crate::engine::{ACKS, create_chunk, write_info};
 use crate::error::{Error, Result};
-use crate::format::{ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ};
+use crate::format::{
+    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ, decode_frame, find_frame, is_marked,
+};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::recovery::JournalEntries;
-use crate::storage::{OpenMode, Storage};
+use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,7 @@ pub struct Recovery {
     /// file and the offset. `None` when nothing was cut.
     pub cut_at: Option<(PathBuf, u64)>,
     /// Bytes of chunk files dropped at and after the cut (torn or lost records, and what
-    /// followed them).
+    /// followed them; not counting zero bytes reserved after the data).
     pub bytes_dropped: u64,
     /// Chunk files deleted because they came after the cut.
     pub chunks_dropped: u64,
@@ -79,8 +81,19 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
     };
     acks.len = file.size().map_err(|e| Error::io("stat", &path, e))?;
     let mut entries = JournalEntries::new(&*file, &path, acks.len);
+    let mut damaged_at = None;
     while let Some((at, e)) = entries.next()? {
-        match AckEntry::decode(e) {
+        let decoded = AckEntry::decode_marked(e);
+        if let (Some(first), Some((_, true))) = (damaged_at, decoded) {
+            // An append that began once everything before it was synced: the damage
+            // before it is in synced entries, which no power loss changes.
+            return Err(Error::corrupt(
+                &path,
+                first,
+                "damaged acknowledgement entry before entries written after it was synced",
+            ));
+        }
+        match decoded.map(|(e, _)| e) {
             // A checksum cannot vouch for a value no queue reaches: damage.
             Some(entry) if entry.seq() >= MAX_SEQ => {
                 return Err(Error::corrupt(
@@ -96,7 +109,10 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
             // Zero bytes (reserved, or a page that never reached the disk) are not
             // entries; other bytes are a torn one.
             None if e.iter().all(|&b| b == 0) || e.len() < ACK_ENTRY_LEN => {}
-            None => acks.ignored += 1,
+            None => {
+                acks.ignored += 1;
+                damaged_at.get_or_insert(at);
+            }
         }
     }
     let acked = acks.acked;
@@ -176,6 +192,30 @@ fn scan(
     Ok(s)
 }
 
+/// Whether a valid frame with the sync mark starts after offset `from` of the chunk file
+/// (FORMAT.md §Records). Frames are followed one to the next; after damage, every byte
+/// offset is tried.
+fn marked_frame_after(st: &dyn Storage, path: &Path, from: u64) -> Result<bool> {
+    let f = st
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = f.size().map_err(|e| Error::io("stat", path, e))?;
+    let mut rest = vec![0u8; len.saturating_sub(from) as usize];
+    let n = read_full_at(&*f, &mut rest, from).map_err(|e| Error::io("read", path, e))?;
+    rest.truncate(n);
+    let mut at = 1;
+    while let Some(found) = find_frame(&rest, at) {
+        if is_marked(&rest[found..]) {
+            return Ok(true);
+        }
+        at = match decode_frame(&rest[found..]) {
+            Ok((_, len)) => found + len,
+            Err(_) => found + 1, // not reached: `find_frame` found a valid frame there
+        };
+    }
+    Ok(false)
+}
+
 /// Runs FORMAT.md §open step 3a. Returns the new `info` it wrote, and the report.
 pub(crate) fn recover(
     st: &dyn Storage,
@@ -207,6 +247,17 @@ pub(crate) fn recover(
         _ => (0, None),
     };
     let found = scan(st, dir, &chunks, from, mark)?;
+    if let Some((i, at)) = found.cut
+        && marked_frame_after(st, &chunk_path(dir, chunks[i]), at)?
+    {
+        // A write that began once everything before it was synced: the damage before it
+        // is in synced records, which no power loss changes.
+        return Err(Error::corrupt(
+            chunk_path(dir, chunks[i]),
+            at,
+            "damaged record before records written after it was synced",
+        ));
+    }
     if found.last.is_none() && from > 0 {
         // The header of the chunk `info` says was synced: damage, not a power loss.
         let path = chunk_path(dir, chunks[from]);
@@ -273,8 +324,7 @@ fn cut(
             let mut f = st
                 .open(&path, OpenMode::Append)
                 .map_err(|e| Error::io("open", &path, e))?;
-            let len = f.size().map_err(|e| Error::io("stat", &path, e))?;
-            report.bytes_dropped += len.saturating_sub(found.end);
+            report.bytes_dropped += written_after(&*f, &path, found.end)?;
             f.set_len(found.end)
                 .map_err(|e| Error::io("truncate", &path, e))?;
             f.sync_data().map_err(|e| Error::io("sync", &path, e))?;
@@ -284,7 +334,11 @@ fn cut(
     };
     let dropped = &chunks[keep..];
     for &no in dropped {
-        report.bytes_dropped += file_len(st, &chunk_path(dir, no))?;
+        let p = chunk_path(dir, no);
+        let f = st
+            .open(&p, OpenMode::Read)
+            .map_err(|e| Error::io("open", &p, e))?;
+        report.bytes_dropped += written_after(&*f, &p, 0)?;
     }
     report.chunks_dropped = dropped.len() as u64;
     remove_chunks(st, dir, dropped)?;
@@ -306,11 +360,16 @@ fn remove_chunks(st: &dyn Storage, dir: &Path, chunks: &[u64]) -> Result<()> {
         .map_err(|e| Error::io("sync directory", dir, e))
 }
 
-fn file_len(st: &dyn Storage, path: &Path) -> Result<u64> {
-    let f = st
-        .open(path, OpenMode::Read)
-        .map_err(|e| Error::io("open", path, e))?;
-    f.size().map_err(|e| Error::io("stat", path, e))
+/// Bytes of the file from `from` up to its last nonzero byte: what was written there,
+/// without the zero bytes reserved after it (FORMAT.md §Preallocation).
+fn written_after(f: &dyn StorageFile, path: &Path, from: u64) -> Result<u64> {
+    let len = f.size().map_err(|e| Error::io("stat", path, e))?;
+    let mut rest = vec![0u8; len.saturating_sub(from) as usize];
+    let n = read_full_at(f, &mut rest, from).map_err(|e| Error::io("read", path, e))?;
+    Ok(rest[..n]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1))
 }
 
 fn sync_file(st: &dyn Storage, path: &Path) -> Result<()> {

@@ -8,6 +8,11 @@ pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// beyond this is reported as damage instead of being trusted for an allocation.
 pub(crate) const MAX_ITEM_LEN: usize = 1 << 30;
 
+/// Bit 31 of the length field: the *sync mark*, set on the first frame of a write made
+/// at `Synced` when every byte before it in the chunk was synced (FORMAT.md §Records):
+/// damage before a valid marked frame lies in synced data. Lengths stay below 2^30.
+pub(crate) const SYNC_MARK: u32 = 1 << 31;
+
 /// Why the bytes at some offset are not a complete, valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FrameError {
@@ -70,16 +75,17 @@ impl FrameCrc {
                 needed: FRAME_HEADER_LEN,
             });
         }
-        let len = u32_at(b, 0);
+        let field = u32_at(b, 0);
+        let len = field & !SYNC_MARK;
         if len as usize > MAX_ITEM_LEN {
-            return Err(FrameError::TooLong(len));
+            return Err(FrameError::TooLong(field));
         }
         let total = FRAME_HEADER_LEN + len as usize;
         if b.len() < total {
             return Err(FrameError::Incomplete { needed: total });
         }
         let payload = &b[FRAME_HEADER_LEN..total];
-        if u32_at(b, 4) != self.crc(len.to_le_bytes(), payload) {
+        if u32_at(b, 4) != self.crc(field.to_le_bytes(), payload) {
             return Err(FrameError::Checksum);
         }
         Ok((payload, total))
@@ -99,6 +105,24 @@ pub(crate) fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
 /// [`FRAME_HEADER_LEN`] reserved bytes ([`FrameCrc::seal`], without a kept state).
 pub(crate) fn seal_frame(frame: &mut [u8]) {
     FrameCrc::new().seal(frame);
+}
+
+/// A copy of the sealed frame `frame` with the sync mark set, and its CRC to match.
+pub(crate) fn marked(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let field = u32_at(&f, 0) | SYNC_MARK;
+    f[0..4].copy_from_slice(&field.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&f[0..4]);
+    h.update(&f[FRAME_HEADER_LEN..]);
+    let crc = h.finalize();
+    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    f
+}
+
+/// Whether the valid frame at the start of `b` carries the sync mark.
+pub(crate) fn is_marked(b: &[u8]) -> bool {
+    b.len() >= 4 && u32_at(b, 0) & SYNC_MARK != 0
 }
 
 /// Decodes the frame at the start of `b`: its payload and the frame's total length.
@@ -205,6 +229,20 @@ mod tests {
         assert_eq!(find_frame(&b, at + 10), None);
         assert_eq!(find_frame(&[0u8; 4096], 0), None);
         assert!(all_zero(&[0; 9]) && !all_zero(&[0, 1]));
+    }
+
+    #[test]
+    fn a_marked_frame_decodes_to_the_same_payload() {
+        let mut b = Vec::new();
+        frame_into(&mut b, b"synced before");
+        let m = marked(&b);
+        assert!(is_marked(&m) && !is_marked(&b));
+        assert_eq!(decode_frame(&m), Ok((&b"synced before"[..], b.len())));
+        for i in 0..m.len() * 8 {
+            let mut c = m.clone();
+            c[i / 8] ^= 1 << (i % 8);
+            assert!(decode_frame(&c).is_err(), "bit {i}");
+        }
     }
 
     #[test]
