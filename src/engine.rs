@@ -156,7 +156,7 @@ pub(crate) struct Engine {
     /// so in `info`, or made so by recovery after a restart).
     pub(crate) opened_synced: bool,
     /// What open found and cut after a restart of the machine.
-    pub(crate) recovered: crate::restart::Recovery,
+    pub(crate) recovered: crate::recovery::Recovery,
     /// What `info` holds on disk, when known (read at open or written since): a
     /// checkpoint that would write the same, with an empty journal, writes nothing.
     pub(crate) info_on_disk: Option<Info>,

@@ -200,7 +200,7 @@ mod queue;
 mod reader;
 mod recovery;
 mod repair;
-mod restart;
+
 #[doc(hidden)]
 pub mod storage;
 
@@ -213,5 +213,5 @@ pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
 pub use queue::{Delivery, Queue};
+pub use recovery::Recovery;
 pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};
-pub use restart::Recovery;

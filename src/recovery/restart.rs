@@ -9,13 +9,13 @@
 //! In the same boot nothing here runs: the page cache survived, every written byte is
 //! there, and damage is damage.
 
+use super::journal::JournalEntries;
 use crate::engine::{ACKS, create_chunk, write_info};
 use crate::error::{Error, Result};
 use crate::format::{
     ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ, decode_frame, find_frame, is_marked,
 };
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
-use crate::recovery::JournalEntries;
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

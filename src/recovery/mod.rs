@@ -1,0 +1,543 @@
+//! What opening a queue does: FORMAT.md §open, one named function per step. Lock, read
+//! `info` (after a restart, cut what a power loss tore: `restart.rs`), read the journal,
+//! find the chunk files, recover the newest chunk's tail, check the chain at both ends
+//! and drop consumed chunks, and place the reader at the oldest unacknowledged item.
+
+mod chunks;
+mod journal;
+mod restart;
+mod tail;
+
+pub use restart::Recovery;
+
+use crate::engine::{
+    ACKS, ChunkLimit, ChunkMeta, Engine, INFO, Journal, LOCK, Writer, create_chunk, write_info,
+};
+use crate::error::{Error, Result};
+use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ};
+use crate::options::{Durability, Options};
+use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
+use crate::storage::{OpenMode, Storage, StorageFile};
+use chunks::{Durable, Firsts, OldestFile};
+use std::any::Any;
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Holds the directory lock for as long as it lives.
+pub(crate) type LockGuard = Box<dyn Any + Send + Sync>;
+
+pub(crate) fn open(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Engine, LockGuard)> {
+    let st = &*storage;
+    let sync = opts.durability == Durability::Synced;
+    let lock = lock(st, dir)?; // step 1 (step 2: `info.tmp` is left alone)
+    let boot = st.boot_id();
+    let start = read_info(st, dir, boot, sync)?; // steps 3 and 3a
+    let mut r = Recovering::new(st, dir, sync)?;
+    let journal_len = r.merge_acks(&start)?; // step 4
+    let (newest_file, mut oldest_file) = r.locate_chunks(&start)?; // step 5
+    let mark = tail::mark_of(&start.info);
+    let (mut writer, tail_first) =
+        tail::recover_tail(st, dir, &mut r.chunks, newest_file, r.acked, sync, mark)?; // 6
+    let mut firsts = Firsts::new(st, dir, r.chunks.len(), tail_first);
+    r.check_newest(&mut firsts, writer.first_seq + writer.count, tail_first)?; // step 7
+    let mut head = r.drop_consumed(&mut firsts, oldest_file.take())?;
+    if let Some((w, h)) = r.restart_at_head(writer.first_seq + writer.count)? {
+        (writer, head) = (w, h); // step 8
+    }
+    r.skip_acknowledged(&mut head, writer.first_seq + writer.count)?; // step 9
+    let journal = r.ready_journal(journal_len)?; // step 10
+    let meta = chunk_meta(&r.chunks, &firsts, head.header.first_seq, writer.first_seq);
+    let mut engine = build_engine(&storage, dir, opts, &start, r, meta, writer, head, journal);
+    checkpoint_if_stale(&mut engine, start.info)?;
+    Ok((engine, lock))
+}
+
+/// Step 1: takes the flock on `.lock`, creating the directory first if it is missing.
+fn lock(st: &dyn Storage, dir: &Path) -> Result<LockGuard> {
+    let lock_path = dir.join(LOCK);
+    // The directory is created when the lock file cannot be: an existing queue (the usual
+    // case) costs no `mkdir` and `stat`.
+    let lock = match st.try_lock(&lock_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            st.create_dir_all(dir)
+                .map_err(|e| Error::io("create queue directory", dir, e))?;
+            st.try_lock(&lock_path)
+        }
+        locked => locked,
+    };
+    lock.map_err(|e| Error::io("lock", &lock_path, e))?
+        .ok_or_else(|| Error::Locked {
+            path: dir.to_path_buf(),
+        })
+}
+
+/// What steps 3 and 3a found: `info` (as read, or as step 3a or a new queue wrote it),
+/// the directory's listing if one was made, and the restart report.
+struct Start {
+    info: Info,
+    listed: Option<Vec<String>>,
+    recovered: Recovery,
+}
+
+/// Step 3: reads and checks `info`; a missing one makes a new queue (when nothing else is
+/// there) or is `MissingInfo`. Step 3a runs after a restart.
+fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Start> {
+    let info_path = dir.join(INFO);
+    let Some(b) = st
+        .read_all(&info_path)
+        .map_err(|e| Error::io("read", &info_path, e))?
+    else {
+        return new_queue(st, dir, boot, sync);
+    };
+    let info = Info::decode(&b).map_err(|e| Error::corrupt(&info_path, 0, e.to_string()))?;
+    check_info(&info, &info_path, b.len() as u64)?;
+    if !restart::restarted(&info, boot) {
+        return Ok(Start {
+            info,
+            listed: None,
+            recovered: Recovery::default(),
+        });
+    }
+    let names = chunks::list(st, dir)?;
+    let (info, recovered) = restart::recover(st, dir, &info, boot, &names)?;
+    Ok(Start {
+        info,
+        listed: None,
+        recovered,
+    })
+}
+
+/// The values in a CRC-valid `info` that no queue writes: damage, named by offset.
+fn check_info(info: &Info, path: &Path, len: u64) -> Result<()> {
+    if info.acked >= MAX_SEQ {
+        return Err(Error::corrupt(
+            path,
+            16,
+            format!("impossible acknowledged count {}", info.acked),
+        ));
+    }
+    if let Some(head) = info.head_chunk
+        && head > info.tail_chunk
+    {
+        return Err(Error::corrupt(
+            path,
+            52,
+            format!(
+                "the oldest chunk, q{head:05}, is after the newest, q{:05}",
+                info.tail_chunk
+            ),
+        ));
+    }
+    if let Some(i) = info.singles.iter().position(|&s| s >= MAX_SEQ) {
+        // The singles end just before the CRC, in every version.
+        let at = len - 4 - 8 * (info.singles.len() - i) as u64;
+        return Err(Error::corrupt(
+            path,
+            at,
+            format!("impossible acknowledged item {}", info.singles[i]),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 3, no `info`: a new queue if the directory holds no queue file, else
+/// `MissingInfo` and nothing is touched. `info` first: a crash before the chunk exists
+/// leaves a state that step 5 completes. Its tail mark is that of the empty chunk
+/// created next.
+fn new_queue(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Start> {
+    let names = chunks::list(st, dir)?;
+    if names
+        .iter()
+        .any(|n| n == ACKS || parse_chunk_name(n).is_some())
+    {
+        return Err(Error::MissingInfo {
+            path: dir.to_path_buf(),
+        });
+    }
+    let info = Info {
+        tail_end: CHUNK_HEADER_LEN as u64,
+        boot_id: Some(boot),
+        all_synced: true,
+        ..Info::new(0, 0)
+    };
+    write_info(st, dir, &info, sync)?;
+    Ok(Start {
+        info,
+        listed: Some(names),
+        recovered: Recovery::default(),
+    })
+}
+
+/// The state steps 4 to 10 build up.
+struct Recovering<'a> {
+    st: &'a dyn Storage,
+    dir: &'a Path,
+    sync: bool,
+    journal_path: PathBuf,
+    /// The journal, opened once: read now, appended to later.
+    jfile: Option<Box<dyn StorageFile>>,
+    durable: Durable,
+    acked: u64,
+    singles: BTreeSet<u64>,
+    /// Chunk file numbers, oldest first.
+    chunks: Vec<u64>,
+}
+
+impl<'a> Recovering<'a> {
+    fn new(st: &'a dyn Storage, dir: &'a Path, sync: bool) -> Result<Recovering<'a>> {
+        let journal_path = dir.join(ACKS);
+        let jfile = match st.open(&journal_path, OpenMode::Append) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("open", &journal_path, e)),
+        };
+        Ok(Recovering {
+            st,
+            dir,
+            sync,
+            journal_path,
+            jfile,
+            durable: Durable(false),
+            acked: 0,
+            singles: BTreeSet::new(),
+            chunks: Vec::new(),
+        })
+    }
+
+    /// Step 4: the acknowledgement state from `info` and the journal. Returns the length
+    /// of the journal's valid entries.
+    fn merge_acks(&mut self, start: &Start) -> Result<u64> {
+        let journal = journal::read(self.jfile.as_deref(), &self.journal_path)?;
+        let info = &start.info;
+        self.acked = info.acked.max(journal.head.unwrap_or(0));
+        // Items acknowledged one by one: those the head has reached are absorbed into it.
+        self.singles = info.singles.iter().copied().collect();
+        self.singles.extend(journal.singles);
+        let acked = self.acked;
+        self.singles.retain(|&s| s >= acked);
+        while self.singles.remove(&self.acked) {
+            self.acked += 1;
+        }
+        Ok(journal.valid_len)
+    }
+
+    /// Step 5: finds the chunk files, from `info`'s head and tail chunks or by listing
+    /// the directory; recreates the first chunk of a creation cut short. Returns the
+    /// newest chunk's file and the oldest's, when opened on the way.
+    fn locate_chunks(
+        &mut self,
+        start: &Start,
+    ) -> Result<(Option<Box<dyn StorageFile>>, OldestFile)> {
+        let (st, dir, info) = (self.st, self.dir, &start.info);
+        // Without a journal (created right after the first chunk), the queue's creation
+        // may have been interrupted, which the listing tells apart from a lost chunk.
+        let journal_exists = self.jfile.is_some();
+        let probed = match (info.head_chunk, &start.listed) {
+            (Some(head), None) if journal_exists => {
+                chunks::find_chunks(st, dir, head, info.tail_chunk)?
+            }
+            _ => None,
+        };
+        let (newest_file, oldest_file) = match probed {
+            Some(found) => {
+                self.chunks = found.chunks;
+                (Some(found.newest), found.oldest)
+            }
+            None => {
+                self.chunks = chunks::listed(st, dir, start.listed.clone())?;
+                (None, None)
+            }
+        };
+        if self.chunks.is_empty() {
+            // Only a creation interrupted between writing info and creating q00000
+            // leaves no chunk file; the journal is created after q00000, so its presence
+            // means a chunk file was lost.
+            if self.acked != 0 || info.tail_chunk != 0 || journal_exists {
+                return Err(Error::corrupt(
+                    chunk_path(dir, info.tail_chunk),
+                    0,
+                    "the chunk file is missing: the directory holds no chunk files, but info records this one",
+                ));
+            }
+            create_chunk(st, dir, 0, 0, self.sync)?;
+            self.chunks.push(0);
+        }
+        chunks::check_numbers(dir, &self.chunks, info.tail_chunk)?;
+        Ok((newest_file, oldest_file))
+    }
+
+    /// Step 7, the newest end: the two newest chunks form a chain, and the chunk before
+    /// an empty newest one ends where the newest begins.
+    fn check_newest(&self, firsts: &mut Firsts<'_>, tail: u64, tail_first: u64) -> Result<()> {
+        // Headers are read where open acts on them: the two newest chunks (the tail) and
+        // the oldest ones (deleted below once acknowledged), so that opening costs the
+        // same whatever the number of chunks. The chunks in between the reader checks
+        // as it reaches them.
+        let chunks = &self.chunks;
+        if chunks.len() < 2 {
+            return Ok(());
+        }
+        let i = chunks.len() - 2;
+        firsts.check_chain(chunks, i)?;
+        if tail == tail_first {
+            // The reader checks this for every other chunk on leaving it, but it never
+            // leaves this one while the newest is empty. (Damage in it is left for the
+            // reader to report.)
+            let first = firsts.get(chunks, i)?;
+            let mut r = ChunkReader::open(self.st, self.dir, chunks[i])?;
+            let records = chunks::count_intact(&mut r)?;
+            chunks::ends_before(&r, first, records, tail_first, false)?;
+        }
+        Ok(())
+    }
+
+    /// Step 7, the oldest end: deletes each leading chunk whose successor starts at or
+    /// before the head, after checking its records end exactly there; then the oldest
+    /// chunk must hold the head. Returns the reader of the oldest chunk.
+    fn drop_consumed(
+        &mut self,
+        firsts: &mut Firsts<'_>,
+        oldest: OldestFile,
+    ) -> Result<ChunkReader> {
+        let (st, dir) = (self.st, self.dir);
+        // The oldest chunk, found open by `find_chunks` (unless the tail's recovery
+        // deleted chunks down to it: then a new file may have its number).
+        let mut head = match oldest {
+            Some((no, f)) if self.chunks.len() >= 2 && self.chunks[0] == no => {
+                ChunkReader::on(f, chunk_path(dir, no), no)?
+            }
+            _ => ChunkReader::open(st, dir, self.chunks[0])?,
+        };
+        while self.chunks.len() >= 2 && self.acked >= firsts.get(&self.chunks, 1)? {
+            let records = chunks::count_records(&mut head)?;
+            let next = firsts.get(&self.chunks, 1)?;
+            chunks::ends_before(&head, head.header.first_seq, records, next, true)?;
+            self.remove_chunk(self.chunks[0])?;
+            self.chunks.remove(0);
+            firsts.remove_oldest();
+            head = ChunkReader::open(st, dir, self.chunks[0])?;
+        }
+        if self.chunks.len() >= 2 {
+            firsts.known(0, head.header.first_seq);
+            firsts.check_chain(&self.chunks, 0)?;
+        }
+        if head.header.first_seq > self.acked {
+            return Err(Error::corrupt(
+                &head.path,
+                0,
+                format!(
+                    "the oldest chunk starts at item {} but items from {} on were never acknowledged: chunk files were removed",
+                    head.header.first_seq, self.acked
+                ),
+            ));
+        }
+        Ok(head)
+    }
+
+    /// Deletes a chunk file whose items are all acknowledged, once what says so is
+    /// durable: `info` and the journal as read may not be (a crash below `Synced`, or
+    /// entries of a write cut by a power loss).
+    fn remove_chunk(&mut self, no: u64) -> Result<()> {
+        self.durable.ensure(
+            self.st,
+            self.dir,
+            self.jfile.as_deref_mut(),
+            &self.journal_path,
+        )?;
+        let p = chunk_path(self.dir, no);
+        self.st.remove(&p).map_err(|e| Error::io("remove", &p, e))
+    }
+
+    /// Step 8: acknowledgements reached the disk but items they cover did not (a power
+    /// loss below `Synced`, before step 3a existed): those are gone; a new chunk at the
+    /// head keeps sequence numbers unique. Returns its writer and reader.
+    fn restart_at_head(&mut self, tail: u64) -> Result<Option<(Writer, ChunkReader)>> {
+        if self.chunks.len() != 1 || self.acked <= tail {
+            return Ok(None);
+        }
+        let old = self.chunks[0];
+        self.durable.ensure(
+            self.st,
+            self.dir,
+            self.jfile.as_deref_mut(),
+            &self.journal_path,
+        )?;
+        // The new chunk is durable before the old one goes (`create_chunk` syncs only at
+        // `Synced`): a power loss must not leave neither.
+        let writer = create_chunk(self.st, self.dir, old + 1, self.acked, true)?;
+        let p = chunk_path(self.dir, old);
+        self.st.remove(&p).map_err(|e| Error::io("remove", &p, e))?;
+        self.chunks = vec![old + 1];
+        Ok(Some((
+            writer,
+            ChunkReader::open(self.st, self.dir, old + 1)?,
+        )))
+    }
+
+    /// Step 9: drops singles at or after the tail (their items are not there), and skips
+    /// the acknowledged records of the oldest chunk, checking each.
+    fn skip_acknowledged(&mut self, head: &mut ChunkReader, tail: u64) -> Result<()> {
+        self.singles.retain(|&s| s < tail);
+        for _ in head.header.first_seq..self.acked {
+            match head.next()? {
+                Next::Frame { len, .. } => head.advance(len),
+                Next::Damaged { detail } => {
+                    return Err(Error::corrupt(&head.path, head.offset(), detail));
+                }
+                Next::End => {
+                    return Err(Error::corrupt(
+                        &head.path,
+                        head.offset(),
+                        format!(
+                            "the chunk ends before item {}, which info and the journal place in it",
+                            self.acked
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 10: the journal, ready for appends: created if missing (with a directory
+    /// sync at every level: entries synced into a file whose name is not durable would
+    /// vanish with it), a cut entry truncated (synced at `Synced`, before new entries go
+    /// over it).
+    fn ready_journal(&mut self, valid_len: u64) -> Result<Journal> {
+        let (st, dir, path) = (self.st, self.dir, self.journal_path.clone());
+        let mut file = match self.jfile.take() {
+            Some(f) => f,
+            None => {
+                let f = st
+                    .open(&path, OpenMode::CreateNew)
+                    .map_err(|e| Error::io("create", &path, e))?;
+                st.sync_dir(dir)
+                    .map_err(|e| Error::io("sync directory", dir, e))?;
+                f
+            }
+        };
+        let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
+        if len != valid_len {
+            file.set_len(valid_len)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            if self.sync {
+                file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
+            }
+        }
+        Ok(Journal {
+            path,
+            file,
+            len: valid_len,
+            // Known only once synced: a new journal, and the checkpoint below, are.
+            all_synced: valid_len == 0 && self.sync,
+        })
+    }
+}
+
+/// The engine's list of chunks, with the first items already known: headers read by
+/// recovery (chained, so consistent) need not be read again.
+fn chunk_meta(
+    chunks: &[u64],
+    firsts: &Firsts<'_>,
+    head_first: u64,
+    tail_first: u64,
+) -> VecDeque<ChunkMeta> {
+    let mut meta: VecDeque<ChunkMeta> = chunks
+        .iter()
+        .map(|&no| ChunkMeta {
+            no,
+            first_seq: None,
+        })
+        .collect();
+    for (m, first) in meta.iter_mut().zip(&firsts.known) {
+        m.first_seq = *first;
+    }
+    meta[0].first_seq = Some(head_first);
+    meta.back_mut().expect("not empty").first_seq = Some(tail_first);
+    meta
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts recovery assembled, once"
+)]
+fn build_engine(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    opts: &Options,
+    start: &Start,
+    r: Recovering<'_>,
+    chunks: VecDeque<ChunkMeta>,
+    writer: Writer,
+    reader: ChunkReader,
+    journal: Journal,
+) -> Engine {
+    let acked = r.acked;
+    Engine {
+        storage: storage.clone(),
+        dir: Arc::from(dir),
+        chunk_limit: ChunkLimit {
+            records: opts.chunk_size.max(1) as u64,
+            bytes: opts.chunk_bytes,
+        },
+        durability: opts.durability,
+        journal_limit: opts.journal_limit,
+        chunks,
+        writer_chunk: writer.chunk,
+        writer_end: writer.written,
+        written: writer.first_seq + writer.count,
+        writer: Some(writer),
+        reader,
+        journal: Some(journal),
+        pending: Vec::new(),
+        pending_count: 0,
+        writing: 0,
+        pending_callers: 0,
+        returning: 0,
+        last_sync: std::time::Duration::ZERO,
+        spare: Vec::new(),
+        acked,
+        skip_ahead: r.singles.len() as u64,
+        singles: r.singles,
+        singles_unwritten: Vec::new(),
+        ack_gen: 0,
+        ack_gen_written: 0,
+        acked_written: acked,
+        // Set by the checkpoint that follows, or to what `info` holds.
+        acked_durable: 0,
+        acked_in_info: 0,
+        journal_synced: false,
+        read: acked,
+        poison_flag: Arc::default(),
+        checkpoint_wanted: false,
+        info_on_disk: None,
+        boot_id: storage.boot_id(),
+        // Same boot: as `info` says. After a restart, step 3a synced everything.
+        opened_synced: start.info.all_synced,
+        recovered: start.recovered.clone(),
+    }
+}
+
+/// Step 10, last: a checkpoint when the journal held entries or `info` differs from what
+/// recovery found. A mark that does not describe the chunk as recovered (records appended
+/// after it, a chunk cut below it, a mark ignored) is replaced before anything is
+/// appended: a stale one could otherwise come to match other records later.
+fn checkpoint_if_stale(engine: &mut Engine, info: Info) -> Result<()> {
+    let w = engine.writer.as_ref().expect("writer is home");
+    let mark_matches = info.tail_chunk == w.chunk
+        && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
+    let journal_len = engine.journal.as_ref().map_or(0, |j| j.len);
+    if journal_len > 0 || info.acked != engine.acked || !mark_matches {
+        engine.checkpoint()
+    } else {
+        // `info` holds the whole state; it is made durable before a deletion relies on it.
+        engine.acked_in_info = info.acked;
+        engine.info_on_disk = Some(info);
+        Ok(())
+    }
+}
