@@ -126,10 +126,13 @@
 //!   for the callers the last sync released to put again). Batches ([`Queue::put_many`],
 //!   [`Queue::get_many`], [`Queue::task_done_n`]) take one write for many items.
 //! * A damaged file gives an [`Error`] naming the file and offset, never a panic, a wrong
-//!   item, or a silently emptied queue. A record cut short by a crash at the end of the
-//!   newest chunk is the one thing recovery repairs by itself (it was never acknowledged
-//!   to its writer). For anything else, [`repair`] salvages every intact record into a
-//!   rebuilt queue and moves the damaged files aside.
+//!   item, or a silently emptied queue. What recovery repairs by itself is what a crash
+//!   can leave: a record cut short at the end of the newest chunk (it was never
+//!   acknowledged to its writer) and, after a restart of the machine, whatever a power
+//!   loss tore or lost of the writes not yet synced: `open` keeps the longest intact run
+//!   of items and reports what it cut in [`Queue::recovery`]. For anything else,
+//!   [`repair`] salvages every intact record into a rebuilt queue and moves the damaged
+//!   files aside.
 //! * The directory is locked while a `Queue` has it open: a second `open`, from this
 //!   process or another, gets [`Error::Locked`].
 //!
@@ -137,9 +140,13 @@
 //!
 //! | [`Durability`]            | `put`/`task_done` returns after | survives panic / `kill -9` | survives power loss |
 //! |---------------------------|----------------------------------|----------------------------|---------------------|
-//! | `Buffered`                | copying to a memory buffer       | what was flushed (64 KiB batches, `flush`, `close`, drop) | no |
-//! | `Written` (default)       | into the page cache (the OS)     | yes                        | no                  |
-//! | `Synced`                  | `fdatasync(2)` (and directory sync) | yes                     | yes                 |
+//! | `Buffered`                | copying to a memory buffer       | what was flushed (64 KiB batches, `flush`, `close`, drop) | opens by itself; recent work may be lost |
+//! | `Written` (default)       | into the page cache (the OS)     | yes                        | opens by itself; recent work may be lost, acknowledged items may return |
+//! | `Synced`                  | `fdatasync(2)` (and directory sync) | yes                     | yes; opens by itself |
+//!
+//! After a power loss below `Synced`, `open` keeps the longest intact run of items, with
+//! nothing missing from the middle, never a damaged or invented one; see
+//! [`Queue::recovery`] and FORMAT.md §open, step 3a.
 //!
 //! ## Performance
 //!
