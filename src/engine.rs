@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, marked};
+use crate::inspect::chain::{self, Break};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -272,15 +273,12 @@ impl Engine {
         loop {
             let next_first = self.next_chunk_first_read()?;
             if let Some(first) = next_first
-                && first < self.read
+                && let Err(b @ Break::Overlap { .. }) = chain::check(self.read, first)
             {
                 return Err(Error::corrupt(
                     chunk_path(&self.dir, self.reader.chunk + 1),
                     0,
-                    format!(
-                        "the chunk starts at item {first} but the chunk before it already holds item {}",
-                        self.read - 1
-                    ),
+                    b.to_string(),
                 ));
             }
             if next_first == Some(self.read) {
@@ -340,14 +338,13 @@ impl Engine {
                             ),
                         ));
                     }
-                    if let Some(first) = self.next_chunk_first() {
+                    if let Some(first) = self.next_chunk_first()
+                        && let Err(b) = chain::check(self.read, first)
+                    {
                         return Err(Error::corrupt(
                             &self.reader.path,
                             self.reader.offset(),
-                            format!(
-                                "the chunk ends at item {} but the next chunk starts at item {first}: records are missing",
-                                self.read
-                            ),
+                            b.to_string(),
                         ));
                     }
                     self.enter(self.reader.chunk + 1)?;
@@ -408,26 +405,19 @@ impl Engine {
     /// Moves the reader into chunk `no`, checking that it continues where the last ended.
     fn enter(&mut self, no: u64) -> Result<()> {
         let r = ChunkReader::open(&*self.storage, &self.dir, no)?;
-        if r.header.first_seq > self.read {
+        match chain::check(self.read, r.header.first_seq) {
+            Ok(()) => {}
             // The chunk being left lacks its last records: it was cut short.
-            return Err(Error::corrupt(
-                &self.reader.path,
-                self.reader.offset(),
-                format!(
-                    "the chunk ends at item {} but the next chunk starts at item {}: records are missing here (the file was cut short?)",
-                    self.read, r.header.first_seq
-                ),
-            ));
-        }
-        if r.header.first_seq < self.read {
-            return Err(Error::corrupt(
-                &r.path,
-                0,
-                format!(
-                    "the chunk starts at item {} but the previous chunk ends at item {}",
-                    r.header.first_seq, self.read
-                ),
-            ));
+            Err(b @ Break::Missing { .. }) => {
+                return Err(Error::corrupt(
+                    &self.reader.path,
+                    self.reader.offset(),
+                    format!("{b} (the file was cut short?)"),
+                ));
+            }
+            Err(b @ Break::Overlap { .. }) => {
+                return Err(Error::corrupt(&r.path, 0, b.to_string()));
+            }
         }
         self.record_first(no, r.header.first_seq);
         self.reader = r;

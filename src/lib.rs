@@ -201,6 +201,7 @@ mod error;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod inspect;
 mod intake;
 mod options;
 mod queue;

@@ -4,8 +4,9 @@
 use crate::engine::{ACKS, CHUNK_BYTES, INFO, INFO_TMP, LOCK};
 use crate::error::{Error, Result};
 use crate::format::{
-    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FrameCrc, Info, all_zero, find_frame,
+    ACK_ENTRY_LEN, CHUNK_HEADER_LEN, ChunkHeader, FrameCrc, Info, all_zero, find_frame,
 };
+use crate::inspect::{chain, journal};
 use crate::reader::{describe, parse_chunk_name};
 use crate::storage::{FsStorage, OpenMode, Storage, StorageFile};
 use std::collections::BTreeSet;
@@ -786,48 +787,32 @@ struct Journal {
 }
 
 /// Reads every valid entry of the journal; the invalid ones are recorded as damaged
-/// ranges.
+/// ranges (an entry whose CRC holds but whose value no queue writes among them).
 fn read_journal(st: &dyn Storage, dir: &Path, damaged: &mut Vec<Damage>) -> Result<Journal> {
-    let mut journal = Journal::default();
-    let Some(b) = read(st, &dir.join(ACKS))? else {
-        return Ok(journal);
+    let path = dir.join(ACKS);
+    let file = match st.open(&path, OpenMode::Read) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("open", &path, e)),
     };
-    let mut bad: Option<Range<usize>> = None;
-    let mut flush = |bad: &mut Option<Range<usize>>| {
-        if let Some(r) = bad.take() {
-            damaged.push(Damage {
-                name: ACKS.to_string(),
-                offset: r.start as u64,
-                len: r.len() as u64,
-                detail: if r.end == b.len() && r.len() < ACK_ENTRY_LEN {
-                    "a cut acknowledgement entry".to_string()
-                } else {
-                    "damaged acknowledgement entries".to_string()
-                },
-            });
-        }
-    };
-    for (i, e) in b.chunks(ACK_ENTRY_LEN).enumerate() {
-        let at = i * ACK_ENTRY_LEN;
-        if all_zero(&b[at..]) {
-            break; // space reserved after the last entry (FORMAT.md §Preallocation)
-        }
-        match AckEntry::decode(e) {
-            Some(entry) => {
-                flush(&mut bad);
-                match entry {
-                    AckEntry::Head(acked) => journal.head = journal.head.max(Some(acked)),
-                    AckEntry::Single(seq) => journal.singles.push(seq),
-                }
-            }
-            None => {
-                let start = bad.as_ref().map_or(at, |r| r.start);
-                bad = Some(start..at + e.len());
-            }
-        }
+    let scan = journal::scan(file.as_deref(), &path)?;
+    for r in &scan.damaged {
+        let cut = r.end == scan.len && r.end - r.start < ACK_ENTRY_LEN as u64;
+        damaged.push(Damage {
+            name: ACKS.to_string(),
+            offset: r.start,
+            len: r.end - r.start,
+            detail: if cut {
+                "a cut acknowledgement entry".to_string()
+            } else {
+                "damaged acknowledgement entries".to_string()
+            },
+        });
     }
-    flush(&mut bad);
-    Ok(journal)
+    Ok(Journal {
+        head: scan.head,
+        singles: scan.singles,
+    })
 }
 
 /// The items known to be acknowledged: every item before `head`, and `singles` after it.
@@ -957,9 +942,9 @@ fn scan_chunks(
         }
         if let (Some((pno, Some(pend))), Some(h)) = (prev, scan.header)
             && pno + 1 == no
-            && h.first_seq != pend
+            && let Err(b) = chain::check(pend, h.first_seq)
         {
-            problems.push(discontinuity(pno, pend, &name, h.first_seq));
+            problems.push(b.between(&chunk_name(pno), &name));
         }
         if idx == 0
             && let (AckState::Known { acked }, Some(h)) = (ack, scan.header)
@@ -975,22 +960,6 @@ fn scan_chunks(
         prev = Some((no, scan.end_seq()));
     }
     Ok(counts)
-}
-
-/// Chunk `pno` ends at item `pend`, but the next chunk, `name`, starts at `first_seq`.
-fn discontinuity(pno: u64, pend: u64, name: &str, first_seq: u64) -> String {
-    if first_seq > pend {
-        format!(
-            "{} ends at item {pend} but {name} starts at item {first_seq}: {} records are missing",
-            chunk_name(pno),
-            first_seq - pend
-        )
-    } else {
-        format!(
-            "{} ends at item {pend} but {name} starts at item {first_seq}: the chunks overlap",
-            chunk_name(pno),
-        )
-    }
 }
 
 /// What the staging wrote.

@@ -4,6 +4,7 @@
 use super::{Error, Result};
 use crate::engine::INFO_TMP;
 use crate::format::MAX_SEQ;
+use crate::inspect::chain::{self, Break};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage, StorageFile};
 use std::collections::VecDeque;
@@ -186,17 +187,13 @@ pub(super) fn ends_before(
     next: u64,
     exact: bool,
 ) -> Result<()> {
-    let end = first + records;
-    if end > next || (exact && end != next) {
-        return Err(Error::corrupt(
-            &r.path,
-            r.offset(),
-            format!(
-                "the chunk holds items {first} to {end} but the next chunk starts at item {next}"
-            ),
-        ));
+    match chain::check(first + records, next) {
+        Err(b @ Break::Overlap { .. }) => Err(Error::corrupt(&r.path, r.offset(), b.to_string())),
+        Err(b @ Break::Missing { .. }) if exact => {
+            Err(Error::corrupt(&r.path, r.offset(), b.to_string()))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Makes the acknowledgements recovery read durable, once, before the first chunk file

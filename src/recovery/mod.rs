@@ -223,7 +223,7 @@ impl<'a> Recovering<'a> {
         while self.singles.remove(&self.acked) {
             self.acked += 1;
         }
-        Ok(journal.valid_len)
+        Ok(journal.valid_end)
     }
 
     /// Step 5: finds the chunk files, from `info`'s head and tail chunks or by listing

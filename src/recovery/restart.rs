@@ -9,12 +9,10 @@
 //! In the same boot nothing here runs: the page cache survived, every written byte is
 //! there, and damage is damage.
 
-use super::journal::JournalEntries;
 use crate::engine::{ACKS, create_chunk, write_info};
 use crate::error::{Error, Result};
-use crate::format::{
-    ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, Info, MAX_SEQ, decode_frame, find_frame, is_marked,
-};
+use crate::format::{CHUNK_HEADER_LEN, Info, decode_frame, find_frame, is_marked};
+use crate::inspect::journal;
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
 use std::collections::BTreeSet;
@@ -68,53 +66,38 @@ struct Acks {
 
 fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
     let path = dir.join(ACKS);
-    let mut acks = Acks {
-        acked: info.acked,
-        singles: info.singles.iter().copied().collect(),
-        ignored: 0,
-        len: 0,
-    };
     let file = match st.open(&path, OpenMode::Read) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(acks),
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("open", &path, e)),
     };
-    acks.len = file.size().map_err(|e| Error::io("stat", &path, e))?;
-    let mut entries = JournalEntries::new(&*file, &path, acks.len);
-    let mut damaged_at = None;
-    while let Some((at, e)) = entries.next()? {
-        let decoded = AckEntry::decode_marked(e);
-        if let (Some(first), Some((_, true))) = (damaged_at, decoded) {
-            // An append that began once everything before it was synced: the damage
-            // before it is in synced entries, which no power loss changes.
-            return Err(Error::corrupt(
-                &path,
-                first,
-                "damaged acknowledgement entry before entries written after it was synced",
-            ));
-        }
-        match decoded.map(|(e, _)| e) {
-            // A checksum cannot vouch for a value no queue reaches: damage.
-            Some(entry) if entry.seq() >= MAX_SEQ => {
-                return Err(Error::corrupt(
-                    &path,
-                    at,
-                    format!("impossible acknowledged item {}", entry.seq()),
-                ));
-            }
-            Some(AckEntry::Head(h)) => acks.acked = acks.acked.max(h),
-            Some(AckEntry::Single(s)) => {
-                acks.singles.insert(s);
-            }
-            // Zero bytes (reserved, or a page that never reached the disk) are not
-            // entries; other bytes are a torn one.
-            None if e.iter().all(|&b| b == 0) || e.len() < ACK_ENTRY_LEN => {}
-            None => {
-                acks.ignored += 1;
-                damaged_at.get_or_insert(at);
-            }
-        }
+    let scan = journal::scan(file.as_deref(), &path)?;
+    if let Some((at, value)) = scan.impossible {
+        // A checksum cannot vouch for a value no queue reaches: damage.
+        return Err(Error::corrupt(
+            &path,
+            at,
+            format!("impossible acknowledged item {value}"),
+        ));
     }
+    if scan.marked_after {
+        // An append that began once everything before it was synced: the damage before
+        // it is in synced entries, which no power loss changes.
+        return Err(Error::corrupt(
+            &path,
+            scan.valid_end,
+            "damaged acknowledgement entry before entries written after it was synced",
+        ));
+    }
+    // Every intact entry counts, wherever it is: a torn append can keep a later entry
+    // and lose an earlier one.
+    let mut acks = Acks {
+        acked: info.acked.max(scan.head.unwrap_or(0)),
+        singles: info.singles.iter().copied().collect(),
+        ignored: scan.damaged_entries(),
+        len: scan.len,
+    };
+    acks.singles.extend(scan.singles);
     let acked = acks.acked;
     acks.singles.retain(|&s| s >= acked);
     while acks.singles.remove(&acks.acked) {

@@ -1,0 +1,155 @@
+//! Reading the `acks` journal (FORMAT.md §acks), once for every reader: `open`'s strict
+//! read (step 4), its lenient read after a restart (step 3a) and `repair`'s. Each entry is
+//! classified here; what a damaged one means is the caller's rule.
+
+use crate::error::{Error, Result};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, MAX_SEQ, all_zero};
+use crate::storage::{StorageFile, read_full_at};
+use std::ops::Range;
+use std::path::Path;
+
+/// What a journal holds: every valid entry, wherever it is, and where it is not valid.
+#[derive(Debug, Default)]
+pub(crate) struct JournalScan {
+    /// The largest head entry.
+    pub(crate) head: Option<u64>,
+    /// Every single entry, in file order.
+    pub(crate) singles: Vec<u64>,
+    /// Where the first entry that is not valid starts (the file's length if every entry
+    /// is): the valid prefix ends here.
+    pub(crate) valid_end: u64,
+    /// A valid entry follows `valid_end`, and one with the sync mark does.
+    pub(crate) valid_after: bool,
+    pub(crate) marked_after: bool,
+    /// Byte ranges that are not valid entries, adjacent ones merged, except zero bytes up
+    /// to the end of the file (space reserved after the last entry, FORMAT.md
+    /// §Preallocation).
+    pub(crate) damaged: Vec<Range<u64>>,
+    /// The first entry whose CRC holds but whose value no queue writes (2^62 or more):
+    /// its offset and value. Damage, never a torn write.
+    pub(crate) impossible: Option<(u64, u64)>,
+    /// The file's length.
+    pub(crate) len: u64,
+}
+
+impl JournalScan {
+    /// Entries lost in `damaged`, counted as whole entries.
+    pub(crate) fn damaged_entries(&self) -> u64 {
+        let bytes: u64 = self.damaged.iter().map(|r| r.end - r.start).sum();
+        bytes.div_ceil(ACK_ENTRY_LEN as u64)
+    }
+
+    fn damage(&mut self, r: Range<u64>) {
+        match self.damaged.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => self.damaged.push(r),
+        }
+    }
+}
+
+/// Reads every entry of the journal `file` (`None`: there is none), in blocks of whole
+/// entries, so that a file of any size (damage, or not diskq's) costs a bounded buffer.
+pub(crate) fn scan(file: Option<&dyn StorageFile>, path: &Path) -> Result<JournalScan> {
+    let mut s = JournalScan::default();
+    let Some(file) = file else {
+        return Ok(s);
+    };
+    s.len = file.size().map_err(|e| Error::io("stat", path, e))?;
+    s.valid_end = s.len;
+    if s.len == 0 {
+        // The common case after a clean close (a checkpoint empties the journal).
+        return Ok(s);
+    }
+    let mut entries = JournalEntries::new(file, path, s.len);
+    let mut invalid: Option<u64> = None;
+    // Zero bytes not yet known to be damage: they are, once anything else follows them.
+    let mut zeros: Option<Range<u64>> = None;
+    while let Some((at, e)) = entries.next()? {
+        let end = at + e.len() as u64;
+        let decoded = if e.len() == ACK_ENTRY_LEN {
+            AckEntry::decode_marked(e)
+        } else {
+            None
+        };
+        match decoded {
+            Some((entry, mark)) if entry.seq() < MAX_SEQ => {
+                if let Some(z) = zeros.take() {
+                    s.damage(z);
+                }
+                if invalid.is_some() {
+                    s.valid_after = true;
+                    s.marked_after |= mark;
+                }
+                match entry {
+                    AckEntry::Head(h) => s.head = s.head.max(Some(h)),
+                    AckEntry::Single(seq) => s.singles.push(seq),
+                }
+            }
+            None if all_zero(e) => {
+                invalid.get_or_insert(at);
+                zeros = Some(zeros.map_or(at..end, |z| z.start..end));
+            }
+            other => {
+                if let Some((entry, _)) = other {
+                    s.impossible.get_or_insert((at, entry.seq()));
+                }
+                invalid.get_or_insert(at);
+                if let Some(z) = zeros.take() {
+                    s.damage(z);
+                }
+                s.damage(at..end);
+            }
+        }
+    }
+    if let Some(at) = invalid {
+        s.valid_end = at;
+    }
+    Ok(s)
+}
+
+/// The journal's entries in file order, with their offsets; the last may be short (cut).
+pub(crate) struct JournalEntries<'a> {
+    file: &'a dyn StorageFile,
+    path: &'a Path,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_at: u64,
+    /// Bytes of `buf` read from the file, and the next entry's index in `buf`.
+    filled: usize,
+    pos: usize,
+}
+
+impl<'a> JournalEntries<'a> {
+    /// `len`: the file's size when opened, which bounds the first block (it may grow:
+    /// reading goes on to the end of the file). Blocks hold whole entries.
+    pub(crate) fn new(file: &'a dyn StorageFile, path: &'a Path, len: u64) -> JournalEntries<'a> {
+        let block = ACK_ENTRY_LEN * 4096;
+        let rounded = len.div_ceil(ACK_ENTRY_LEN as u64) * ACK_ENTRY_LEN as u64;
+        JournalEntries {
+            file,
+            path,
+            buf: vec![0; (rounded.max(ACK_ENTRY_LEN as u64) as usize).min(block)],
+            buf_at: 0,
+            filled: 0,
+            pos: 0,
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
+        if self.pos >= self.filled {
+            self.buf_at += self.filled as u64;
+            self.filled = read_full_at(self.file, &mut self.buf, self.buf_at)
+                .map_err(|e| Error::io("read", self.path, e))?;
+            self.pos = 0;
+            if self.filled == 0 {
+                return Ok(None);
+            }
+        }
+        let start = self.pos;
+        self.pos = (start + ACK_ENTRY_LEN).min(self.filled);
+        Ok(Some((
+            self.buf_at + start as u64,
+            &self.buf[start..self.pos],
+        )))
+    }
+}
