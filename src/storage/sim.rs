@@ -18,6 +18,8 @@
 //! one. Names and data are independent: a rename can persist while the renamed file's
 //! unsynced data does not, leaving an empty or partly zero file under the new name.
 //! Each power loss changes [`Storage::boot_id`]; a process crash keeps it.
+//! [`Crash::ProcessKeepingCache`] is a process crash that leaves the durable state as it
+//! was, for a kill followed, later in the same boot, by a power loss.
 
 use super::{OpenMode, Storage, StorageFile};
 use parking_lot::Mutex;
@@ -73,6 +75,19 @@ pub enum Fault {
 pub enum Crash {
     /// The process died: everything handed to the OS survives.
     Process,
+    /// The process died, and the machine kept running: like [`Crash::Process`] (the
+    /// same boot, every written byte and every name visible, locks released), but what is
+    /// durable stays as it was. Each file keeps its synced bytes apart from its current
+    /// ones, and the durable names and the name operations not yet durable are carried
+    /// over, so that a later power loss ([`Crash::PowerLoss`],
+    /// [`Crash::PowerLossPages`]) on the new file system can still lose what was never
+    /// synced, before the kill or after it. A kill followed by a power loss: recovery runs
+    /// in the same boot, with the page cache intact, and must itself make durable what
+    /// its changes (truncations, deletions, a new `info`) rely on.
+    ///
+    /// [`Crash::Process`] instead makes everything durable, as if the page cache had been
+    /// flushed before the next crash.
+    ProcessKeepingCache,
     /// Power loss: only synced data and names in synced directories survive.
     PowerLoss,
     /// Power loss that also keeps a prefix (chosen from the seed) of each file's unsynced
@@ -247,8 +262,10 @@ impl SimStorage {
     /// A new file system holding what `crash` leaves of this one. Locks are released.
     pub fn after_crash(&self, crash: Crash) -> SimStorage {
         let s = self.state.lock();
-        if let Crash::PowerLossPages(seed) = crash {
-            return s.power_loss_pages(seed);
+        match crash {
+            Crash::PowerLossPages(seed) => return s.power_loss_pages(seed),
+            Crash::ProcessKeepingCache => return s.process_keeping_cache(),
+            _ => {}
         }
         let mut rng = match crash {
             Crash::PowerLossPrefix(seed) => seed | 1,
@@ -270,7 +287,9 @@ impl SimStorage {
             let data = match crash {
                 Crash::Process => i.data.clone(),
                 Crash::PowerLoss => i.synced.clone(),
-                Crash::PowerLossPages(_) => unreachable!("returned above"),
+                Crash::PowerLossPages(_) | Crash::ProcessKeepingCache => {
+                    unreachable!("returned above")
+                }
                 Crash::PowerLossPrefix(_) => {
                     // Some prefix of the changes since the last sync reached the disk:
                     // the current bytes up to a point, then what was synced. (Appends
@@ -404,6 +423,43 @@ impl State {
             op.effects.retain(|(p, _)| !durable(p));
         }
         self.name_log.retain(|op| !op.effects.is_empty());
+    }
+
+    /// What [`Crash::ProcessKeepingCache`] leaves (see there): every file, name and
+    /// pending name operation as it is, the durable state apart, the same boot; no
+    /// locks, no countdown, no faults, counters from zero.
+    fn process_keeping_cache(&self) -> SimStorage {
+        // Every inode a name, a durable name or a pending name operation refers to: a
+        // later power loss may bring back a name removed since its last dirsync.
+        let mut inos: Vec<u64> = self
+            .names
+            .values()
+            .chain(self.durable_names.values())
+            .chain(
+                self.name_log
+                    .iter()
+                    .flat_map(|op| op.effects.iter().filter_map(|(_, ino)| ino.as_ref())),
+            )
+            .copied()
+            .collect();
+        inos.sort_unstable();
+        inos.dedup();
+        let inodes = inos
+            .into_iter()
+            .map(|ino| (ino, self.inodes[&ino].clone()))
+            .collect();
+        SimStorage {
+            state: Arc::new(Mutex::new(State {
+                inodes,
+                next_ino: self.next_ino,
+                names: self.names.clone(),
+                durable_names: self.durable_names.clone(),
+                name_log: self.name_log.clone(),
+                dirs: self.dirs.clone(),
+                boot: self.boot,
+                ..State::default()
+            })),
+        }
     }
 
     /// What [`Crash::PowerLossPages`] leaves (see there).
@@ -1017,12 +1073,91 @@ mod tests {
         );
     }
 
+    /// A kill keeps the page cache: everything written is visible in the same boot, and a
+    /// later power loss still loses what was never synced, data and names.
+    #[test]
+    fn process_keeping_cache_then_power_loss() {
+        let st = SimStorage::new();
+        st.put_file(&p("/q/old"), b"old");
+        let mut f = st.open(&p("/q/synced"), OpenMode::CreateNew).unwrap();
+        f.append(b"synced").unwrap();
+        f.sync_data().unwrap();
+        st.sync_dir(Path::new("/q")).unwrap();
+        f.append(b" and not").unwrap(); // written, never synced
+        let mut g = st.open(&p("/q/unsynced"), OpenMode::CreateNew).unwrap();
+        g.append(b"unsynced").unwrap(); // neither its data nor its name is durable
+        st.remove(&p("/q/old")).unwrap(); // not durable either
+        let _lock = st.try_lock(&p("/q/.lock")).unwrap().expect("lock");
+        st.crash_after(st.ops(), false);
+        assert!(f.append(b"after the kill").is_err());
+        assert!(st.crashed());
+
+        let killed = st.after_crash(Crash::ProcessKeepingCache);
+        assert_eq!(killed.boot_id(), st.boot_id(), "a kill keeps the boot");
+        assert!(!killed.crashed());
+        assert!(
+            killed.try_lock(&p("/q/.lock")).unwrap().is_some(),
+            "lock released"
+        );
+        assert_eq!(
+            names(&killed, "/q"),
+            BTreeSet::from(["synced".to_string(), "unsynced".to_string()])
+        );
+        // (The kill does not trim the appending handles' reserve: zeros follow.)
+        let synced = killed.file(&p("/q/synced")).unwrap();
+        assert!(synced.starts_with(b"synced and not"), "{synced:?}");
+        assert!(synced[14..].iter().all(|&b| b == 0));
+        assert!(
+            killed
+                .file(&p("/q/unsynced"))
+                .unwrap()
+                .starts_with(b"unsynced")
+        );
+        // `Process` makes it all durable; `ProcessKeepingCache` does not.
+        let flushed = st.after_crash(Crash::Process).after_crash(Crash::PowerLoss);
+        assert!(flushed.file(&p("/q/unsynced")).is_some());
+
+        let lost = killed.after_crash(Crash::PowerLoss);
+        assert_eq!(lost.boot_id(), st.boot_id() + 1, "a power loss changes it");
+        assert_eq!(
+            names(&lost, "/q"),
+            BTreeSet::from(["old".to_string(), "synced".to_string()])
+        );
+        assert_eq!(lost.file(&p("/q/synced")).unwrap(), b"synced");
+        assert_eq!(lost.file(&p("/q/old")).unwrap(), b"old");
+        for seed in 0..SEEDS {
+            let after = killed.after_crash(Crash::PowerLossPages(seed));
+            assert_eq!(after.boot_id(), st.boot_id() + 1);
+            let got = after.file(&p("/q/synced")).unwrap();
+            assert!(got.starts_with(b"synced"), "seed {seed}: synced bytes lost");
+            if let Some(u) = after.file(&p("/q/unsynced")) {
+                assert!(u.is_empty() || u.starts_with(b"unsynced") || u.iter().all(|&b| b == 0));
+            }
+        }
+
+        // Writes and syncs made after the kill, in the same boot, are as on any file
+        // system: what recovery syncs survives the power loss, the rest may not.
+        let mut h = killed.open(&p("/q/unsynced"), OpenMode::Append).unwrap();
+        h.sync_data().unwrap();
+        drop(h);
+        killed.sync_dir(Path::new("/q")).unwrap();
+        let after = killed.after_crash(Crash::PowerLoss);
+        assert_eq!(
+            names(&after, "/q"),
+            BTreeSet::from(["synced".to_string(), "unsynced".to_string()])
+        );
+        assert_eq!(after.file(&p("/q/unsynced")).unwrap(), b"unsynced");
+        assert_eq!(after.file(&p("/q/synced")).unwrap(), b"synced");
+    }
+
     #[test]
     fn boot_id_changes_on_power_loss_only() {
         let st = SimStorage::new();
         assert_eq!(st.boot_id(), 1);
         assert_eq!(st.clone().boot_id(), 1);
         let st = st.after_crash(Crash::Process);
+        assert_eq!(st.boot_id(), 1);
+        let st = st.after_crash(Crash::ProcessKeepingCache);
         assert_eq!(st.boot_id(), 1);
         let st = st.after_crash(Crash::PowerLoss);
         assert_eq!(st.boot_id(), 2);
