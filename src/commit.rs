@@ -257,9 +257,6 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             return Err(e.poison(err));
         }
         e.acked_written = head;
-        if sync {
-            e.acked_durable = head;
-        }
         e.ack_gen_written = gen_;
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);

@@ -130,20 +130,11 @@ pub(crate) struct Engine {
     /// Counts acknowledging calls, so that a caller can wait until its own is journaled.
     pub(crate) ack_gen: u64,
     pub(crate) ack_gen_written: u64,
-    /// The head as recorded in the journal or `info` (`<= acked`).
+    /// The head as recorded in the journal or `info` (`<= acked`); chunk files are
+    /// deleted only below it. At `Synced` it is durable; below, a power loss may keep a
+    /// deletion and lose the entry that allowed it, which recovery after a restart
+    /// recognizes (FORMAT.md §open, step 3a).
     pub(crate) acked_written: u64,
-    /// The head as recorded where a power loss cannot take it back (`<= acked_written`):
-    /// a synced journal entry, or an `info` whose data and rename are durable. Chunk
-    /// files are deleted only below it, at every level: an unlink can reach the disk
-    /// before an unsynced record that justifies it (FORMAT.md §checkpoint).
-    pub(crate) acked_durable: u64,
-    /// The head in the `info` last renamed into place; below `Synced` that rename, or
-    /// the journal entries written after it, are made durable only once a chunk file is
-    /// to be deleted (`make_durable`).
-    pub(crate) acked_in_info: u64,
-    /// The journal was synced since the last checkpoint so that a deletion could rely on
-    /// its entries (below `Synced`).
-    pub(crate) journal_synced: bool,
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
     /// Set after a failed write: every later call says to reopen. Shared with puts that
@@ -511,9 +502,9 @@ impl Engine {
             let Some(next_first) = self.chunks[1].first_seq else {
                 return;
             };
-            // Only durable acknowledgements count: recovery takes a missing chunk with
-            // unacknowledged items for lost data.
-            if !self.make_durable(next_first) {
+            // Only acknowledgements on disk count: in the same boot, recovery takes a
+            // missing chunk with unacknowledged items for lost data.
+            if self.acked_written < next_first {
                 return;
             }
             let path = chunk_path(&self.dir, self.chunks[0].no);
@@ -525,39 +516,6 @@ impl Engine {
                 Err(_) => return,
             }
             self.chunks.pop_front();
-        }
-    }
-
-    /// Whether every item before `seq` is acknowledged durably, making it so if it is
-    /// written: an `info` renamed without a directory sync gets one, journal entries
-    /// written without a sync get one (once a chunk, below `Synced`). A failed sync
-    /// poisons the queue: what it covered is unknown, and it is never retried.
-    fn make_durable(&mut self, seq: u64) -> bool {
-        if self.acked_durable >= seq {
-            return true;
-        }
-        let res = if self.acked_in_info >= seq {
-            self.storage
-                .sync_dir(&self.dir)
-                .map(|()| self.acked_in_info)
-        } else if self.acked_written >= seq
-            && let Some(j) = self.journal.as_mut()
-        {
-            // The journal's name is durable: recovery creates it with a directory sync.
-            self.journal_synced = true;
-            j.file.sync_data().map(|()| self.acked_written)
-        } else {
-            return false;
-        };
-        match res {
-            Ok(head) => {
-                self.acked_durable = head;
-                true
-            }
-            Err(_) => {
-                self.set_poisoned();
-                false
-            }
         }
     }
 
@@ -690,15 +648,6 @@ impl Engine {
         }
         self.info_on_disk = Some(info);
         let sync = self.synced();
-        if !sync && std::mem::take(&mut self.journal_synced) {
-            // The journal holds synced entries that a chunk deletion relied on: the new
-            // `info`'s rename is made durable before the journal is emptied, or a power
-            // loss could keep the emptying and lose the rename.
-            if let Err(e) = self.storage.sync_dir(&self.dir) {
-                let dir = self.dir.to_path_buf();
-                return Err(self.poison(Error::io("sync directory", dir, e)));
-            }
-        }
         let j = self.journal.as_mut().expect("journal is home");
         // At the synced level the emptied journal is made durable before new entries are
         // appended over the old ones' place: a power loss then cannot mix the two.
@@ -721,11 +670,6 @@ impl Engine {
         j.len = 0;
         j.all_synced = sync;
         self.acked_written = self.acked;
-        self.acked_in_info = self.acked;
-        if sync {
-            // `write_info` synced the directory after the rename.
-            self.acked_durable = self.acked;
-        }
         self.singles_unwritten.clear();
         self.ack_gen_written = self.ack_gen;
         self.checkpoint_wanted = false;
@@ -827,10 +771,11 @@ fn split_frames(batch: &[u8], max: u64, room: u64, first_free: bool) -> (usize, 
     (at, n, last)
 }
 
-/// Replaces `<dir>/info` atomically: temporary file, sync, rename, (sync directory).
-/// The temporary file is synced at every level: a rename can reach the disk before the
-/// data of the file it names, and an `info` read back empty or half written after a
-/// power loss would stop the queue from opening (FORMAT.md §checkpoint).
+/// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory).
+/// Below `Synced` nothing is synced: a power loss can then persist the rename without the
+/// data, leaving `info` empty or zero, which `open` rebuilds after a restart (FORMAT.md
+/// §open, step 3a); an fdatasync here would make ext4 (data=ordered) write back every
+/// dirty page of the queue first.
 pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: bool) -> Result<()> {
     let tmp = dir.join(INFO_TMP);
     let path = dir.join(INFO);
@@ -839,7 +784,9 @@ pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: b
         .map_err(|e| Error::io("create", &tmp, e))?;
     f.append(&info.encode())
         .map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
+    if sync {
+        f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
+    }
     drop(f);
     storage
         .rename(&tmp, &path)

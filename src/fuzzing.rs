@@ -15,7 +15,7 @@
 
 use crate::format::{
     ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FORMAT_VERSION, FRAME_HEADER_LEN,
-    FrameError, Info, MAX_ITEM_LEN, decode_frame, is_marked, marked, seal_frame,
+    FrameError, Info, MAX_ITEM_LEN, all_zero, decode_frame, is_marked, marked, seal_frame,
 };
 use crate::reader::{chunk_path, parse_chunk_name};
 use crate::storage::{Crash, Fault, Op, SimStorage};
@@ -1094,6 +1094,27 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
     d
 }
 
+/// An `info` of zero bytes only (or none), what a power loss leaves when it keeps the
+/// rename and not the data: `open` rebuilds it (FORMAT.md §open, step 3a) or refuses
+/// with `Corrupt` (a gap in the chunk files); rebuilt, it delivers records of the
+/// directory in order, and reopens after a close.
+fn lost_info(st: &SimStorage, opts: Options, config: u8, records: &[Vec<u8>]) {
+    let q = match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {
+        Ok(q) => q,
+        Err(e) => {
+            assert!(e.is_corrupt(), "open of a lost info failed with {e}");
+            return;
+        }
+    };
+    let r = q.recovery();
+    assert!(r.info_rebuilt && r.after_restart, "{r:?}");
+    let d = drain(&q, config, MAX_DRAIN);
+    assert_subsequence(&d.items, records);
+    q.close().expect("close on a healthy file system");
+    opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR)
+        .expect("reopen after the rebuild");
+}
+
 /// Carves `data` into the files of a queue directory (see [`encode_dir`] and the
 /// `SEALED` builders), opens it as a `Queue<Vec<u8>>` and as a `Queue<u64>`, drains
 /// them, and for the first: puts two items, closes and reopens.
@@ -1113,6 +1134,10 @@ pub fn open_dir(data: &[u8]) {
     let records = valid_records(&files);
 
     let st = storage_with(&files);
+    if files.get("info").is_some_and(|b| all_zero(b)) {
+        lost_info(&st, opts, config, &records);
+        return;
+    }
     match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {
         Err(e) => {
             let info_named = matches!(&e, Error::Corrupt { path, .. } if path.ends_with("info"));

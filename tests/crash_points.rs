@@ -462,7 +462,7 @@ fn middle_session(
 /// lost, by the workload or by the session after the kill; below, the queue opens by
 /// itself and what comes back is intact and contiguous.
 #[test]
-#[ignore = "issue #15: same-boot recovery after a kill: an all_synced info over an unsynced new chunk (Synced); journal emptied before the info rename is durable (Written)"]
+
 fn every_crash_point_killed_then_reopened_then_power_lost() {
     let start = std::time::Instant::now();
     let finals = [

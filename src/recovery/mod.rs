@@ -94,7 +94,13 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
     else {
         return new_queue(st, dir, boot, sync);
     };
-    let info = Info::decode(&b).map_err(|e| Error::corrupt(&info_path, 0, e.to_string()))?;
+    let info = match Info::decode(&b) {
+        Ok(info) => info,
+        // A rename that reached the disk before the file's data: a power loss, never a
+        // process crash (the data is written before the rename).
+        Err(_) if b.iter().all(|&x| x == 0) => restart::lost_info(),
+        Err(e) => return Err(Error::corrupt(&info_path, 0, e.to_string())),
+    };
     check_info(&info, &info_path, b.len() as u64)?;
     if !restart::restarted(&info, boot) {
         return Ok(Start {
@@ -104,7 +110,8 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
         });
     }
     let names = chunks::list(st, dir)?;
-    let (info, recovered) = restart::recover(st, dir, &info, boot, &names)?;
+    let (info, mut recovered) = restart::recover(st, dir, &info, boot, &names)?;
+    recovered.info_rebuilt = b.iter().all(|&x| x == 0);
     Ok(Start {
         info,
         listed: None,
@@ -339,18 +346,23 @@ impl<'a> Recovering<'a> {
         Ok(head)
     }
 
-    /// Deletes a chunk file whose items are all acknowledged, once what says so is
-    /// durable: `info` and the journal as read may not be (a crash below `Synced`, or
-    /// entries of a write cut by a power loss).
+    /// Deletes a chunk file whose items are all acknowledged. At `Synced`, once what says
+    /// so is durable: the journal as read may hold entries of a write the crash cut, never
+    /// synced. (Below `Synced` a later power loss may keep the deletion and lose the
+    /// entries; step 3a recognizes that state.)
     fn remove_chunk(&mut self, no: u64) -> Result<()> {
-        self.durable.ensure(
-            self.st,
-            self.dir,
-            self.jfile.as_deref_mut(),
-            &self.journal_path,
-        )?;
+        self.make_acks_durable()?;
         let p = chunk_path(self.dir, no);
         self.st.remove(&p).map_err(|e| Error::io("remove", &p, e))
+    }
+
+    fn make_acks_durable(&mut self) -> Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        let (st, dir, path) = (self.st, self.dir, &self.journal_path);
+        self.durable
+            .ensure(st, dir, self.jfile.as_deref_mut(), path)
     }
 
     /// Step 8: acknowledgements reached the disk but items they cover did not (a power
@@ -361,12 +373,7 @@ impl<'a> Recovering<'a> {
             return Ok(None);
         }
         let old = self.chunks[0];
-        self.durable.ensure(
-            self.st,
-            self.dir,
-            self.jfile.as_deref_mut(),
-            &self.journal_path,
-        )?;
+        self.make_acks_durable()?;
         // The new chunk is durable before the old one goes (`create_chunk` syncs only at
         // `Synced`): a power loss must not leave neither.
         let writer = create_chunk(self.st, self.dir, old + 1, self.acked, true)?;
@@ -508,10 +515,6 @@ fn build_engine(
         ack_gen: 0,
         ack_gen_written: 0,
         acked_written: acked,
-        // Set by the checkpoint that follows, or to what `info` holds.
-        acked_durable: 0,
-        acked_in_info: 0,
-        journal_synced: false,
         read: acked,
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
@@ -521,6 +524,20 @@ fn build_engine(
         opened_synced: start.info.all_synced,
         recovered: start.recovered.clone(),
     }
+}
+
+fn sync_tail(engine: &mut Engine) -> Result<()> {
+    if let Some(w) = engine.writer.as_mut() {
+        w.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &w.path, e))?;
+    }
+    if let Some(j) = engine.journal.as_mut() {
+        j.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &j.path, e))?;
+    }
+    Ok(())
 }
 
 /// Step 10, last: a checkpoint when the journal held entries or `info` differs from what
@@ -533,10 +550,14 @@ fn checkpoint_if_stale(engine: &mut Engine, info: Info) -> Result<()> {
         && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
     let journal_len = engine.journal.as_ref().map_or(0, |j| j.len);
     if journal_len > 0 || info.acked != engine.acked || !mark_matches {
+        if engine.opened_synced && engine.synced() {
+            // The new `info` will say every byte is synced: the newest chunk and the
+            // journal may hold the write a crash cut, never synced (a kill in the same
+            // boot), so they are synced first.
+            sync_tail(engine)?;
+        }
         engine.checkpoint()
     } else {
-        // `info` holds the whole state; it is made durable before a deletion relies on it.
-        engine.acked_in_info = info.acked;
         engine.info_on_disk = Some(info);
         Ok(())
     }

@@ -46,6 +46,14 @@ pub struct Recovery {
     /// Items acknowledged on disk whose records were lost: they are gone, and the queue
     /// goes on after them.
     pub acknowledged_lost: u64,
+    /// Items taken as acknowledged because their chunk file was deleted while the
+    /// acknowledgement entries that allowed the deletion were lost (below `Synced`,
+    /// a deletion is written after its acknowledgement, but not synced after it).
+    pub acknowledged_by_deletion: u64,
+    /// `info` was empty or zero bytes (a power loss kept its rename, not its data) and
+    /// was rebuilt from the chunk files and the journal: acknowledgements only it held
+    /// are lost, so those items are delivered again.
+    pub info_rebuilt: bool,
 }
 
 /// True when the machine may have restarted since `info` was written: its boot differs
@@ -104,6 +112,27 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
         acks.acked += 1;
     }
     Ok(acks)
+}
+
+/// Below `Synced` a fully acknowledged chunk file is deleted once its acknowledgements
+/// are written, not synced, so a power loss can keep the deletion and lose them: the
+/// oldest chunk then starts after the head read. Its items before were acknowledged (no
+/// deletion is written before), so the head moves there. Returns how far it moved.
+fn acknowledged_by_deletion(st: &dyn Storage, dir: &Path, oldest: u64, acks: &mut Acks) -> u64 {
+    let Ok(r) = ChunkReader::open(st, dir, oldest) else {
+        return 0; // a damaged header: the scan cuts there
+    };
+    let first = r.header.first_seq;
+    if first <= acks.acked {
+        return 0;
+    }
+    let moved = first - acks.acked;
+    acks.acked = first;
+    acks.singles.retain(|&s| s >= first);
+    while acks.singles.remove(&acks.acked) {
+        acks.acked += 1;
+    }
+    moved
 }
 
 /// Where the scan of the chunk files stopped.
@@ -199,6 +228,19 @@ fn marked_frame_after(st: &dyn Storage, path: &Path, from: u64) -> Result<bool> 
     Ok(false)
 }
 
+/// An `info` for a directory whose `info` a power loss left empty or zero (its rename
+/// persisted, its data did not; no process crash leaves that): what step 3a needs to
+/// rebuild it from the chunk files and the journal, as after a restart from nothing
+/// synced.
+pub(crate) fn lost_info() -> Info {
+    Info {
+        head_chunk: None,
+        boot_id: Some(0),
+        all_synced: false,
+        ..Info::new(0, 0)
+    }
+}
+
 /// Runs FORMAT.md §open step 3a. Returns the new `info` it wrote, and the report.
 pub(crate) fn recover(
     st: &dyn Storage,
@@ -218,7 +260,10 @@ pub(crate) fn recover(
     if chunks.is_empty() || chunks.windows(2).any(|p| p[1] != p[0] + 1) {
         // No crash leaves a gap, nor a queue without chunks once it has a journal: left
         // for the rest of `open` to report, unchanged.
-        return Ok((info.clone(), Recovery::default()));
+        return Ok((info.clone(), report));
+    }
+    if !info.all_synced {
+        report.acknowledged_by_deletion = acknowledged_by_deletion(st, dir, chunks[0], &mut acks);
     }
     // Everything before the tail mark was synced when `info` says so; else everything
     // is checked.
