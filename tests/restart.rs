@@ -44,6 +44,23 @@ fn flip(st: &SimStorage, i: u64) -> u64 {
     HEADER + FRAME * i
 }
 
+/// Four items put and three gotten and acknowledged, one `task_done` each, at level `d`;
+/// the process gone without a checkpoint.
+fn acked_then_killed(d: Durability) -> SimStorage {
+    let st = SimStorage::new();
+    let q: Queue<u64> = opts(d).open_on(Arc::new(st.clone()), DIR).unwrap();
+    for i in 0..4 {
+        q.put(&i).unwrap();
+    }
+    for _ in 0..3 {
+        q.get_nowait().unwrap();
+        q.task_done().unwrap();
+    }
+    st.crash_after(st.ops(), false);
+    drop(q);
+    st
+}
+
 fn drain(q: &Queue<u64>) -> Vec<u64> {
     std::iter::from_fn(|| q.get_nowait().ok()).collect()
 }
@@ -121,20 +138,7 @@ fn in_the_same_boot_damage_is_still_corrupt() {
 
 #[test]
 fn a_damaged_synced_acknowledgement_before_a_later_one_is_corrupt_after_a_restart() {
-    let st = SimStorage::new();
-    let q: Queue<u64> = opts(Durability::Synced)
-        .open_on(Arc::new(st.clone()), DIR)
-        .unwrap();
-    for i in 0..4 {
-        q.put(&i).unwrap();
-    }
-    for _ in 0..3 {
-        q.get_nowait().unwrap();
-        q.task_done().unwrap();
-    }
-    st.crash_after(st.ops(), false);
-    drop(q);
-    let image = st.after_crash(Crash::PowerLoss);
+    let image = acked_then_killed(Durability::Synced).after_crash(Crash::PowerLoss);
     let acks = Path::new(DIR).join("acks");
     let mut b = image.file(&acks).unwrap();
     assert!(b.len() >= 36, "three entries: {}", b.len());
@@ -151,20 +155,7 @@ fn a_damaged_synced_acknowledgement_before_a_later_one_is_corrupt_after_a_restar
 
 #[test]
 fn a_torn_acknowledgement_below_synced_is_ignored_after_a_restart() {
-    let st = SimStorage::new();
-    let q: Queue<u64> = opts(Durability::Written)
-        .open_on(Arc::new(st.clone()), DIR)
-        .unwrap();
-    for i in 0..4 {
-        q.put(&i).unwrap();
-    }
-    for _ in 0..3 {
-        q.get_nowait().unwrap();
-        q.task_done().unwrap();
-    }
-    st.crash_after(st.ops(), false);
-    drop(q);
-    let image = st
+    let image = acked_then_killed(Durability::Written)
         .after_crash(Crash::Process)
         .after_crash(Crash::PowerLossPages(5));
     let acks = Path::new(DIR).join("acks");
