@@ -88,9 +88,11 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
             format!("impossible acknowledged item {value}"),
         ));
     }
-    if scan.marked_after {
+    if scan.marked_after && info.all_synced {
         // An append that began once everything before it was synced: the damage before
-        // it is in synced entries, which no power loss changes.
+        // it is in synced entries, which no power loss changes. (Only when the last
+        // checkpoint synced the journal's truncation: below `Synced` a truncation can be
+        // lost, and marked entries of an earlier session reappear after newer ones.)
         return Err(Error::corrupt(
             &path,
             scan.valid_end,
