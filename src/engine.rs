@@ -25,6 +25,9 @@ pub(crate) const ACK_BATCH: u64 = 4096;
 pub(crate) const JOURNAL_LIMIT: u64 = 256 * 1024;
 
 pub(crate) const INFO: &str = "info";
+/// The size a disk writes whole (a sector): an `info` this long or shorter is never
+/// found half written after a power loss.
+const INFO_ATOMIC: usize = 512;
 pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
@@ -147,6 +150,10 @@ pub(crate) struct Engine {
     /// Every record and entry on disk was durable when the queue was opened (recorded
     /// so in `info`, or made so by recovery after a restart).
     pub(crate) opened_synced: bool,
+    /// The next checkpoint syncs `info` (and the directory) whatever the level: set by
+    /// open below `Synced` over an `info` that says `all_synced` (FORMAT.md §open,
+    /// step 10).
+    pub(crate) durable_info_once: bool,
     /// What open found and cut after a restart of the machine.
     pub(crate) recovered: crate::recovery::Recovery,
     /// What `info` holds on disk, when known (read at open or written since): a
@@ -642,7 +649,8 @@ impl Engine {
             self.delete_acked_chunks(true);
             return Ok(());
         }
-        if let Err(e) = write_info(&*self.storage, &self.dir, &info, self.synced()) {
+        let durable = self.synced() || std::mem::take(&mut self.durable_info_once);
+        if let Err(e) = write_info(&*self.storage, &self.dir, &info, durable) {
             self.info_on_disk = None;
             return Err(self.poison(e));
         }
@@ -782,9 +790,11 @@ pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: b
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    f.append(&info.encode())
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    if sync {
+    let bytes = info.encode();
+    f.append(&bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    // One sector is written whole; a longer `info` (more than 53 single
+    // acknowledgements) could come back half written, which nothing could rebuild.
+    if sync || bytes.len() > INFO_ATOMIC {
         f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
     }
     drop(f);

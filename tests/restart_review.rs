@@ -4,8 +4,8 @@
 //! power loss; at `Synced` nothing whose `put` returned Ok is lost; below it items come
 //! back intact, in order, with nothing missing from the middle.
 //!
-//! Tests marked `#[ignore = "review: ..."]` fail on this tree: each demonstrates a hole.
-//! The others pass and stay as regression tests.
+//! Six of these failed when written (each named the hole in its doc comment); the fixes
+//! are in FORMAT.md §open (steps 3a and 10) and §checkpoint. All stay as regression tests.
 
 use diskq::storage::{Crash, SimStorage};
 use diskq::{Durability, Error, Options, Queue};
@@ -54,7 +54,6 @@ fn chunk(no: u64) -> std::path::PathBuf {
 /// from q00000, cuts at its start and deletes every later chunk, with the items the
 /// `Synced` session's puts returned Ok for.
 #[test]
-#[ignore = "review: a Synced session after a Written one never syncs the older chunks; a power loss then cuts its synced puts"]
 fn synced_puts_after_a_written_session_survive_a_power_loss() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Written, 2).unwrap();
@@ -85,7 +84,6 @@ fn synced_puts_after_a_written_session_survive_a_power_loss() {
 /// with the mark in the newest chunk. After a power loss step 3a starts at that mark and
 /// never looks at the older chunk, whose unsynced records are gone.
 #[test]
-#[ignore = "review: same-boot reopen at Synced syncs only the newest chunk (sync_tail) but writes all_synced"]
 fn a_kill_in_a_written_rollover_then_a_synced_session_then_power_loss() {
     let mut tried = 0;
     for k in 0..12 {
@@ -132,7 +130,6 @@ fn a_kill_in_a_written_rollover_then_a_synced_session_then_power_loss() {
 /// entries of the `Synced` session. That is no damage in synced entries, yet `read_acks`
 /// trusts the marks because the old `info` says `all_synced`.
 #[test]
-#[ignore = "review: false Corrupt on acks: marks trusted after a lost truncation whose checkpoint info was lost too"]
 fn a_lost_journal_truncation_under_an_all_synced_info_is_not_corrupt() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Synced, 1000).unwrap();
@@ -173,7 +170,6 @@ fn a_lost_journal_truncation_under_an_all_synced_info_is_not_corrupt() {
 /// when `info` is not `all_synced`; here the old `info` is, so the oldest chunk starts
 /// after the head and step 7 reports lost chunk files.
 #[test]
-#[ignore = "review: acknowledged_by_deletion skipped when info.all_synced, but a later Written session deleted a chunk"]
 fn a_deletion_by_a_written_session_after_a_synced_one_survives_a_power_loss() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Synced, 2).unwrap();
@@ -220,7 +216,6 @@ fn a_deletion_by_a_written_session_after_a_synced_one_survives_a_power_loss() {
 /// 1)` and before the chunks kept are deleted leaves a gap (q00000, q00002), which step 3a
 /// also leaves alone, and step 5 reports. (Both happen among these seeds.)
 #[test]
-#[ignore = "review: a kill in step 3a before its info leaves no chunk or a gap; the same-boot rerun fails"]
 fn a_kill_during_step_3a_then_open_in_the_same_boot() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Written, 2).unwrap();
@@ -278,7 +273,6 @@ fn a_kill_during_step_3a_then_open_in_the_same_boot() {
 /// singles and spans two pages. A power loss can keep the rename, the first page and not
 /// the second: `info` is neither whole nor all zero, and open refuses it as damage.
 #[test]
-#[ignore = "review: an info longer than a page can be half zero after a power loss below Synced: Corrupt"]
 fn an_info_of_two_pages_after_a_power_loss_below_synced() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Written, 100_000).unwrap();

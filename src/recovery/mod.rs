@@ -53,6 +53,7 @@ pub(crate) fn open(
     let journal = r.ready_journal(journal_len)?; // step 10
     let meta = chunk_meta(&r.chunks, &firsts, head.header.first_seq, writer.first_seq);
     let mut engine = build_engine(&storage, dir, opts, &start, r, meta, writer, head, journal);
+    settle_synced_state(&mut engine, &start)?;
     checkpoint_if_stale(&mut engine, start.info)?;
     Ok((engine, lock))
 }
@@ -110,7 +111,7 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
         });
     }
     let names = chunks::list(st, dir)?;
-    let (info, mut recovered) = restart::recover(st, dir, &info, boot, &names)?;
+    let (info, mut recovered) = restart::recover(st, dir, &info, boot, &names, sync)?;
     recovered.info_rebuilt = b.iter().all(|&x| x == 0);
     Ok(Start {
         info,
@@ -169,7 +170,8 @@ fn new_queue(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
     let info = Info {
         tail_end: CHUNK_HEADER_LEN as u64,
         boot_id: Some(boot),
-        all_synced: true,
+        // Nothing written yet: all synced, as far as this level keeps it so.
+        all_synced: sync,
         ..Info::new(0, 0)
     };
     write_info(st, dir, &info, sync)?;
@@ -520,10 +522,42 @@ fn build_engine(
         checkpoint_wanted: false,
         info_on_disk: None,
         boot_id: storage.boot_id(),
-        // Same boot: as `info` says. After a restart, step 3a synced everything.
+        // As `info` says (after a restart step 3a synced everything and said so at
+        // `Synced`); `settle_synced_state` completes it.
         opened_synced: start.info.all_synced,
         recovered: start.recovered.clone(),
+        durable_info_once: false,
     }
+}
+
+/// Step 10, first: makes `info`'s `all_synced` true only while it is. Below `Synced`, an
+/// `info` that says so is replaced, durably, before anything is written: else a power
+/// loss could keep it over this session's unsynced writes (and journal truncations),
+/// and step 3a would trust them. At `Synced`, in the same boot, after a session below
+/// it (`info` does not say so), every chunk file and the journal are synced now, so that
+/// what this session syncs is not cut after an older unsynced chunk.
+fn settle_synced_state(engine: &mut Engine, start: &Start) -> Result<()> {
+    if !engine.synced() {
+        engine.durable_info_once = start.info.all_synced;
+        return Ok(());
+    }
+    if start.info.all_synced || start.recovered.after_restart {
+        return Ok(());
+    }
+    let (st, dir) = (engine.storage.clone(), engine.dir.clone());
+    for c in &engine.chunks {
+        if c.no != engine.writer_chunk {
+            let path = chunk_path(&dir, c.no);
+            st.open(&path, OpenMode::Append)
+                .and_then(|mut f| f.sync_data())
+                .map_err(|e| Error::io("sync", &path, e))?;
+        }
+    }
+    sync_tail(engine)?;
+    st.sync_dir(&dir)
+        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    engine.opened_synced = true;
+    Ok(())
 }
 
 fn sync_tail(engine: &mut Engine) -> Result<()> {
@@ -549,7 +583,8 @@ fn checkpoint_if_stale(engine: &mut Engine, info: Info) -> Result<()> {
     let mark_matches = info.tail_chunk == w.chunk
         && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
     let journal_len = engine.journal.as_ref().map_or(0, |j| j.len);
-    if journal_len > 0 || info.acked != engine.acked || !mark_matches {
+    let flags = info.all_synced != (engine.synced() && engine.opened_synced);
+    if journal_len > 0 || info.acked != engine.acked || !mark_matches || flags {
         if engine.opened_synced && engine.synced() {
             // The new `info` will say every byte is synced: the newest chunk and the
             // journal may hold the write a crash cut, never synced (a kill in the same

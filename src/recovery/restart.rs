@@ -250,6 +250,7 @@ pub(crate) fn recover(
     info: &Info,
     boot: u128,
     names: &[String],
+    sync: bool,
 ) -> Result<(Info, Recovery)> {
     let mut report = Recovery {
         after_restart: true,
@@ -277,40 +278,20 @@ pub(crate) fn recover(
         _ => (0, None),
     };
     let found = scan(st, dir, &chunks, from, mark)?;
-    if let Some((i, at)) = found.cut
-        && marked_frame_after(st, &chunk_path(dir, chunks[i]), at)?
-    {
-        // A write that began once everything before it was synced: the damage before it
-        // is in synced records, which no power loss changes.
-        return Err(Error::corrupt(
-            chunk_path(dir, chunks[i]),
-            at,
-            "damaged record before records written after it was synced",
-        ));
-    }
-    if found.last.is_none() && from > 0 {
-        // The header of the chunk `info` says was synced: damage, not a power loss.
-        let path = chunk_path(dir, chunks[from]);
-        return Err(Error::corrupt(
-            &path,
-            0,
-            "bad chunk header in a chunk that was synced",
-        ));
-    }
-    let keep = cut(st, dir, &chunks, &found, &mut report)?;
-    let mut kept: Vec<u64> = chunks[..keep].to_vec();
-    let mut tail = found.tail;
-    if kept.is_empty() || tail < acks.acked {
-        // Acknowledgements reached the disk and the items they cover did not: those are
-        // gone. A new chunk at the head keeps sequence numbers unique; the old ones hold
-        // nothing unacknowledged.
-        report.acknowledged_lost = acks.acked.saturating_sub(tail);
-        let no = chunks.last().expect("not empty") + 1;
-        create_chunk(st, dir, no, acks.acked, true)?;
-        remove_chunks(st, dir, &kept)?;
-        kept = vec![no];
-        tail = acks.acked;
-    }
+    refuse_synced_damage(st, dir, &chunks, &found, from)?;
+    let (kept, tail) = if found.last.is_none() || found.tail < acks.acked {
+        // Acknowledgements reached the disk and the items they cover did not (or no
+        // record is intact): those are gone. A new chunk at the head keeps sequence
+        // numbers unique; the old ones hold nothing unacknowledged.
+        report.acknowledged_lost = acks.acked.saturating_sub(found.tail);
+        (
+            new_head(st, dir, &chunks, &found, acks.acked, &mut report)?,
+            acks.acked,
+        )
+    } else {
+        let keep = cut(st, dir, &chunks, &found, &mut report)?;
+        (chunks[..keep].to_vec(), found.tail)
+    };
     for &no in &kept[from.min(kept.len() - 1)..] {
         sync_file(st, &chunk_path(dir, no))?;
     }
@@ -324,7 +305,9 @@ pub(crate) fn recover(
         tail_last_len: 0,
         head_chunk: Some(kept[0]),
         boot_id: Some(boot),
-        all_synced: true,
+        // Everything is synced now; below `Synced` this session's writes will not be, and
+        // an `info` that said so could outlive them.
+        all_synced: sync,
         singles: acks.singles.into_iter().collect(),
     };
     write_info(st, dir, &new, true)?;
@@ -344,17 +327,16 @@ fn cut(
     found: &Scan,
     report: &mut Recovery,
 ) -> Result<usize> {
-    let Some((at, offset)) = found.cut else {
+    let Some((at, _)) = found.cut else {
         return Ok(chunks.len());
     };
-    let path = chunk_path(dir, chunks[at]);
-    report.cut_at = Some((path.clone(), offset));
+    report_cut(st, dir, chunks, found, report)?;
     let keep = match found.last {
         Some(last) if last == at => {
+            let path = chunk_path(dir, chunks[at]);
             let mut f = st
                 .open(&path, OpenMode::Append)
                 .map_err(|e| Error::io("open", &path, e))?;
-            report.bytes_dropped += written_after(&*f, &path, found.end)?;
             f.set_len(found.end)
                 .map_err(|e| Error::io("truncate", &path, e))?;
             f.sync_data().map_err(|e| Error::io("sync", &path, e))?;
@@ -362,22 +344,95 @@ fn cut(
         }
         _ => at,
     };
-    let dropped = &chunks[keep..];
-    for &no in dropped {
+    // Newest first: a crash in between leaves the chunk numbers without a gap.
+    remove_chunks(st, dir, chunks[keep..].iter().rev())?;
+    Ok(keep)
+}
+
+/// Records where the scan stopped and what is dropped after it: the cut chunk's bytes
+/// after its intact records and every later chunk.
+fn report_cut(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    found: &Scan,
+    report: &mut Recovery,
+) -> Result<()> {
+    let Some((at, offset)) = found.cut else {
+        return Ok(());
+    };
+    report.cut_at = Some((chunk_path(dir, chunks[at]), offset));
+    let from_end = found.last == Some(at);
+    for (i, &no) in chunks.iter().enumerate().skip(at) {
         let p = chunk_path(dir, no);
         let f = st
             .open(&p, OpenMode::Read)
             .map_err(|e| Error::io("open", &p, e))?;
-        report.bytes_dropped += written_after(&*f, &p, 0)?;
+        let from = if i == at && from_end { found.end } else { 0 };
+        report.bytes_dropped += written_after(&*f, &p, from)?;
+        if i > at || !from_end {
+            report.chunks_dropped += 1;
+        }
     }
-    report.chunks_dropped = dropped.len() as u64;
-    remove_chunks(st, dir, dropped)?;
-    Ok(keep)
+    Ok(())
 }
 
-/// Deletes chunk files newest first, then syncs the directory.
-fn remove_chunks(st: &dyn Storage, dir: &Path, chunks: &[u64]) -> Result<()> {
-    for &no in chunks.iter().rev() {
+/// Replaces every chunk file by a new, empty one starting at the head, `acked`. The new
+/// chunk (the next number) is durable before any old one is deleted, and they are
+/// deleted oldest first: a crash in between leaves chunks numbered without a gap, which
+/// the next `open` (still after a restart: `info` is written last) sorts out the same
+/// way. Returns the chunks kept: the new one.
+fn new_head(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    found: &Scan,
+    acked: u64,
+    report: &mut Recovery,
+) -> Result<Vec<u64>> {
+    report_cut(st, dir, chunks, found, report)?;
+    let no = chunks.last().expect("not empty") + 1;
+    create_chunk(st, dir, no, acked, true)?;
+    remove_chunks(st, dir, chunks.iter())?;
+    Ok(vec![no])
+}
+
+/// Refuses damage in records a power loss cannot have touched: before a frame with the
+/// sync mark, or in the header of a chunk `info` says was synced.
+fn refuse_synced_damage(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: &[u64],
+    found: &Scan,
+    from: usize,
+) -> Result<()> {
+    if let Some((i, at)) = found.cut
+        && marked_frame_after(st, &chunk_path(dir, chunks[i]), at)?
+    {
+        // A write that began once everything before it was synced.
+        return Err(Error::corrupt(
+            chunk_path(dir, chunks[i]),
+            at,
+            "damaged record before records written after it was synced",
+        ));
+    }
+    if found.last.is_none() && from > 0 {
+        return Err(Error::corrupt(
+            chunk_path(dir, chunks[from]),
+            0,
+            "bad chunk header in a chunk that was synced",
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes chunk files in the order given, then syncs the directory.
+fn remove_chunks<'a>(
+    st: &dyn Storage,
+    dir: &Path,
+    chunks: impl Iterator<Item = &'a u64>,
+) -> Result<()> {
+    for &no in chunks {
         let p = chunk_path(dir, no);
         match st.remove(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
