@@ -14,7 +14,7 @@ pub(crate) use info::{INFO_MIN_LEN, Info};
 pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame,
-    is_marked, marked, seal_frame,
+    is_marked, mark, marked, seal_frame,
 };
 
 /// Sequence numbers at or above this are refused as damage: diskq would need centuries to

@@ -110,14 +110,19 @@ pub(crate) fn seal_frame(frame: &mut [u8]) {
 /// A copy of the sealed frame `frame` with the sync mark set, and its CRC to match.
 pub(crate) fn marked(frame: &[u8]) -> Vec<u8> {
     let mut f = frame.to_vec();
-    let field = u32_at(&f, 0) | SYNC_MARK;
-    f[0..4].copy_from_slice(&field.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&f[0..4]);
-    h.update(&f[FRAME_HEADER_LEN..]);
-    let crc = h.finalize();
-    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    mark(&mut f);
     f
+}
+
+/// Sets the sync mark of the sealed frame `frame`, and its CRC to match.
+pub(crate) fn mark(frame: &mut [u8]) {
+    let field = u32_at(frame, 0) | SYNC_MARK;
+    frame[0..4].copy_from_slice(&field.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&frame[0..4]);
+    h.update(&frame[FRAME_HEADER_LEN..]);
+    let crc = h.finalize();
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Whether the valid frame at the start of `b` carries the sync mark.
