@@ -31,6 +31,8 @@ const INFO_ATOMIC: usize = 512;
 pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
+pub(crate) const SCHEMA: &str = "schema";
+pub(crate) const SCHEMA_TMP: &str = "schema.tmp";
 
 /// Chunk files larger than this are not started: the writer moves to a new chunk before
 /// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the
@@ -785,23 +787,38 @@ fn split_frames(batch: &[u8], max: u64, room: u64, first_free: bool) -> (usize, 
 /// §open, step 3a); an fdatasync here would make ext4 (data=ordered) write back every
 /// dirty page of the queue first.
 pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: bool) -> Result<()> {
-    let tmp = dir.join(INFO_TMP);
-    let path = dir.join(INFO);
+    let bytes = info.encode();
+    // One sector is written whole; a longer `info` (more than 53 single
+    // acknowledgements) could come back half written, which nothing could rebuild.
+    let sync_data = sync || bytes.len() > INFO_ATOMIC;
+    write_atomic(storage, dir, INFO, INFO_TMP, &bytes, sync_data, sync)
+}
+
+/// Replaces `<dir>/<name>` by `bytes` atomically: written to `<dir>/<tmp>`, synced when
+/// `sync_data`, renamed over `name`, the directory synced when `sync_dir`. Every durable
+/// metadata update goes through here.
+pub(crate) fn write_atomic(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    tmp: &str,
+    bytes: &[u8],
+    sync_data: bool,
+    sync_dir: bool,
+) -> Result<()> {
+    let (tmp, path) = (dir.join(tmp), dir.join(name));
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    let bytes = info.encode();
-    f.append(&bytes).map_err(|e| Error::io("write", &tmp, e))?;
-    // One sector is written whole; a longer `info` (more than 53 single
-    // acknowledgements) could come back half written, which nothing could rebuild.
-    if sync || bytes.len() > INFO_ATOMIC {
+    f.append(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    if sync_data {
         f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
     }
     drop(f);
     storage
         .rename(&tmp, &path)
         .map_err(|e| Error::io("rename over", &path, e))?;
-    if sync {
+    if sync_dir {
         storage
             .sync_dir(dir)
             .map_err(|e| Error::io("sync directory", dir, e))?;

@@ -65,13 +65,31 @@ pub enum Error {
         /// The queue directory.
         path: PathBuf,
     },
+    /// The queue was created for another item type (or `Options::schema` tag).
+    #[error(
+        "queue directory {} holds items of type {stored:?}, not {requested:?}: open it with \
+         the type (or Options::schema tag) it was created with. To change the item type, \
+         drain the queue first, then delete its schema file (the next open records the new \
+         type)",
+        .path.display()
+    )]
+    TypeMismatch {
+        /// The queue directory.
+        path: PathBuf,
+        /// The type name or tag the queue was created with.
+        stored: String,
+        /// The type name or tag this open asked for.
+        requested: String,
+    },
     /// A stored item does not deserialize as the queue's item type.
     #[error(
-        "item in {} at offset {offset} does not deserialize as this queue's item type: {source}; \
-         open the queue with the type it was written with",
+        "item {seq} in {} at offset {offset} does not deserialize as this queue's item type: \
+         {source}; open the queue with the type it was written with",
         .path.display()
     )]
     Decode {
+        /// The item's sequence number (its position in the queue's history).
+        seq: u64,
         /// The chunk file holding the item.
         path: PathBuf,
         /// Offset of the item's record in that file.
@@ -129,6 +147,10 @@ impl Error {
     /// True for [`Error::Locked`].
     pub fn is_locked(&self) -> bool {
         matches!(self, Error::Locked { .. })
+    }
+    /// True for [`Error::TypeMismatch`].
+    pub fn is_type_mismatch(&self) -> bool {
+        matches!(self, Error::TypeMismatch { .. })
     }
     /// True for damage found on disk ([`Error::Corrupt`] or [`Error::MissingInfo`]).
     pub fn is_corrupt(&self) -> bool {

@@ -722,9 +722,12 @@ fn dir_options(config: u8) -> Options {
         2 => Durability::Buffered,
         _ => Durability::Written,
     };
+    // One schema tag for both item types the body opens the directory as: the records
+    // are read as `Vec<u8>` and as `u64` on purpose.
     Options::new()
         .durability(durability)
         .chunk_size(1 + usize::from((config >> 2) & 7))
+        .schema("fuzz")
 }
 
 /// Whether the drain acknowledges the `i`-th item it gets (config bits 5-6).

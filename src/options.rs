@@ -49,6 +49,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
     pub(crate) chunk_bytes: u64,
+    pub(crate) schema: Option<String>,
 }
 
 impl Default for Options {
@@ -66,6 +67,7 @@ impl Options {
             durability: Durability::Written,
             journal_limit: crate::engine::JOURNAL_LIMIT,
             chunk_bytes: crate::engine::CHUNK_BYTES,
+            schema: None,
         }
     }
 
@@ -97,6 +99,38 @@ impl Options {
     /// The durability level; [`Durability::Written`] by default.
     pub fn durability(mut self, d: Durability) -> Options {
         self.durability = d;
+        self
+    }
+
+    /// The tag recorded as the queue's item type when it is created, instead of
+    /// [`std::any::type_name`] of the item type (the default). Opening a queue with
+    /// another tag (or, without one, another type) fails with
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) instead of returning wrong
+    /// items. A tag is recommended for long-lived queues: a type's name changes when a
+    /// module is renamed, and is not guaranteed stable across compiler versions. Change
+    /// the tag when the item's serialized form changes. Longer than 4,096 bytes: cut
+    /// there.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use diskq::{Options, Queue};
+    /// let q: Queue<(u64, String)> = Options::new().schema("jobs/v1").open(dir.path())?;
+    /// q.put(&(1, "resize".to_string()))?;
+    /// drop(q);
+    /// let err = Options::new().schema("jobs/v2").open::<(u64, String)>(dir.path()).unwrap_err();
+    /// assert!(err.is_type_mismatch());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn schema(mut self, tag: impl Into<String>) -> Options {
+        let mut tag: String = tag.into();
+        if tag.len() > crate::format::schema::MAX_TAG_LEN {
+            let mut end = crate::format::schema::MAX_TAG_LEN;
+            while !tag.is_char_boundary(end) {
+                end -= 1;
+            }
+            tag.truncate(end);
+        }
+        self.schema = Some(tag);
         self
     }
 

@@ -107,7 +107,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         opts: Options,
         dir: &Path,
     ) -> Result<Queue<T>> {
-        let (engine, lock) = recovery::open(storage, dir, &opts)?;
+        let schema = opts
+            .schema
+            .clone()
+            .unwrap_or_else(|| std::any::type_name::<T>().to_string());
+        let (engine, lock) = recovery::open(storage, dir, &opts, &schema)?;
         let intake = (opts.durability == Durability::Buffered && opts.max_size == 0)
             .then(|| Intake::new(engine.poison_flag.clone()));
         Ok(Queue {
@@ -402,6 +406,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let item = codec::decode(payload).map_err(|source| {
             let (path, offset) = e.location();
             Error::Decode {
+                seq: e.read,
                 path: path.to_path_buf(),
                 offset,
                 source,

@@ -504,14 +504,18 @@ fn an_item_that_cannot_be_read_is_a_storage_error_not_a_disconnection() {
     let (tx, rx) = diskq::channel::<u32>(d.path()).unwrap();
     tx.send(7).unwrap();
     drop((tx, rx));
-    // The wrong item type: 7 as four bytes is no bool.
-    let (tx, rx) = diskq::channel::<bool>(d.path()).unwrap();
+    // Another item type is refused at open.
+    let err = diskq::channel::<bool>(d.path()).unwrap_err();
+    assert!(err.is_type_mismatch(), "{err:?}");
+    // Forced under the stored type's tag, the wrong item type: 7 as four bytes is no bool.
+    let opts = diskq::Options::new().schema("u32");
+    let (tx, rx) = diskq::channel_with::<bool>(&opts, d.path()).unwrap();
     let err = rx.recv().unwrap_err();
     assert!(err.is_storage() && !err.is_disconnected(), "{err:?}");
     assert!(matches!(err.storage_error(), Some(Error::Decode { .. })));
     assert!(
         err.to_string()
-            .starts_with("receiving on a durable channel failed: item in")
+            .starts_with("receiving on a durable channel failed: item 0 in")
     );
     assert!(matches!(
         rx.try_recv(),
@@ -527,7 +531,7 @@ fn an_item_that_cannot_be_read_is_a_storage_error_not_a_disconnection() {
     // An iterator cannot report it, and must not end as if the items were done.
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.iter().count()));
     let msg = res.unwrap_err().downcast::<String>().unwrap();
-    assert!(msg.starts_with("diskq channel: item in"), "{msg}");
+    assert!(msg.starts_with("diskq channel: item 0 in"), "{msg}");
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.try_iter().count()));
     assert!(res.is_err());
     drop(rx);

@@ -474,12 +474,14 @@ fn sample_errors() -> Vec<Error> {
     errs.push(Options::new().open::<u32>(dir.path()).unwrap_err()); // Locked
     drop(q);
 
-    // Decode: stored as String, read as u64.
+    // TypeMismatch: stored as String, opened as u64.
     let sdir = tempfile::tempdir().unwrap();
-    let qs: Queue<String> = Queue::open(sdir.path()).unwrap();
+    let qs: Queue<String> = Options::new().schema("s").open(sdir.path()).unwrap();
     qs.put(&"abc".to_string()).unwrap();
     drop(qs);
-    let qn: Queue<u64> = Queue::open(sdir.path()).unwrap();
+    errs.push(Queue::<u64>::open(sdir.path()).unwrap_err());
+    // Decode: stored as String, read as u64 under the same schema tag.
+    let qn: Queue<u64> = Options::new().schema("s").open(sdir.path()).unwrap();
     errs.push(qn.get_nowait().unwrap_err());
     drop(qn);
 
@@ -522,19 +524,24 @@ fn errors_are_the_expected_variants() {
     assert!(matches!(errs[2], Error::NothingToAcknowledge));
     assert!(matches!(errs[3], Error::Full));
     assert!(errs[4].is_locked(), "{:?}", errs[4]);
-    assert!(matches!(errs[5], Error::Decode { .. }), "{:?}", errs[5]);
-    assert!(matches!(errs[6], Error::Encode(_)), "{:?}", errs[6]);
+    assert!(errs[5].is_type_mismatch(), "{:?}", errs[5]);
     assert!(
-        matches!(errs[7], Error::MissingInfo { .. }),
+        matches!(errs[6], Error::Decode { seq: 0, .. }),
         "{:?}",
-        errs[7]
+        errs[6]
     );
-    assert!(errs[7].is_corrupt());
-    assert!(matches!(errs[8], Error::Io { .. }), "{:?}", errs[8]);
-    assert!(errs[9].is_corrupt());
+    assert!(matches!(errs[7], Error::Encode(_)), "{:?}", errs[7]);
+    assert!(
+        matches!(errs[8], Error::MissingInfo { .. }),
+        "{:?}",
+        errs[8]
+    );
+    assert!(errs[8].is_corrupt());
+    assert!(matches!(errs[9], Error::Io { .. }), "{:?}", errs[9]);
+    assert!(errs[10].is_corrupt());
     // The variants that wrap a cause expose it.
     use std::error::Error as _;
-    for e in [&errs[5], &errs[6], &errs[8]] {
+    for e in [&errs[6], &errs[7], &errs[9]] {
         assert!(e.source().is_some(), "{e:?} has no source");
     }
 }

@@ -6,6 +6,7 @@ mod ack;
 mod chunk;
 mod info;
 mod record;
+pub(crate) mod schema;
 
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};

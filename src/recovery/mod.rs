@@ -11,10 +11,11 @@ mod tail;
 pub use restart::Recovery;
 
 use crate::engine::{
-    ACKS, ChunkLimit, ChunkMeta, Engine, INFO, Journal, LOCK, Writer, create_chunk, write_info,
+    ACKS, ChunkLimit, ChunkMeta, Engine, INFO, Journal, LOCK, SCHEMA, SCHEMA_TMP, Writer,
+    create_chunk, write_atomic, write_info,
 };
 use crate::error::{Error, Result};
-use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ};
+use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, schema};
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -31,12 +32,14 @@ pub(crate) fn open(
     storage: Arc<dyn Storage>,
     dir: &Path,
     opts: &Options,
+    schema: &str,
 ) -> Result<(Engine, LockGuard)> {
     let st = &*storage;
     let sync = opts.durability == Durability::Synced;
     let lock = lock(st, dir)?; // step 1 (step 2: `info.tmp` is left alone)
     let boot = st.boot_id();
     let start = read_info(st, dir, boot, sync)?; // steps 3 and 3a
+    check_schema(st, dir, schema)?; // step 3b
     let mut r = Recovering::new(st, dir, sync)?;
     let journal_len = r.merge_acks(&start)?; // step 4
     let (newest_file, mut oldest_file) = r.locate_chunks(&start)?; // step 5
@@ -118,6 +121,45 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
         listed: None,
         recovered,
     })
+}
+
+/// Step 3b: the item type. The tag recorded at creation must be the one asked for; a
+/// queue without one (made before format version 4, or whose creation stopped between
+/// `info` and `schema`) records it now. Written synced, whatever the level: it is written
+/// once, and a `schema` file is never found torn.
+fn check_schema(st: &dyn Storage, dir: &Path, requested: &str) -> Result<()> {
+    let path = dir.join(SCHEMA);
+    match st
+        .read_all(&path)
+        .map_err(|e| Error::io("read", &path, e))?
+    {
+        Some(b) => {
+            let stored = schema::decode(&b).map_err(|e| {
+                let detail = format!(
+                    "bad schema file: {e} (delete it: the next open records the item type it is \
+                     opened with)"
+                );
+                Error::corrupt(&path, 0, detail)
+            })?;
+            if stored != requested {
+                return Err(Error::TypeMismatch {
+                    path: dir.to_path_buf(),
+                    stored,
+                    requested: requested.to_string(),
+                });
+            }
+            Ok(())
+        }
+        None => write_atomic(
+            st,
+            dir,
+            SCHEMA,
+            SCHEMA_TMP,
+            &schema::encode(requested),
+            true,
+            true,
+        ),
+    }
 }
 
 /// The values in a CRC-valid `info` that no queue writes: damage, named by offset.
