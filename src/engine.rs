@@ -807,6 +807,16 @@ pub(crate) fn write_atomic(
     sync_dir: bool,
 ) -> Result<()> {
     let (tmp, path) = (dir.join(tmp), dir.join(name));
+    // A leftover of an interrupted write is removed, not truncated and reused: below
+    // `Synced` a power loss could keep the rename below and give the file back its old,
+    // unsynced bytes (a stale or partial `info`). A new file comes back empty or zero,
+    // which `open` rebuilds.
+    match storage.remove(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("remove", &tmp, e));
+        }
+        _ => {}
+    }
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| Error::io("create", &tmp, e))?;

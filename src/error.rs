@@ -77,9 +77,9 @@ pub enum Error {
         /// The queue directory.
         path: PathBuf,
         /// The type name or tag the queue was created with.
-        stored: String,
+        stored: Box<str>,
         /// The type name or tag this open asked for.
-        requested: String,
+        requested: Box<str>,
     },
     /// A stored item does not deserialize as the queue's item type.
     #[error(

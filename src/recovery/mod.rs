@@ -142,10 +142,11 @@ fn check_schema(st: &dyn Storage, dir: &Path, requested: &str) -> Result<()> {
                 Error::corrupt(&path, 0, detail)
             })?;
             if stored != requested {
+                // (Boxed strings keep `Error`, and every `Result` a get returns, small.)
                 return Err(Error::TypeMismatch {
                     path: dir.to_path_buf(),
-                    stored,
-                    requested: requested.to_string(),
+                    stored: stored.into(),
+                    requested: requested.into(),
                 });
             }
             Ok(())
@@ -457,8 +458,7 @@ impl<'a> Recovering<'a> {
 
     /// Step 10: the journal, ready for appends: created if missing (with a directory
     /// sync at every level: entries synced into a file whose name is not durable would
-    /// vanish with it), a cut entry truncated (synced at `Synced`, before new entries go
-    /// over it).
+    /// vanish with it), a cut entry truncated, and at `Synced` synced.
     fn ready_journal(&mut self, valid_len: u64) -> Result<Journal> {
         let (st, dir, path) = (self.st, self.dir, self.journal_path.clone());
         let mut file = match self.jfile.take() {
@@ -476,16 +476,17 @@ impl<'a> Recovering<'a> {
         if len != valid_len {
             file.set_len(valid_len)
                 .map_err(|e| Error::io("truncate", &path, e))?;
-            if self.sync {
-                file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
-            }
+        }
+        if self.sync {
+            // Durable before new entries go over the cut ones, or over the entries an
+            // emptying whose sync failed in the last session left behind.
+            file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
         }
         Ok(Journal {
             path,
             file,
             len: valid_len,
-            // Known only once synced: a new journal, and the checkpoint below, are.
-            all_synced: valid_len == 0 && self.sync,
+            all_synced: self.sync,
         })
     }
 }

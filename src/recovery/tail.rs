@@ -172,9 +172,10 @@ pub(super) fn recover_tail(
             // A torn last write: cut it so the next append starts on a frame boundary.
             file.set_len(end)
                 .map_err(|e| Error::io("truncate", &path, e))?;
-            if sync {
-                file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
-            }
+            // Synced at every level, before new records go over the cut ones: a power
+            // loss could otherwise give back the cut bytes under a new record's length,
+            // zeros completing a cut frame into a valid one, an item that was dropped.
+            file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
         }
         return Ok((
             Writer {
