@@ -1,6 +1,6 @@
 //! The `info` checkpoint. FORMAT.md §info.
 
-use super::{DecodeError, FORMAT_VERSION, u32_at, u64_at};
+use super::{DecodeError, FORMAT_VERSION, check_magic_and_crc, u32_at, u64_at};
 
 fn u128_at(b: &[u8], at: usize) -> u128 {
     let mut a = [0u8; 16];
@@ -112,21 +112,8 @@ impl Info {
 
     /// Decodes the current format, and versions 1 and 2's shorter layouts.
     pub(crate) fn decode(b: &[u8]) -> Result<Info, DecodeError> {
-        if b.len() < INFO_V1_MIN_LEN {
-            return Err(DecodeError::Length {
-                expected: INFO_MIN_LEN,
-                found: b.len(),
-            });
-        }
-        if &b[..8] != MAGIC {
-            return Err(DecodeError::Magic);
-        }
         // The CRC first: the layout depends on the version field, which it covers.
-        let stored = u32_at(b, b.len() - 4);
-        let computed = crc32fast::hash(&b[..b.len() - 4]);
-        if stored != computed {
-            return Err(DecodeError::Checksum { stored, computed });
-        }
+        check_magic_and_crc(b, INFO_V1_MIN_LEN, INFO_MIN_LEN, MAGIC)?;
         let version = u32_at(b, 8);
         // Where the count of single acknowledgements is, and the fixed length.
         let (n_at, min) = match version {

@@ -82,6 +82,31 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// Checks the magic and the trailing CRC-32 (over every byte before it) of a structure of
+/// variable length, at least `min` bytes long; `expected` is the length an error names.
+fn check_magic_and_crc(
+    b: &[u8],
+    min: usize,
+    expected: usize,
+    magic: &[u8],
+) -> Result<(), DecodeError> {
+    if b.len() < min {
+        return Err(DecodeError::Length {
+            expected,
+            found: b.len(),
+        });
+    }
+    if &b[..magic.len()] != magic {
+        return Err(DecodeError::Magic);
+    }
+    let stored = u32_at(b, b.len() - 4);
+    let computed = crc32fast::hash(&b[..b.len() - 4]);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    Ok(())
+}
+
 /// Checks length, magic, version and the trailing CRC of a fixed-size structure whose
 /// last four bytes are a CRC-32 over all the bytes before them.
 fn check_fixed(b: &[u8], len: usize, magic: &[u8]) -> Result<(), DecodeError> {

@@ -1,6 +1,6 @@
 //! The `schema` file: the item type a queue was created for. FORMAT.md §schema.
 
-use super::{DecodeError, u32_at};
+use super::{DecodeError, check_magic_and_crc, u32_at};
 
 const MAGIC: &[u8; 8] = b"diskqsch";
 /// The layout version of the `schema` file.
@@ -24,20 +24,7 @@ pub(crate) fn encode(tag: &str) -> Vec<u8> {
 
 /// Decodes a `schema` file: the tag it records.
 pub(crate) fn decode(b: &[u8]) -> Result<String, DecodeError> {
-    if b.len() < FIXED_LEN {
-        return Err(DecodeError::Length {
-            expected: FIXED_LEN,
-            found: b.len(),
-        });
-    }
-    if &b[..8] != MAGIC {
-        return Err(DecodeError::Magic);
-    }
-    let stored = u32_at(b, b.len() - 4);
-    let computed = crc32fast::hash(&b[..b.len() - 4]);
-    if stored != computed {
-        return Err(DecodeError::Checksum { stored, computed });
-    }
+    check_magic_and_crc(b, FIXED_LEN, FIXED_LEN, MAGIC)?;
     let version = u32_at(b, 8);
     if version != SCHEMA_VERSION {
         return Err(DecodeError::Version(version));
