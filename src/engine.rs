@@ -9,7 +9,7 @@ use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark}
 use crate::inspect::chain::{self, Break};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
-use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::storage::{OpenMode, Storage, StorageFile, remove_if_exists};
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -147,8 +147,6 @@ pub(crate) struct Engine {
     pub(crate) poison_flag: Arc<AtomicBool>,
     /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
     pub(crate) checkpoint_wanted: bool,
-    /// The machine's boot (`Storage::boot_id`), recorded in every `info`.
-    pub(crate) boot_id: u128,
     /// Every record and entry on disk was durable when the queue was opened (recorded
     /// so in `info`, or made so by recovery after a restart).
     pub(crate) opened_synced: bool,
@@ -156,8 +154,6 @@ pub(crate) struct Engine {
     /// open below `Synced` over an `info` that says `all_synced` (FORMAT.md §open,
     /// step 10).
     pub(crate) durable_info_once: bool,
-    /// What open found and cut after a restart of the machine.
-    pub(crate) recovered: crate::recovery::Recovery,
     /// What `info` holds on disk, when known (read at open or written since): a
     /// checkpoint that would write the same, with an empty journal, writes nothing.
     pub(crate) info_on_disk: Option<Info>,
@@ -637,7 +633,7 @@ impl Engine {
             // Chunks are deleted oldest first, after this, so it stays a lower bound of
             // the oldest chunk file (a chunk whose deletion failed is still listed).
             head_chunk: self.chunks.front().map(|c| c.no),
-            boot_id: Some(self.boot_id),
+            boot_id: Some(self.storage.boot_id()),
             // Below `Synced` the writes since open are not synced.
             all_synced: self.synced() && self.opened_synced,
             singles: self.singles.iter().copied().collect(),
@@ -811,12 +807,7 @@ pub(crate) fn write_atomic(
     // `Synced` a power loss could keep the rename below and give the file back its old,
     // unsynced bytes (a stale or partial `info`). A new file comes back empty or zero,
     // which `open` rebuilds.
-    match storage.remove(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("remove", &tmp, e));
-        }
-        _ => {}
-    }
+    remove_if_exists(storage, &tmp).map_err(|e| Error::io("remove", &tmp, e))?;
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| Error::io("create", &tmp, e))?;

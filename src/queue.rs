@@ -66,6 +66,8 @@ pub struct Queue<T> {
     max_size: u64,
     durability: Durability,
     dir: PathBuf,
+    /// What `open` found and cut after a restart of the machine.
+    recovered: crate::Recovery,
     // Dropped after `engine` (field order), so the lock outlives the final checkpoint.
     _lock: LockGuard,
     _item: PhantomData<fn(T) -> T>,
@@ -111,7 +113,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .schema
             .clone()
             .unwrap_or_else(|| std::any::type_name::<T>().to_string());
-        let (engine, lock) = recovery::open(storage, dir, &opts, &schema)?;
+        let (engine, lock, recovered) = recovery::open(storage, dir, &opts, &schema)?;
         let intake = (opts.durability == Durability::Buffered && opts.max_size == 0)
             .then(|| Intake::new(engine.poison_flag.clone()));
         Ok(Queue {
@@ -123,6 +125,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             max_size: opts.max_size as u64,
             durability: opts.durability,
             dir: dir.to_path_buf(),
+            recovered,
             _lock: lock,
             _item: PhantomData,
         })
@@ -790,7 +793,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recovery(&self) -> crate::Recovery {
-        self.engine.lock().recovered.clone()
+        self.recovered.clone()
     }
 
     /// Items put and not yet acknowledged: those waiting plus those gotten but not yet

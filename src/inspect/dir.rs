@@ -4,6 +4,7 @@
 //! `verify` command reports it; nothing here changes a file. The journal and the chunk
 //! chain are read and checked by the same code as `open`'s (`journal.rs`, `chain.rs`).
 
+use super::journal::Acknowledged;
 use super::{chain, journal};
 use crate::engine::{ACKS, INFO, INFO_TMP};
 use crate::error::{Error, Result};
@@ -12,8 +13,7 @@ use crate::format::{
 };
 use crate::reader::{describe, parse_chunk_name};
 use crate::repair::{AckState, DamagedRange, MovedFile};
-use crate::storage::{OpenMode, Storage};
-use std::collections::BTreeSet;
+use crate::storage::{OpenMode, Storage, open_if_exists};
 use std::io;
 use std::ops::Range;
 use std::path::Path;
@@ -300,11 +300,8 @@ pub(crate) fn read_journal(
     damaged: &mut Vec<Damage>,
 ) -> Result<Journal> {
     let path = dir.join(ACKS);
-    let file = match st.open(&path, OpenMode::Read) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("open", &path, e)),
-    };
+    let file =
+        open_if_exists(st, &path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
     let scan = journal::scan(file.as_deref(), &path)?;
     for r in &scan.damaged {
         let cut = r.end == scan.len && r.end - r.start < ACK_ENTRY_LEN as u64;
@@ -323,29 +320,6 @@ pub(crate) fn read_journal(
         head: scan.head,
         singles: scan.singles,
     })
-}
-
-/// The items known to be acknowledged: every item before `head`, and `singles` after it.
-/// Empty when neither `info` nor the journal is readable.
-#[derive(Debug, Default)]
-pub(crate) struct Acknowledged {
-    pub(crate) head: u64,
-    pub(crate) singles: BTreeSet<u64>,
-}
-
-impl Acknowledged {
-    /// The head absorbs the singles it reaches, as at `open` (FORMAT.md §State).
-    pub(crate) fn new(mut head: u64, singles: impl IntoIterator<Item = u64>) -> Acknowledged {
-        let mut singles: BTreeSet<u64> = singles.into_iter().filter(|&s| s >= head).collect();
-        while head < u64::MAX && singles.remove(&head) {
-            head += 1;
-        }
-        Acknowledged { head, singles }
-    }
-
-    pub(crate) fn contains(&self, seq: u64) -> bool {
-        seq < self.head || self.singles.contains(&seq)
-    }
 }
 
 /// What `info` and the journal tell of acknowledgements. Every valid entry is evidence:

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry, MAX_SEQ, all_zero};
 use crate::storage::{StorageFile, read_full_at};
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 
@@ -105,6 +106,29 @@ pub(crate) fn scan(file: Option<&dyn StorageFile>, path: &Path) -> Result<Journa
         s.valid_end = at;
     }
     Ok(s)
+}
+
+/// The items known to be acknowledged: every item before `head`, and `singles` after it.
+/// Empty when neither `info` nor the journal is readable.
+#[derive(Debug, Default)]
+pub(crate) struct Acknowledged {
+    pub(crate) head: u64,
+    pub(crate) singles: BTreeSet<u64>,
+}
+
+impl Acknowledged {
+    /// The head absorbs the singles it reaches, as at `open` (FORMAT.md §State).
+    pub(crate) fn new(mut head: u64, singles: impl IntoIterator<Item = u64>) -> Acknowledged {
+        let mut singles: BTreeSet<u64> = singles.into_iter().filter(|&s| s >= head).collect();
+        while head < u64::MAX && singles.remove(&head) {
+            head += 1;
+        }
+        Acknowledged { head, singles }
+    }
+
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        seq < self.head || self.singles.contains(&seq)
+    }
 }
 
 /// The journal's entries in file order, with their offsets; the last may be short (cut).

@@ -6,7 +6,7 @@ use crate::engine::INFO_TMP;
 use crate::format::MAX_SEQ;
 use crate::inspect::chain::{self, Break};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
-use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::storage::{OpenMode, Storage, StorageFile, open_if_exists, remove_if_exists};
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -51,11 +51,7 @@ pub(super) fn find_chunks(
 ) -> Result<Option<Found>> {
     let open = |no: u64, mode: OpenMode| -> Result<Option<Box<dyn StorageFile>>> {
         let path = chunk_path(dir, no);
-        match st.open(&path, mode) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("open", &path, e)),
-        }
+        open_if_exists(st, &path, mode).map_err(|e| Error::io("open", &path, e))
     };
     let exists = |no: u64| Ok::<bool, Error>(open(no, OpenMode::Read)?.is_some());
     // (No chunk number reaches `MAX_SEQ`: a chunk holds at least one item. Listing
@@ -111,12 +107,7 @@ pub(super) fn listed(st: &dyn Storage, dir: &Path, names: Option<Vec<String>>) -
     if names.iter().any(|n| n == INFO_TMP) {
         // (A new queue's info was written through it since the listing: NotFound.)
         let tmp = dir.join(INFO_TMP);
-        match st.remove(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove", &tmp, e));
-            }
-            _ => {}
-        }
+        remove_if_exists(st, &tmp).map_err(|e| Error::io("remove", &tmp, e))?;
     }
     let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
     chunks.sort_unstable();

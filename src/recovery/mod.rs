@@ -16,9 +16,10 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, schema};
+use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
-use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::storage::{OpenMode, Storage, StorageFile, open_if_exists};
 use chunks::{Durable, Firsts, OldestFile};
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
@@ -33,7 +34,7 @@ pub(crate) fn open(
     dir: &Path,
     opts: &Options,
     schema: &str,
-) -> Result<(Engine, LockGuard)> {
+) -> Result<(Engine, LockGuard, Recovery)> {
     let st = &*storage;
     let sync = opts.durability == Durability::Synced;
     let lock = lock(st, dir)?; // step 1 (step 2: `info.tmp` is left alone)
@@ -58,7 +59,7 @@ pub(crate) fn open(
     let mut engine = build_engine(&storage, dir, opts, &start, r, meta, writer, head, journal);
     settle_synced_state(&mut engine, &start)?;
     checkpoint_if_stale(&mut engine, start.info)?;
-    Ok((engine, lock))
+    Ok((engine, lock, start.recovered))
 }
 
 /// Step 1: takes the flock on `.lock`, creating the directory first if it is missing.
@@ -243,11 +244,8 @@ struct Recovering<'a> {
 impl<'a> Recovering<'a> {
     fn new(st: &'a dyn Storage, dir: &'a Path, sync: bool) -> Result<Recovering<'a>> {
         let journal_path = dir.join(ACKS);
-        let jfile = match st.open(&journal_path, OpenMode::Append) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("open", &journal_path, e)),
-        };
+        let jfile = open_if_exists(st, &journal_path, OpenMode::Append)
+            .map_err(|e| Error::io("open", &journal_path, e))?;
         Ok(Recovering {
             st,
             dir,
@@ -266,15 +264,12 @@ impl<'a> Recovering<'a> {
     fn merge_acks(&mut self, start: &Start) -> Result<u64> {
         let journal = journal::read(self.jfile.as_deref(), &self.journal_path)?;
         let info = &start.info;
-        self.acked = info.acked.max(journal.head.unwrap_or(0));
         // Items acknowledged one by one: those the head has reached are absorbed into it.
-        self.singles = info.singles.iter().copied().collect();
-        self.singles.extend(journal.singles);
-        let acked = self.acked;
-        self.singles.retain(|&s| s >= acked);
-        while self.singles.remove(&self.acked) {
-            self.acked += 1;
-        }
+        let known = Acknowledged::new(
+            info.acked.max(journal.head.unwrap_or(0)),
+            info.singles.iter().copied().chain(journal.singles),
+        );
+        (self.acked, self.singles) = (known.head, known.singles);
         Ok(journal.valid_end)
     }
 
@@ -564,11 +559,9 @@ fn build_engine(
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
         info_on_disk: None,
-        boot_id: storage.boot_id(),
         // As `info` says (after a restart step 3a synced everything and said so at
         // `Synced`); `settle_synced_state` completes it.
         opened_synced: start.info.all_synced,
-        recovered: start.recovered.clone(),
         durable_info_once: false,
     }
 }

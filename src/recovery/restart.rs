@@ -12,9 +12,11 @@
 use crate::engine::{ACKS, create_chunk, write_info};
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, Info, decode_frame, find_frame, is_marked};
-use crate::inspect::journal;
+use crate::inspect::journal::{self, Acknowledged};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
-use crate::storage::{OpenMode, Storage, StorageFile, read_full_at};
+use crate::storage::{
+    OpenMode, Storage, StorageFile, open_if_exists, read_full_at, remove_if_exists,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -74,11 +76,8 @@ struct Acks {
 
 fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
     let path = dir.join(ACKS);
-    let file = match st.open(&path, OpenMode::Read) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("open", &path, e)),
-    };
+    let file =
+        open_if_exists(st, &path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
     let scan = journal::scan(file.as_deref(), &path)?;
     if let Some((at, value)) = scan.impossible {
         // A checksum cannot vouch for a value no queue reaches: damage.
@@ -101,19 +100,17 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
     }
     // Every intact entry counts, wherever it is: a torn append can keep a later entry
     // and lose an earlier one.
-    let mut acks = Acks {
-        acked: info.acked.max(scan.head.unwrap_or(0)),
-        singles: info.singles.iter().copied().collect(),
-        ignored: scan.damaged_entries(),
-        len: scan.len,
-    };
-    acks.singles.extend(scan.singles);
-    let acked = acks.acked;
-    acks.singles.retain(|&s| s >= acked);
-    while acks.singles.remove(&acks.acked) {
-        acks.acked += 1;
-    }
-    Ok(acks)
+    let (ignored, len) = (scan.damaged_entries(), scan.len);
+    let known = Acknowledged::new(
+        info.acked.max(scan.head.unwrap_or(0)),
+        info.singles.iter().copied().chain(scan.singles),
+    );
+    Ok(Acks {
+        acked: known.head,
+        singles: known.singles,
+        ignored,
+        len,
+    })
 }
 
 /// Below `Synced` a fully acknowledged chunk file is deleted once its acknowledgements
@@ -129,11 +126,8 @@ fn acknowledged_by_deletion(st: &dyn Storage, dir: &Path, oldest: u64, acks: &mu
         return 0;
     }
     let moved = first - acks.acked;
-    acks.acked = first;
-    acks.singles.retain(|&s| s >= first);
-    while acks.singles.remove(&acks.acked) {
-        acks.acked += 1;
-    }
+    let known = Acknowledged::new(first, std::mem::take(&mut acks.singles));
+    (acks.acked, acks.singles) = (known.head, known.singles);
     moved
 }
 
@@ -434,12 +428,7 @@ fn remove_chunks<'a>(
 ) -> Result<()> {
     for &no in chunks {
         let p = chunk_path(dir, no);
-        match st.remove(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove", &p, e));
-            }
-            _ => {}
-        }
+        remove_if_exists(st, &p).map_err(|e| Error::io("remove", &p, e))?;
     }
     st.sync_dir(dir)
         .map_err(|e| Error::io("sync directory", dir, e))

@@ -70,6 +70,27 @@ pub trait StorageFile: Send + Sync + Debug {
     fn sync_data(&mut self) -> io::Result<()>;
 }
 
+/// Opens `path`; `Ok(None)` when it does not exist.
+pub(crate) fn open_if_exists(
+    st: &dyn Storage,
+    path: &Path,
+    mode: OpenMode,
+) -> io::Result<Option<Box<dyn StorageFile>>> {
+    match st.open(path, mode) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `path`; a file already gone is not an error.
+pub(crate) fn remove_if_exists(st: &dyn Storage, path: &Path) -> io::Result<()> {
+    match st.remove(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Reads until `buf` is full or the file ends; returns the count read.
 pub(crate) fn read_full_at(f: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;

@@ -267,70 +267,40 @@ impl SimStorage {
             Crash::ProcessKeepingCache => return s.process_keeping_cache(),
             _ => {}
         }
-        let mut rng = match crash {
-            Crash::PowerLossPrefix(seed) => seed | 1,
-            _ => 1,
-        };
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = Rng(match crash {
+            Crash::PowerLossPrefix(seed) => seed,
+            _ => 0,
+        });
         let names = match crash {
             Crash::Process => s.names.clone(),
             _ => s.durable_names.clone(),
         };
-        let mut inodes = HashMap::new();
-        for &ino in names.values() {
-            let i = &s.inodes[&ino];
-            let data = match crash {
-                Crash::Process => i.data.clone(),
-                Crash::PowerLoss => i.synced.clone(),
-                Crash::PowerLossPages(_) | Crash::ProcessKeepingCache => {
-                    unreachable!("returned above")
+        let boot = match crash {
+            Crash::Process => s.boot,
+            _ => Boot(s.boot.0 + 1),
+        };
+        s.image(names, boot, |i| match crash {
+            Crash::PowerLossPrefix(_) => {
+                // Some prefix of the changes since the last sync reached the disk: the
+                // current bytes up to a point, then what was synced. (Appends change the
+                // file only after its old end or over reserved zeros.)
+                let same = i
+                    .data
+                    .iter()
+                    .zip(&i.synced)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let extra = i.data.len() - same;
+                let keep = same + (rng.next() % (extra as u64 + 1)) as usize;
+                let mut d = i.data[..keep].to_vec();
+                if i.synced.len() > keep {
+                    d.extend_from_slice(&i.synced[keep..]);
                 }
-                Crash::PowerLossPrefix(_) => {
-                    // Some prefix of the changes since the last sync reached the disk:
-                    // the current bytes up to a point, then what was synced. (Appends
-                    // change the file only after its old end or over reserved zeros.)
-                    let same = i
-                        .data
-                        .iter()
-                        .zip(&i.synced)
-                        .take_while(|(a, b)| a == b)
-                        .count();
-                    let extra = i.data.len() - same;
-                    let keep = same + (next() % (extra as u64 + 1)) as usize;
-                    let mut d = i.data[..keep].to_vec();
-                    if i.synced.len() > keep {
-                        d.extend_from_slice(&i.synced[keep..]);
-                    }
-                    d
-                }
-            };
-            inodes.insert(
-                ino,
-                Inode {
-                    synced: data.clone(),
-                    data,
-                },
-            );
-        }
-        SimStorage {
-            state: Arc::new(Mutex::new(State {
-                inodes,
-                next_ino: s.next_ino,
-                durable_names: names.clone(),
-                names,
-                dirs: s.dirs.clone(),
-                boot: match crash {
-                    Crash::Process => s.boot,
-                    _ => Boot(s.boot.0 + 1),
-                },
-                ..State::default()
-            })),
-        }
+                d
+            }
+            Crash::PowerLoss => i.synced.clone(),
+            _ => i.data.clone(),
+        })
     }
 
     /// The current contents of a file, if it exists.
@@ -491,13 +461,25 @@ impl State {
                 };
             }
         }
+        self.image(names, Boot(self.boot.0 + 1), |i| {
+            torn_pages(&i.data, &i.synced, keep, &mut rng)
+        })
+    }
+
+    /// A new file system whose files are `names`, each holding what `data_of` gives for
+    /// its inode, all of it durable (what a disk holds after a crash), at boot `boot`.
+    fn image(
+        &self,
+        names: BTreeMap<PathBuf, u64>,
+        boot: Boot,
+        mut data_of: impl FnMut(&Inode) -> Vec<u8>,
+    ) -> SimStorage {
         let mut inos: Vec<u64> = names.values().copied().collect();
         inos.sort_unstable();
         inos.dedup();
         let mut inodes = HashMap::new();
         for ino in inos {
-            let i = &self.inodes[&ino];
-            let data = torn_pages(&i.data, &i.synced, keep, &mut rng);
+            let data = data_of(&self.inodes[&ino]);
             inodes.insert(
                 ino,
                 Inode {
@@ -513,7 +495,7 @@ impl State {
                 durable_names: names.clone(),
                 names,
                 dirs: self.dirs.clone(),
-                boot: Boot(self.boot.0 + 1),
+                boot,
                 ..State::default()
             })),
         }
