@@ -1507,6 +1507,28 @@ impl Model {
         );
     }
 
+    /// [`ModelOp::Crash`]: stops the world after `k` more mutating operations, with the
+    /// crash kind `flags` picks; one crash at a time.
+    fn arm(&mut self, k: u8, flags: u8) {
+        if self.armed.is_some() {
+            return;
+        }
+        let seed = u64::from(flags >> 3) + 1;
+        let crash = match (self.durability, (flags >> 1) & 3) {
+            (Durability::Synced, 0) => Crash::PowerLoss,
+            (Durability::Synced, 1) => Crash::PowerLossPrefix(seed),
+            (Durability::Written, 1) => Crash::PowerLoss,
+            (Durability::Written, 3) => Crash::PowerLossPrefix(seed),
+            (Durability::Synced | Durability::Written, 2) | (Durability::Buffered, 1) => {
+                Crash::PowerLossPages(seed)
+            }
+            _ => Crash::Process,
+        };
+        self.st
+            .crash_after(self.st.ops() + u64::from(k), flags & 1 != 0);
+        self.armed = Some(crash);
+    }
+
     /// Runs one operation; false when the run cannot go on.
     fn step(&mut self, op: ModelOp) -> bool {
         let mut uncertain = Uncertain::None;
@@ -1566,23 +1588,7 @@ impl Model {
                 self.opts = model_options(self.durability, b);
                 return self.restart(failed || self.st.crashed(), Uncertain::None);
             }
-            ModelOp::Crash(k, flags) => {
-                if self.armed.is_none() {
-                    let seed = u64::from(flags >> 3) + 1;
-                    let crash = match (self.durability, (flags >> 1) & 3) {
-                        (Durability::Synced, 0) => Crash::PowerLoss,
-                        (Durability::Synced, 1) => Crash::PowerLossPrefix(seed),
-                        (Durability::Written, 1) => Crash::PowerLoss,
-                        (Durability::Written, 3) => Crash::PowerLossPrefix(seed),
-                        (Durability::Synced | Durability::Written, 2)
-                        | (Durability::Buffered, 1) => Crash::PowerLossPages(seed),
-                        _ => Crash::Process,
-                    };
-                    self.st
-                        .crash_after(self.st.ops() + u64::from(k), flags & 1 != 0);
-                    self.armed = Some(crash);
-                }
-            }
+            ModelOp::Crash(k, flags) => self.arm(k, flags),
             ModelOp::Fault(kind, skip) => {
                 let ops = [
                     Op::Write,
