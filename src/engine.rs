@@ -620,6 +620,9 @@ impl Engine {
     /// must be home.
     pub(crate) fn checkpoint(&mut self) -> Result<()> {
         self.check()?;
+        if let Err(e) = check_dir(&*self.storage, &self.dir) {
+            return Err(self.poison(e));
+        }
         self.write_pending_locked()?;
         let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
@@ -810,7 +813,7 @@ pub(crate) fn write_atomic(
     remove_if_exists(storage, &tmp).map_err(|e| Error::io("remove", &tmp, e))?;
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+        .map_err(|e| create_error(storage, dir, &tmp, e))?;
     f.append(bytes).map_err(|e| Error::io("write", &tmp, e))?;
     if sync_data {
         f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
@@ -827,6 +830,26 @@ pub(crate) fn write_atomic(
     Ok(())
 }
 
+/// [`Error::DirectoryDeleted`] when the queue's directory was deleted (one `fstat`).
+pub(crate) fn check_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    match storage.deleted() {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Error::DirectoryDeleted { path: dir.into() }),
+        Err(e) => Err(Error::io("check queue directory", dir, e)),
+    }
+}
+
+/// The error of creating `path`: a file cannot be created in a deleted directory
+/// (`ENOENT`), which is said so.
+fn create_error(storage: &dyn Storage, dir: &Path, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound
+        && let Err(gone @ Error::DirectoryDeleted { .. }) = check_dir(storage, dir)
+    {
+        return gone;
+    }
+    Error::io("create", path, e)
+}
+
 /// Creates chunk file `chunk` holding only its header.
 pub(crate) fn create_chunk(
     storage: &dyn Storage,
@@ -838,7 +861,7 @@ pub(crate) fn create_chunk(
     let path = chunk_path(dir, chunk);
     let mut file = storage
         .open(&path, OpenMode::CreateNew)
-        .map_err(|e| Error::io("create", &path, e))?;
+        .map_err(|e| create_error(storage, dir, &path, e))?;
     let header = ChunkHeader { chunk, first_seq }.encode();
     file.append(&header)
         .map_err(|e| Error::io("write", &path, e))?;

@@ -28,6 +28,18 @@ pub enum Error {
         /// The queue directory.
         path: PathBuf,
     },
+    /// The queue's directory was deleted while the queue was open. The queue writes only
+    /// into the directory it opened, never into one created at the same path since.
+    #[error(
+        "queue directory {} was deleted while the queue was open: items put since then \
+         went with it, and nothing more can be stored there. Drop this Queue and open a \
+         queue again (a new one if the directory is gone)",
+        .path.display()
+    )]
+    DirectoryDeleted {
+        /// The path the directory had when the queue was opened.
+        path: PathBuf,
+    },
     /// An operating-system call failed.
     #[error("i/o error: could not {op} {}: {source}", .path.display())]
     Io {

@@ -5,7 +5,7 @@ use crate::codec::{self, Frames};
 use crate::commit::{
     Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
 };
-use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH};
+use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH, check_dir};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
 use crate::options::{Durability, Options};
@@ -842,6 +842,9 @@ impl<T> Queue<T> {
     pub fn flush(&self) -> Result<()> {
         let mut e = self.engine.lock();
         self.drain_intake(&mut e)?;
+        if let Err(err) = check_dir(&*e.storage, &e.dir) {
+            return Err(e.poison(err));
+        }
         loop {
             e.check()?;
             wait_idle(&mut e, &self.sig);

@@ -296,6 +296,12 @@ pub fn repair_on(storage: Arc<dyn Storage>, dir: &Path) -> Result<RepairReport> 
     if !looks_like_queue {
         return Err(nothing_to_repair(dir));
     }
+    // From here on through the directory's handle, as an open queue works (see
+    // `Storage::anchor`): a repair never acts on another directory given the path.
+    let storage = storage
+        .anchor(dir)
+        .map_err(|e| Error::io("open queue directory", dir, e))?;
+    let st = &*storage;
     let lock_path = dir.join(LOCK);
     let _lock = st
         .try_lock(&lock_path)

@@ -35,6 +35,7 @@ pub(crate) fn open(
     opts: &Options,
     schema: &str,
 ) -> Result<(Engine, LockGuard, Recovery)> {
+    let storage = anchor(storage, dir)?;
     let st = &*storage;
     let sync = opts.durability == Durability::Synced;
     let lock = lock(st, dir)?; // step 1 (step 2: `info.tmp` is left alone)
@@ -62,20 +63,28 @@ pub(crate) fn open(
     Ok((engine, lock, start.recovered))
 }
 
-/// Step 1: takes the flock on `.lock`, creating the directory first if it is missing.
+/// Holds the directory open, creating it first if it is missing: from here on the queue
+/// reaches its files through that handle (`Storage::anchor`), so that it never writes into
+/// another directory given its path later. An existing queue (the usual case) costs no
+/// `mkdir` and `stat`.
+fn anchor(storage: Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn Storage>> {
+    let anchored = match storage.clone().anchor(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            storage
+                .create_dir_all(dir)
+                .map_err(|e| Error::io("create queue directory", dir, e))?;
+            storage.anchor(dir)
+        }
+        anchored => anchored,
+    };
+    anchored.map_err(|e| Error::io("open queue directory", dir, e))
+}
+
+/// Step 1: takes the flock on `.lock`.
 fn lock(st: &dyn Storage, dir: &Path) -> Result<LockGuard> {
     let lock_path = dir.join(LOCK);
-    // The directory is created when the lock file cannot be: an existing queue (the usual
-    // case) costs no `mkdir` and `stat`.
-    let lock = match st.try_lock(&lock_path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            st.create_dir_all(dir)
-                .map_err(|e| Error::io("create queue directory", dir, e))?;
-            st.try_lock(&lock_path)
-        }
-        locked => locked,
-    };
-    lock.map_err(|e| Error::io("lock", &lock_path, e))?
+    st.try_lock(&lock_path)
+        .map_err(|e| Error::io("lock", &lock_path, e))?
         .ok_or_else(|| Error::Locked {
             path: dir.to_path_buf(),
         })

@@ -1,5 +1,6 @@
 //! The real file system.
 
+use super::anchored::AnchoredDir;
 use super::{OpenMode, Storage, StorageFile};
 use memmap2::{MmapMut, MmapOptions};
 use std::any::Any;
@@ -7,7 +8,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// An appended file grows by a window of at least this many bytes at a time ...
@@ -40,25 +41,7 @@ impl Storage for FsStorage {
             .create(true)
             .truncate(false)
             .open(path)?;
-        // flock(2): held per open file description, so a second open in this process
-        // conflicts just as another process does. A process being spawned holds a copy of
-        // every descriptor between fork and exec (where O_CLOEXEC closes it), so a lock
-        // just released can look held for a moment: retry for about 100 ms before
-        // reporting it locked.
-        let mut pause = Duration::from_millis(1);
-        let mut waited = Duration::ZERO;
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(Some(Box::new(f))),
-                Err(TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
-                    std::thread::sleep(pause);
-                    waited += pause;
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => return Err(e),
-            }
-        }
+        lock_file(f)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -70,16 +53,11 @@ impl Storage for FsStorage {
     }
 
     fn read_all(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        // Not `fs::read`, which asks for the size first: the file is small, so reading
-        // until the end costs one syscall fewer.
-        let mut buf = Vec::with_capacity(4096);
-        io::Read::read_to_end(&mut io::Read::take(&file, u64::MAX), &mut buf)?;
-        Ok(Some(buf))
+        match File::open(path) {
+            Ok(f) => read_to_end(f).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
@@ -92,22 +70,7 @@ impl Storage for FsStorage {
             OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::Truncate => o.write(true).create(true).truncate(true),
         };
-        let file = o.open(path)?;
-        let tail = match mode {
-            OpenMode::Append | OpenMode::CreateNew => {
-                let len = file.metadata()?.len();
-                Some(Tail {
-                    len,
-                    size: len,
-                    map: None,
-                    map_at: 0,
-                    appended: false,
-                    synced: false,
-                })
-            }
-            OpenMode::Read | OpenMode::Truncate => None,
-        };
-        Ok(Box::new(FsFile { file, tail }))
+        wrap_file(o.open(path)?, mode)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -122,18 +85,77 @@ impl Storage for FsStorage {
         File::open(dir)?.sync_all()
     }
 
-    /// Linux's `/proc/sys/kernel/random/boot_id`, read once per process (it cannot change
-    /// while the process lives); 0 (unknown) elsewhere or when it cannot be read.
     fn boot_id(&self) -> u128 {
-        static BOOT_ID: OnceLock<u128> = OnceLock::new();
-        *BOOT_ID.get_or_init(|| {
-            #[cfg(target_os = "linux")]
-            if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-                return parse_boot_id(&text).unwrap_or(0);
-            }
-            0
-        })
+        boot_id()
     }
+
+    fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {
+        Ok(Arc::new(AnchoredDir::open(dir)?))
+    }
+}
+
+/// Takes the flock on an open lock file (see [`Storage::try_lock`]).
+pub(super) fn lock_file(f: File) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+    // flock(2): held per open file description, so a second open in this process
+    // conflicts just as another process does. A process being spawned holds a copy of
+    // every descriptor between fork and exec (where O_CLOEXEC closes it), so a lock
+    // just released can look held for a moment: retry for about 100 ms before
+    // reporting it locked.
+    let mut pause = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(Some(Box::new(f))),
+            Err(TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                std::thread::sleep(pause);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// The whole contents of a small open file.
+pub(super) fn read_to_end(file: File) -> io::Result<Vec<u8>> {
+    // Not `fs::read`, which asks for the size first: the file is small, so reading
+    // until the end costs one syscall fewer.
+    let mut buf = Vec::with_capacity(4096);
+    io::Read::read_to_end(&mut io::Read::take(&file, u64::MAX), &mut buf)?;
+    Ok(buf)
+}
+
+/// A file opened with `mode`, as a [`StorageFile`]: appending ones keep a [`Tail`].
+pub(super) fn wrap_file(file: File, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+    let tail = match mode {
+        OpenMode::Append | OpenMode::CreateNew => {
+            let len = file.metadata()?.len();
+            Some(Tail {
+                len,
+                size: len,
+                map: None,
+                map_at: 0,
+                appended: false,
+                synced: false,
+            })
+        }
+        OpenMode::Read | OpenMode::Truncate => None,
+    };
+    Ok(Box::new(FsFile { file, tail }))
+}
+
+/// Linux's `/proc/sys/kernel/random/boot_id`, read once per process (it cannot change
+/// while the process lives); 0 (unknown) elsewhere or when it cannot be read.
+pub(super) fn boot_id() -> u128 {
+    static BOOT_ID: OnceLock<u128> = OnceLock::new();
+    *BOOT_ID.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            return parse_boot_id(&text).unwrap_or(0);
+        }
+        0
+    })
 }
 
 /// The 32 hex digits of a UUID such as `dc6a2909-6215-4ef2-af25-45b53743d71e` (dashes

@@ -4,6 +4,7 @@
 //! Not part of the stable API: public (and hidden from the docs) only so that the test
 //! suite and the fuzz targets can open a queue on [`SimStorage`].
 
+mod anchored;
 mod fs;
 mod sim;
 
@@ -14,6 +15,7 @@ use std::any::Any;
 use std::fmt::Debug;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,16 @@ pub trait Storage: Send + Sync + Debug {
     /// 0 means unknown (no source of boot ids here): assume a restart may have
     /// happened. Callers treat 0 as equal to nothing, itself included.
     fn boot_id(&self) -> u128;
+    /// This storage bound to the existing directory `dir`: what it does to paths under
+    /// `dir` from then on happens in the directory `dir` names now, wherever it is later
+    /// renamed to (a handle and the `*at` system calls), never in another directory
+    /// that takes the path. The queue calls it once, at open.
+    fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>>;
+    /// Whether the directory this storage is anchored to was deleted since. `false`
+    /// when it is not anchored.
+    fn deleted(&self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// An open file.

@@ -648,6 +648,15 @@ impl Storage for SimStorage {
     fn boot_id(&self) -> u128 {
         self.state.lock().boot.0
     }
+
+    /// The simulated directories are never renamed or deleted behind the queue's back,
+    /// so paths name them well enough; a missing one is `NotFound`, as on a real one.
+    fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {
+        if !self.state.lock().dirs.iter().any(|d| d == dir) {
+            return Err(errno(ENOENT));
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug)]
