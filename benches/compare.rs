@@ -2,7 +2,7 @@
 //! and the in-memory ceilings `crossbeam-channel` and `std::sync::mpsc`, in one run.
 //!
 //! ```sh
-//! cargo bench --bench compare                      # everything (6-7 minutes, 2 cores)
+//! cargo bench --bench compare                      # everything (about 9 minutes, 2 cores)
 //! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w6 memory)
 //! cargo bench --bench compare -- memory            # only the peak-memory rows
 //! DISKQ_BENCH_SCALE=0.1 cargo bench --bench compare   # every item count x 0.1
@@ -632,7 +632,15 @@ fn rounds<const M: usize>(label: &str, backends: &[Backend], job: Job) -> Vec<[f
         for k in order {
             let b = backends[k];
             let values = measure::<M>(job, b);
-            let shown: Vec<String> = values.iter().map(|&v| fmt_rate(v)).collect();
+            // W5's first value is seconds: too small for a rate's format.
+            let fmt = |v: f64| {
+                if v < 100.0 {
+                    format!("{v:.6}")
+                } else {
+                    fmt_rate(v)
+                }
+            };
+            let shown: Vec<String> = values.iter().map(|&v| fmt(v)).collect();
             let (name, shown) = (b.name(), shown.join(" / "));
             log(&format!("{label}, round {round}/{REPS}: {name}: {shown}"));
             for (j, v) in values.into_iter().enumerate() {
