@@ -2,16 +2,18 @@
 //! and the in-memory ceilings `crossbeam-channel` and `std::sync::mpsc`, in one run.
 //!
 //! ```sh
-//! cargo bench --bench compare                      # everything (6-7 minutes, 2 cores)
+//! cargo bench --bench compare                      # everything (about 9 minutes, 2 cores)
 //! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w6 memory)
 //! cargo bench --bench compare -- memory            # only the peak-memory rows
 //! DISKQ_BENCH_SCALE=0.1 cargo bench --bench compare   # every item count x 0.1
 //! ```
 //!
 //! Workloads (each backend gets a fresh temporary directory for every run; payloads are
-//! fixed-seed pseudo-random bytes; each measurement is run 3 times, the backends taking
-//! turns within each round, each round starting at a different backend, and the median
-//! shown; the heap's free memory goes back to the kernel after every run):
+//! fixed-seed pseudo-random bytes). Each measurement of a (workload, backend) runs in a
+//! fresh child process (this binary re-executed as `compare --measure <job> <backend>`,
+//! printing one `RESULT` line), 5 times; the backends take turns within each round, each
+//! round starting at a different backend and every other round in reverse order, and
+//! the median is shown:
 //!
 //! * W1 fill-drain: N puts of 64 B, then N gets each followed by its acknowledgement.
 //!   Also at 1,000 items: every operation synced (diskq Synced, queue-file with
@@ -53,7 +55,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const REPS: usize = 3;
+const REPS: usize = 5;
 const SMALL: usize = 64;
 const LARGE: usize = 4096;
 const BATCH: usize = 1000;
@@ -288,6 +290,7 @@ impl Backend {
             YAQUE_EVERY_ACK,
             Crossbeam,
             Mpsc,
+            RawFile,
             DiskqChannel,
         ]
         .into_iter()
@@ -508,60 +511,141 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Returns the heap's free memory to the kernel, so that each run starts from the same
-/// heap whatever ran before it. A run after an in-memory channel's, which leaves tens of
-/// MB of freed heap behind, was slower: W2 at Buffered in a scratch loop (10 rounds,
-/// medians) 3.94 M/s after `std::sync::mpsc` and 4.13 after crossbeam-channel, against
-/// 4.45 after another diskq run and 4.45 after `mpsc` with the heap trimmed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn give_back_heap() {
-    unsafe extern "C" {
-        /// glibc: `int malloc_trim(size_t pad)`.
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: `malloc_trim` takes a plain integer and only releases free memory of
-    // glibc's own heap, under each arena's lock; no Rust code depends on where free
-    // memory lives.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn give_back_heap() {}
-
 /// A backend that has no equivalent for a workload.
 fn not_available(workload: &str, backend: Backend, size: usize, why: &str) -> Row {
     Row::new(workload, backend, size).against(None).note(why)
 }
 
 // ---------------------------------------------------------------------------------------
-// Repetition.
+// Repetition, one fresh process per measurement.
 
-/// Runs `measure` `REPS` times for every backend, the backends taking turns within each
-/// round so that a slow spell of the shared machine falls on all of them alike. Each
-/// round starts at a different backend: what runs first, or right after another
-/// workload's in-memory channels, measured slower (W2 at Buffered 3.6-3.9 M/s as the
-/// first of every round, 4.45-4.60 M/s as the third), and so no backend is in that place
-/// in more than one round, which the median then drops. Returns each backend's
-/// per-metric medians, in the order of `backends`.
-fn rounds<const M: usize>(
-    label: &str,
-    backends: &[Backend],
-    mut measure: impl FnMut(Backend) -> [f64; M],
-) -> Vec<[f64; M]> {
+/// One measurement's workload: what a child process runs once for one backend.
+#[derive(Clone, Copy)]
+enum Job {
+    /// W1, W3, W1 at a small count: [put, get+ack] items/s.
+    FillDrain { n: usize, size: usize },
+    /// W2: [items/s].
+    Interleaved { n: usize },
+    /// W4: [items/s, p50 ns, p99 ns].
+    DurablePuts { n: usize, threads: usize },
+    /// W5: [reopen seconds, drain items/s].
+    Reopen { n: usize },
+    /// W6: [put, get+ack] items/s.
+    Batches { n: usize },
+}
+
+impl Job {
+    /// The child's arguments after `--measure` and before the backend's key.
+    fn args(self) -> [String; 3] {
+        let (kind, a, b) = match self {
+            Job::FillDrain { n, size } => ("fill-drain", n, size),
+            Job::Interleaved { n } => ("interleaved", n, 0),
+            Job::DurablePuts { n, threads } => ("durable-puts", n, threads),
+            Job::Reopen { n } => ("reopen", n, 0),
+            Job::Batches { n } => ("batches", n, 0),
+        };
+        [kind.to_string(), a.to_string(), b.to_string()]
+    }
+
+    fn parse(args: &[String]) -> Job {
+        let num = |i: usize| -> usize { args[i].parse().expect("a number") };
+        match args[0].as_str() {
+            "fill-drain" => Job::FillDrain {
+                n: num(1),
+                size: num(2),
+            },
+            "interleaved" => Job::Interleaved { n: num(1) },
+            "durable-puts" => Job::DurablePuts {
+                n: num(1),
+                threads: num(2),
+            },
+            "reopen" => Job::Reopen { n: num(1) },
+            "batches" => Job::Batches { n: num(1) },
+            other => panic!("unknown measurement {other}"),
+        }
+    }
+
+    /// Runs the measurement once, in this process.
+    fn run(self, b: Backend) -> Vec<f64> {
+        match self {
+            Job::FillDrain { n, size } => fill_drain(b, n, &payloads(size)).to_vec(),
+            Job::Interleaved { n } => vec![interleaved(b, n, &payloads(SMALL))],
+            Job::DurablePuts { n, threads } => {
+                let (r, lat) = durable_puts(b, n, threads, &payloads(SMALL));
+                let (p50, p99) = percentiles(lat);
+                vec![r, p50, p99]
+            }
+            Job::Reopen { n } => reopen(b, n, &payloads(SMALL)).to_vec(),
+            Job::Batches { n } => batches(b, n, &payloads(SMALL)).to_vec(),
+        }
+    }
+}
+
+/// The child's side: `--measure <job args> <backend key>`; prints `RESULT v1 v2 ...`.
+fn measure_child(args: &[String]) {
+    let job = Job::parse(&args[..3]);
+    let values = job.run(Backend::from_key(&args[3]));
+    let text: Vec<String> = values.iter().map(f64::to_string).collect();
+    println!("RESULT {}", text.join(" "));
+}
+
+/// Runs `job` once for `backend` in a fresh child process (this binary, re-executed).
+fn measure<const M: usize>(job: Job, backend: Backend) -> [f64; M] {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .arg("--measure")
+        .args(job.args())
+        .arg(backend.key())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
+    let values: Option<Vec<f64>> = line.map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect());
+    match values.map(<[f64; M]>::try_from) {
+        Some(Ok(v)) => v,
+        _ => panic!(
+            "measurement {:?} of {} failed: {}\n{}",
+            job.args(),
+            backend.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Measures `job` `REPS` times for every backend, each time in a fresh process, so that
+/// no result depends on what ran before it in the same process (the heap an in-memory
+/// channel leaves behind, for one, slowed the next run). The
+/// backends take turns within each round so that a slow spell of the shared machine
+/// falls on all of them alike, each round starting at a different backend and every
+/// other round going backwards, so that no backend always follows the same one. Returns
+/// each backend's per-metric medians, in the order of `backends`.
+fn rounds<const M: usize>(label: &str, backends: &[Backend], job: Job) -> Vec<[f64; M]> {
     let mut samples = vec![vec![Vec::new(); M]; backends.len()];
     let step = (backends.len() / REPS).max(1);
     for round in 1..=REPS {
         let first = (round - 1) * step % backends.len();
-        for k in (first..backends.len()).chain(0..first) {
+        let mut order: Vec<usize> = (first..backends.len()).chain(0..first).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for k in order {
             let b = backends[k];
-            log(&format!("{label}, round {round}/{REPS}: {}", b.name()));
-            for (j, v) in measure(b).into_iter().enumerate() {
+            let values = measure::<M>(job, b);
+            // W5's first value is seconds: too small for a rate's format.
+            let fmt = |v: f64| {
+                if v < 100.0 {
+                    format!("{v:.6}")
+                } else {
+                    fmt_rate(v)
+                }
+            };
+            let shown: Vec<String> = values.iter().map(|&v| fmt(v)).collect();
+            let (name, shown) = (b.name(), shown.join(" / "));
+            log(&format!("{label}, round {round}/{REPS}: {name}: {shown}"));
+            for (j, v) in values.into_iter().enumerate() {
                 samples[k][j].push(v);
             }
-            give_back_heap();
         }
     }
     samples
@@ -609,13 +693,12 @@ fn ack_note(b: Backend) -> &'static str {
 }
 
 fn fill_drain_rows(label: &str, backends: &[Backend], n: usize, size: usize) -> Vec<Row> {
-    let pool = payloads(size);
     let tag = if label.contains("items") {
         label.to_string()
     } else {
         format!("{label} ({n} items)")
     };
-    let results = rounds(&tag, backends, |b| fill_drain(b, n, &pool));
+    let results = rounds(&tag, backends, Job::FillDrain { n, size });
     let mut rows = Vec::new();
     for (&b, [put, get]) in backends.iter().zip(results) {
         let put_note = if matches!(b, DiskqBytes(_)) {
@@ -757,7 +840,6 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
 }
 
 fn w2(n: usize) -> Vec<Row> {
-    let pool = payloads(SMALL);
     let backends = [
         BUFFERED,
         WRITTEN,
@@ -769,9 +851,11 @@ fn w2(n: usize) -> Vec<Row> {
         Crossbeam,
         Mpsc,
     ];
-    let results = rounds(&format!("W2 ({n} items)"), &backends, |b| {
-        [interleaved(b, n, &pool)]
-    });
+    let results = rounds(
+        &format!("W2 ({n} items)"),
+        &backends,
+        Job::Interleaved { n },
+    );
     backends
         .iter()
         .zip(results)
@@ -839,7 +923,6 @@ fn durable_puts(backend: Backend, n: usize, threads: usize, pool: &[Item]) -> (f
 }
 
 fn w4(n: usize) -> Vec<Row> {
-    let pool = payloads(SMALL);
     let mut rows = Vec::new();
     for threads in [1, 8] {
         let label = format!(
@@ -847,11 +930,8 @@ fn w4(n: usize) -> Vec<Row> {
             if threads > 1 { "s" } else { "" }
         );
         let backends = [SYNCED, QF_SYNC, RawFile];
-        let results = rounds(&format!("{label} ({n} items)"), &backends, |b| {
-            let (r, lat) = durable_puts(b, n, threads, &pool);
-            let (p50, p99) = percentiles(lat);
-            [r, p50, p99]
-        });
+        let job = Job::DurablePuts { n, threads };
+        let results = rounds(&format!("{label} ({n} items)"), &backends, job);
         for (&b, [r, p50, p99]) in backends.iter().zip(results) {
             let note = match (b, threads) {
                 (RawFile, 1) => "append 64 B + fdatasync: the disk's floor",
@@ -899,11 +979,8 @@ fn reopen(backend: Backend, n: usize, pool: &[Item]) -> [f64; 2] {
 }
 
 fn w5(n: usize) -> Vec<Row> {
-    let pool = payloads(SMALL);
     let backends = [WRITTEN, QF, YAQUE];
-    let results = rounds(&format!("W5 ({n} items)"), &backends, |b| {
-        reopen(b, n, &pool)
-    });
+    let results = rounds(&format!("W5 ({n} items)"), &backends, Job::Reopen { n });
     let mut rows = Vec::new();
     for (&b, [open, _]) in backends.iter().zip(&results) {
         rows.push(
@@ -958,11 +1035,8 @@ fn batches(backend: Backend, n: usize, pool: &[Item]) -> [f64; 2] {
 }
 
 fn w6(n: usize) -> Vec<Row> {
-    let pool = payloads(SMALL);
     let backends = SINGLE_THREADED;
-    let results = rounds(&format!("W6 ({n} items)"), &backends, |b| {
-        batches(b, n, &pool)
-    });
+    let results = rounds(&format!("W6 ({n} items)"), &backends, Job::Batches { n });
     let mut rows = Vec::new();
     for (&b, [put, get]) in backends.iter().zip(results) {
         let (put_note, get_note) = match b {
@@ -1113,9 +1187,10 @@ fn print_table(rows: &[Row]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--memory-child") {
-        memory_child(&args[1], args[2].parse().unwrap());
-        return;
+    match args.first().map(String::as_str) {
+        Some("--memory-child") => return memory_child(&args[1], args[2].parse().unwrap()),
+        Some("--measure") => return measure_child(&args[1..]),
+        _ => {}
     }
     START.with(|_| ());
     // `cargo bench` passes `--bench`; other words select workloads.
