@@ -16,7 +16,7 @@
 //! Acknowledgements work the same way with the journal: entries hold absolute counts, so
 //! one entry with the newest count covers every `task_done` that came before it.
 
-use crate::engine::{Engine, Journal, write_frames};
+use crate::engine::{ACKS, Engine, Fate, Journal, write_frames};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
 use parking_lot::{Condvar, MutexGuard};
@@ -43,9 +43,16 @@ pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Resu
     lead_writes_until(e, sig, u64::MAX)
 }
 
-/// Waits until item `seq` is written, leading whenever the writer is home: a caller
-/// whose frame is pending becomes the next leader as soon as the last one is done.
-pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) -> Result<()> {
+/// Waits until item `seq`, whose batch's fate is `fate`, is written, leading whenever
+/// the writer is home: a caller whose frame is pending becomes the next leader as soon
+/// as the last one is done. [`Error::NoSpace`] when the disk was full and the item was
+/// not stored.
+pub(crate) fn write_through(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+    seq: u64,
+    fate: &Fate,
+) -> Result<()> {
     if e.synced() {
         e.pending_callers += 1;
         if e.returning > 0 {
@@ -55,15 +62,25 @@ pub(crate) fn write_through(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: 
             }
         }
     }
-    while e.written <= seq {
+    let mut no_space = None;
+    loop {
+        match fate.stored(seq) {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(no_space.unwrap_or_else(|| e.no_space("append to", ""))),
+            None => {}
+        }
         e.check()?;
         if e.writer.is_some() {
-            lead_writes_until(e, sig, seq)?;
+            // A full disk settles this item's fate, which the loop then reads: the
+            // item may be among those written before the failed append.
+            match lead_writes_until(e, sig, seq) {
+                Err(err) if err.is_no_space() => no_space = Some(err),
+                r => r?,
+            }
         } else {
             sig.progress.wait(e);
         }
     }
-    Ok(())
 }
 
 /// Writes one put's frame straight from the caller's buffer, when no sync follows,
@@ -84,6 +101,7 @@ pub(crate) fn write_alone(
     }
     let _wake = WakeOnPanic(sig);
     e.check()?;
+    e.room_for_puts()?;
     e.write_locked(frame, 1)?;
     sig.progress.notify_all();
     sig.not_empty.notify_all();
@@ -120,15 +138,25 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
         let spare = std::mem::take(&mut e.spare);
         let batch = std::mem::replace(&mut e.pending, spare);
         let n = std::mem::take(&mut e.pending_count);
+        let fate = e.pending_fate.take();
         let callers = std::mem::take(&mut e.pending_callers);
         // Still accepted while out: a `put` enqueued meanwhile numbers its item after
         // these, and `len`, `queued` and `unfinished` do not dip.
         e.writing = n;
         let (storage, dir, limit) = (e.storage.clone(), e.dir.clone(), e.chunk_limit);
         let started = Instant::now();
+        let mut new_chunks = Vec::new();
         let res = MutexGuard::unlocked(e, || {
             catch_unwind(AssertUnwindSafe(|| {
-                write_frames(&*storage, &dir, &mut w, &batch, limit, sync)
+                write_frames(
+                    &*storage,
+                    &dir,
+                    &mut w,
+                    &batch,
+                    limit,
+                    sync,
+                    &mut new_chunks,
+                )
             }))
         });
         if sync {
@@ -145,7 +173,8 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
                 resume_unwind(panic);
             }
         };
-        let res = e.writer_home(w, &batch, n, res);
+        let res = e.writer_home(w, &batch, n, new_chunks, res);
+        e.settle(fate);
         e.recycle(batch);
         sig.progress.notify_all();
         res?;
@@ -249,19 +278,54 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
                 resume_unwind(panic);
             }
         };
-        let res = res.map_err(|err| Error::io("append to", &j.path, err));
+        let res = res.map_err(|err| Error::write("append to", &j.path, err));
+        if let Err(err) = res {
+            return journal_failed(e, sig, j, singles, err);
+        }
         let full = j.len >= e.journal_limit;
         e.journal = Some(j);
         sig.progress.notify_all();
-        if let Err(err) = res {
-            return Err(e.poison(err));
-        }
         e.acked_written = head;
         e.ack_gen_written = gen_;
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
     }
     checkpoint_if_due(e, sig)
+}
+
+/// After a failed journal append. A full disk poisons nothing: the acknowledgements stay
+/// in memory (`singles` back in line) to be journaled by the next leader, once the
+/// reserve is given up for them (retried at once) or later calls find room; until then
+/// a crash may deliver them again. Any other failure poisons.
+fn journal_failed(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+    mut j: Journal,
+    mut singles: Vec<u64>,
+    err: Error,
+) -> Result<()> {
+    // Whatever part of the entries reached the file is cut off again.
+    let cut = if err.is_no_space() {
+        j.file
+            .set_len(j.len)
+            .map_err(|e| Error::io("truncate", &j.path, e))
+    } else {
+        Err(err)
+    };
+    e.journal = Some(j);
+    sig.progress.notify_all();
+    match cut {
+        Err(other) => Err(e.poison(other)),
+        Ok(()) => {
+            singles.append(&mut e.singles_unwritten);
+            e.singles_unwritten = singles;
+            let (st, dir) = (e.storage.clone(), e.dir.clone());
+            if e.reserve.release(&*st, &dir)? {
+                return lead_acks(e, sig);
+            }
+            Err(e.no_space("append to", ACKS))
+        }
+    }
 }
 
 /// Wakes every waiter when a leader unwinds: followers then find the file home and the
@@ -288,7 +352,12 @@ fn checkpoint_if_due(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()
             sig.progress.notify_all();
             sig.not_empty.notify_all();
         }
-        res?;
+        match res {
+            // Wanted again at the next chance: nothing depends on it but the time the
+            // next open takes, and the call that ran it did what it was for.
+            Err(err) if err.is_no_space() => {}
+            r => r?,
+        }
     }
     Ok(())
 }

@@ -9,12 +9,13 @@ use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark}
 use crate::inspect::chain::{self, Break};
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
+use crate::reserve::{RESERVE, Reserve};
 use crate::storage::{OpenMode, Storage, StorageFile, remove_if_exists};
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Buffered level: pending item bytes are written once they reach this size.
 pub(crate) const WRITE_BATCH: usize = 64 * 1024;
@@ -157,6 +158,35 @@ pub(crate) struct Engine {
     /// What `info` holds on disk, when known (read at open or written since): a
     /// checkpoint that would write the same, with an empty journal, writes nothing.
     pub(crate) info_on_disk: Option<Info>,
+    /// What becomes of the frames in `pending`, for the callers waiting on them; made by
+    /// the first caller that waits (`fate`).
+    pub(crate) pending_fate: Option<Arc<Fate>>,
+    /// Space kept back for draining a full disk, and whether puts must wait for room
+    /// (`reserve.rs`).
+    pub(crate) reserve: Reserve,
+}
+
+/// What became of a batch of frames, for the callers that wait on it: unknown while it
+/// is pending or being written, then the sequence number after the last item written.
+/// Items from there on were not stored (the disk was full) and their numbers go to the
+/// next items put, so a caller asks its batch's fate, never `written` alone.
+#[derive(Debug)]
+pub(crate) struct Fate(AtomicU64);
+
+impl Fate {
+    const UNKNOWN: u64 = u64::MAX;
+
+    /// `None` while unknown; else whether item `seq` of the batch was stored.
+    pub(crate) fn stored(&self, seq: u64) -> Option<bool> {
+        match self.0.load(Ordering::Acquire) {
+            Fate::UNKNOWN => None,
+            end => Some(seq < end),
+        }
+    }
+
+    fn settle(&self, written: u64) {
+        self.0.store(written, Ordering::Release);
+    }
 }
 
 /// Where an item came from, for error messages.
@@ -244,6 +274,50 @@ impl Engine {
         std::mem::swap(&mut self.pending, frames);
         self.pending_count += n;
         Ok(self.accepted() - 1)
+    }
+
+    /// The fate of the frames now pending (a caller that waits for its frame holds it).
+    pub(crate) fn fate(&mut self) -> Arc<Fate> {
+        self.pending_fate
+            .get_or_insert_with(|| Arc::new(Fate(AtomicU64::new(Fate::UNKNOWN))))
+            .clone()
+    }
+
+    /// Settles the fate of a batch that was just written, wholly or in part.
+    pub(crate) fn settle(&self, fate: Option<Arc<Fate>>) {
+        if let Some(f) = fate {
+            f.settle(self.written);
+        }
+    }
+
+    /// Before a put: [`Error::NoSpace`] while the disk has no room for what the queue
+    /// keeps back for draining, or buffered items still wait for room. Puts then fail
+    /// without storing anything, so that they cannot take the space acknowledgements
+    /// need; each retries making room (at most every few milliseconds).
+    pub(crate) fn room_for_puts(&mut self) -> Result<()> {
+        if !self.reserve.short() {
+            return Ok(());
+        }
+        if !self.reserve.restore(&*self.storage, &self.dir, true)? {
+            return Err(self.no_space("keep back room for draining in", RESERVE));
+        }
+        if self.reserve.stuck() {
+            if self.writer.is_none() {
+                return Err(self.no_space("append to", ""));
+            }
+            self.write_pending_locked()?;
+        }
+        Ok(())
+    }
+
+    /// [`Error::NoSpace`] for a call that did not itself see the failed write: `op` on
+    /// file `name` of the queue (the directory itself when empty).
+    pub(crate) fn no_space(&self, op: &'static str, name: &str) -> Error {
+        Error::NoSpace {
+            op,
+            path: self.dir.join(name),
+            source: std::io::ErrorKind::StorageFull.into(),
+        }
     }
 
     /// Accepts `n` frames for writing; returns the sequence number of the last.
@@ -521,6 +595,11 @@ impl Engine {
                 Err(_) => return,
             }
             self.chunks.pop_front();
+            if !self.reserve.present() {
+                // Room came free: keep draining's share back first (best effort; puts
+                // wait for it).
+                let _ = self.reserve.restore(&*self.storage, &self.dir, false);
+            }
         }
     }
 
@@ -536,9 +615,11 @@ impl Engine {
         let spare = std::mem::take(&mut self.spare);
         let batch = std::mem::replace(&mut self.pending, spare);
         let n = std::mem::take(&mut self.pending_count);
+        let fate = self.pending_fate.take();
         // Their callers are not waited for by a gathering leader (`commit::gather`).
         self.pending_callers = 0;
         let res = self.write_locked(&batch, n);
+        self.settle(fate);
         self.recycle(batch);
         res
     }
@@ -550,11 +631,12 @@ impl Engine {
         let mut w = self.writer.take().expect("writer is home");
         let (storage, dir, limit, sync) =
             (&*self.storage, &self.dir, self.chunk_limit, self.synced());
+        let mut started = Vec::new();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_frames(storage, dir, &mut w, batch, limit, sync)
+            write_frames(storage, dir, &mut w, batch, limit, sync, &mut started)
         }));
         match res {
-            Ok(res) => self.writer_home(w, batch, n, res),
+            Ok(res) => self.writer_home(w, batch, n, started, res),
             Err(panic) => {
                 // Give the writer back so that nobody waits for it, poison (the file's
                 // state is unknown), and let the panic go on.
@@ -574,36 +656,47 @@ impl Engine {
     }
 
     /// Takes the writer back from a batch write of `n` frames, `batch`, registering the
-    /// chunks it started.
+    /// chunks it `started`. A full disk (`NoSpace`) leaves the frames before the failed
+    /// append written; the rest were not stored (see `unstored`).
     pub(crate) fn writer_home(
         &mut self,
         w: Writer,
         batch: &[u8],
         n: u64,
-        res: Result<Vec<ChunkMeta>>,
+        started: Vec<ChunkMeta>,
+        res: Result<()>,
     ) -> Result<()> {
         self.writer_chunk = w.chunk;
-        if let Ok(started) = &res {
-            if started.is_empty() && self.reader.chunk == w.chunk {
-                // A reader that has read up to where this batch begins takes it from
-                // memory instead of reading it back from the file.
-                let at = w.written - batch.len() as u64;
-                self.reader.feed(at, batch);
-            }
+        let stored = w.first_seq + w.count - self.written;
+        if res.is_ok() && started.is_empty() && self.reader.chunk == w.chunk {
+            // A reader that has read up to where this batch begins takes it from
+            // memory instead of reading it back from the file.
+            let at = w.written - batch.len() as u64;
+            self.reader.feed(at, batch);
+        }
+        let no_space = matches!(&res, Err(e) if e.is_no_space());
+        if res.is_ok() || no_space {
             self.writer_end = w.written;
+            if !started.is_empty() {
+                // Record the new newest chunk in info, so that losing it is noticed.
+                self.checkpoint_wanted = true;
+                // Only here: an empty `extend` still cost 4% of a 64-byte put.
+                self.chunks.extend(started);
+            }
+            self.written += stored;
         }
         self.writer = Some(w);
         self.writing = 0;
         match res {
-            Ok(started) => {
-                if !started.is_empty() {
-                    // Record the new newest chunk in info, so that losing it is noticed.
-                    self.checkpoint_wanted = true;
-                    // Only here: an empty `extend` still cost 4% of a 64-byte put.
-                    self.chunks.extend(started);
+            Ok(()) => {
+                if self.reserve.stuck() {
+                    self.reserve.set_stuck(false);
                 }
-                self.written += n;
                 Ok(())
+            }
+            Err(e) if no_space => {
+                self.unstored(batch, stored, n);
+                Err(e)
             }
             Err(e) => {
                 // Nothing more is written once poisoned; the batch's items still count
@@ -612,6 +705,28 @@ impl Engine {
                 Err(self.poison(e))
             }
         }
+    }
+
+    /// After a batch of `n` frames of which only the first `stored` reached the disk,
+    /// which was full. At the buffered level the puts of the rest returned long ago: they
+    /// stay pending, in front of the later ones, and puts are refused until they are
+    /// written. At the other levels every frame not written is dropped, the pending
+    /// ones too (they would be numbered after a gap), and their puts fail with the error.
+    fn unstored(&mut self, batch: &[u8], stored: u64, n: u64) {
+        if self.durability == Durability::Buffered {
+            let (at, _, _) = split_frames(batch, stored, u64::MAX, true);
+            let mut rest = batch[at..].to_vec();
+            rest.extend_from_slice(&self.pending);
+            self.pending = rest;
+            self.pending_count += n - stored;
+            self.reserve.set_stuck(true);
+            return;
+        }
+        self.pending.clear();
+        self.pending_count = 0;
+        self.pending_callers = 0;
+        let fate = self.pending_fate.take();
+        self.settle(fate);
     }
 
     /// Folds the journal into a new `info`: write everything pending, replace `info`
@@ -650,11 +765,17 @@ impl Engine {
             self.delete_acked_chunks(true);
             return Ok(());
         }
-        let durable = self.synced() || std::mem::take(&mut self.durable_info_once);
-        if let Err(e) = write_info(&*self.storage, &self.dir, &info, durable) {
+        let durable = self.synced() || self.durable_info_once;
+        let (st, dir) = (&*self.storage, &self.dir);
+        if let Err(e) = self
+            .reserve
+            .with_room(st, dir, || write_info(st, dir, &info, durable))
+        {
             self.info_on_disk = None;
-            return Err(self.poison(e));
+            // A full disk changed nothing: `info` is the old one, tried again later.
+            return Err(if e.is_no_space() { e } else { self.poison(e) });
         }
+        self.durable_info_once = false;
         self.info_on_disk = Some(info);
         let sync = self.synced();
         let j = self.journal.as_mut().expect("journal is home");
@@ -688,7 +809,9 @@ impl Engine {
 }
 
 /// Appends a batch of frames to the writer's chunk, starting new chunks at `limit`
-/// (each full chunk synced first at the synced level). Returns the chunks started.
+/// (each full chunk synced first at the synced level) and listing them in `started`.
+/// On a full disk (`NoSpace`) the frames before the failed append are written, and
+/// nothing of the rest is left in any file.
 pub(crate) fn write_frames(
     storage: &dyn Storage,
     dir: &Path,
@@ -696,8 +819,8 @@ pub(crate) fn write_frames(
     mut batch: &[u8],
     limit: ChunkLimit,
     sync: bool,
-) -> Result<Vec<ChunkMeta>> {
-    let mut started = Vec::new();
+    started: &mut Vec<ChunkMeta>,
+) -> Result<()> {
     while !batch.is_empty() {
         // Whatever fits by count and by size; an empty chunk takes its first record
         // whatever its size. Nothing fits: the chunk is full.
@@ -738,7 +861,7 @@ pub(crate) fn write_frames(
             .map_err(|e| Error::io("sync", &w.path, e))?;
         w.all_synced = true;
     }
-    Ok(started)
+    Ok(())
 }
 
 /// Appends whole frames to the writer's chunk. A synced write into a chunk whose every
@@ -758,7 +881,16 @@ fn append_frames(w: &mut Writer, frames: &[u8], sync: bool) -> Result<()> {
         w.file.append(frames)
     };
     w.all_synced = false;
-    res.map_err(|e| Error::io("append to", &w.path, e))
+    let Err(e) = res else { return Ok(()) };
+    let err = Error::write("append to", &w.path, e);
+    if err.is_no_space() {
+        // A write cut short by a full disk may have left part of the frames: cut them
+        // off, so that the file ends at its last whole record again.
+        w.file
+            .set_len(w.written)
+            .map_err(|e| Error::io("truncate", &w.path, e))?;
+    }
+    Err(err)
 }
 
 /// The length and count of the leading frames of `batch`, at most `max` of them and at
@@ -814,14 +946,15 @@ pub(crate) fn write_atomic(
     let mut f = storage
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| create_error(storage, dir, &tmp, e))?;
-    f.append(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    f.append(bytes)
+        .map_err(|e| Error::write("write", &tmp, e))?;
     if sync_data {
         f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
     }
     drop(f);
     storage
         .rename(&tmp, &path)
-        .map_err(|e| Error::io("rename over", &path, e))?;
+        .map_err(|e| Error::write("rename over", &path, e))?;
     if sync_dir {
         storage
             .sync_dir(dir)
@@ -847,7 +980,7 @@ fn create_error(storage: &dyn Storage, dir: &Path, path: &Path, e: std::io::Erro
     {
         return gone;
     }
-    Error::io("create", path, e)
+    Error::write("create", path, e)
 }
 
 /// Creates chunk file `chunk` holding only its header.
@@ -863,8 +996,15 @@ pub(crate) fn create_chunk(
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| create_error(storage, dir, &path, e))?;
     let header = ChunkHeader { chunk, first_seq }.encode();
-    file.append(&header)
-        .map_err(|e| Error::io("write", &path, e))?;
+    if let Err(e) = file.append(&header) {
+        let err = Error::write("write", &path, e);
+        // A chunk without its header would be damage: a full disk leaves no file.
+        drop(file);
+        return match storage.remove(&path) {
+            Err(e) if err.is_no_space() => Err(Error::io("remove", &path, e)),
+            _ => Err(err),
+        };
+    }
     if sync {
         file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
         storage

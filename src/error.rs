@@ -28,6 +28,24 @@ pub enum Error {
         /// The queue directory.
         path: PathBuf,
     },
+    /// The device holding the queue is full (or the user's disk quota is used up). The
+    /// queue is not damaged and not poisoned: what was stored before stays, gets and
+    /// acknowledgements go on, and a put that failed with this did not store its item.
+    #[error(
+        "no space left to {op} {}: {source}. Nothing stored was lost and the queue goes \
+         on; a put that failed with this did not store its item. Free space (get and \
+         acknowledge items, or delete other files on the device), then put again",
+        .path.display()
+    )]
+    NoSpace {
+        /// What diskq was doing, e.g. `"append to"`.
+        op: &'static str,
+        /// The file it was writing.
+        path: PathBuf,
+        /// The underlying error (`ENOSPC` or `EDQUOT`).
+        #[source]
+        source: io::Error,
+    },
     /// The queue's directory was deleted while the queue was open. The queue writes only
     /// into the directory it opened, never into one created at the same path since.
     #[error(
@@ -160,6 +178,10 @@ impl Error {
     pub fn is_locked(&self) -> bool {
         matches!(self, Error::Locked { .. })
     }
+    /// True for [`Error::NoSpace`]: the disk is full; free space and try again.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+    }
     /// True for [`Error::TypeMismatch`].
     pub fn is_type_mismatch(&self) -> bool {
         matches!(self, Error::TypeMismatch { .. })
@@ -174,6 +196,21 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// The error of a write that allocates space (an append, a new file): a full device
+    /// is [`Error::NoSpace`], which leaves the queue usable. Not for syncs: a failed sync
+    /// leaves what is on disk unknown, whatever its cause.
+    pub(crate) fn write(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        if is_no_space(&source) {
+            Error::NoSpace {
+                op,
+                path: path.into(),
+                source,
+            }
+        } else {
+            Error::io(op, path, source)
         }
     }
 
@@ -192,3 +229,11 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `ENOSPC` or `EDQUOT`: the write needed blocks the file system would not give.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}

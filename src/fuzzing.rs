@@ -1539,6 +1539,9 @@ impl Model {
                 self.pads.push(item.1.len());
                 match self.q().put(&item) {
                     Ok(()) => self.waiting.push_back(item),
+                    // A full disk: the item is not stored, and the queue goes on (the
+                    // counters below check that it is not counted).
+                    Err(e) if e.is_no_space() && !self.st.crashed() => self.failed("put", &e),
                     Err(e) => {
                         self.failed("put", &e);
                         uncertain = Uncertain::Put(item);

@@ -31,6 +31,8 @@ pub(crate) struct Intake {
     len: AtomicU64,
     /// The engine's poisoned flag: no put is taken after a failed write.
     poisoned: Arc<AtomicBool>,
+    /// The disk is short of room (`Reserve::short`): puts ask the engine first.
+    short: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -50,12 +52,18 @@ pub(crate) struct Pushed {
 }
 
 impl Intake {
-    pub(crate) fn new(poisoned: Arc<AtomicBool>) -> Intake {
+    pub(crate) fn new(poisoned: Arc<AtomicBool>, short: Arc<AtomicBool>) -> Intake {
         Intake {
             held: Mutex::new(Held::default()),
             len: AtomicU64::new(0),
             poisoned,
+            short,
         }
+    }
+
+    /// Whether puts must ask `Engine::room_for_puts` before they push.
+    pub(crate) fn short(&self) -> bool {
+        self.short.load(Ordering::Relaxed)
     }
 
     /// Takes one item's frame.

@@ -208,6 +208,7 @@ mod queue;
 mod reader;
 mod recovery;
 mod repair;
+mod reserve;
 
 #[doc(hidden)]
 pub mod storage;

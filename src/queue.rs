@@ -115,7 +115,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .unwrap_or_else(|| std::any::type_name::<T>().to_string());
         let (engine, lock, recovered) = recovery::open(storage, dir, &opts, &schema)?;
         let intake = (opts.durability == Durability::Buffered && opts.max_size == 0)
-            .then(|| Intake::new(engine.poison_flag.clone()));
+            .then(|| Intake::new(engine.poison_flag.clone(), engine.reserve.short_flag()));
         Ok(Queue {
             engine: Mutex::new(engine),
             intake,
@@ -224,13 +224,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         frame.clear();
         frame.push(item)?;
         if let Some(intake) = &self.intake {
+            if intake.short() {
+                // The disk was full: room first, or this item is refused.
+                let mut e = self.engine.lock();
+                intake.drain_into(&mut e)?;
+                e.room_for_puts()?;
+            }
             let pushed = intake.push(frame.bytes())?;
             if pushed.full {
                 // A write batch: into the engine, and written.
                 let mut e = self.engine.lock();
                 intake.drain_into(&mut e)?;
                 if e.writer.is_some() {
-                    lead_writes(&mut e, &self.sig)?;
+                    buffered_write(lead_writes(&mut e, &self.sig))?;
                 }
             } else if pushed.wake {
                 // Through the lock: a consumer holds it from its last look at the intake
@@ -251,17 +257,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         {
             return Ok(());
         }
+        e.room_for_puts()?;
         let seq = e.enqueue(frame.bytes())?;
         if self.durability == Durability::Buffered {
             if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
-                lead_writes(&mut e, &self.sig)?;
+                buffered_write(lead_writes(&mut e, &self.sig))?;
             }
             drop(e);
             self.sig.not_empty.notify_one();
             return Ok(());
         }
         // As leader, or waiting for one (who may hand over to us).
-        write_through(&mut e, &self.sig, seq)
+        let fate = e.fate();
+        write_through(&mut e, &self.sig, seq, &fate)
     }
 
     /// Removes and returns the oldest item, blocking while the queue is empty.
@@ -390,7 +398,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // the lock is released meanwhile, so look again from the top.
                 e.check()?;
                 if e.writer.is_some() {
-                    lead_writes(e, &self.sig)?;
+                    write_pending(e, &self.sig)?;
                 } else {
                     self.sig.progress.wait(e);
                 }
@@ -517,6 +525,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         // This thread's earlier puts may still be in the intake: they go first.
         self.drain_intake(&mut e)?;
+        e.room_for_puts()?;
         let (mut done, mut from) = (0, 0);
         while done < ends.len() {
             let room = if self.max_size == 0 {
@@ -538,9 +547,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             from = ends[upto - 1];
             done = upto;
             if self.durability != Durability::Buffered {
-                write_through(&mut e, &self.sig, last)?;
+                let fate = e.fate();
+                write_through(&mut e, &self.sig, last, &fate)?;
             } else if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
-                lead_writes(&mut e, &self.sig)?;
+                buffered_write(lead_writes(&mut e, &self.sig))?;
             }
             self.sig.not_empty.notify_all();
         }
@@ -849,7 +859,7 @@ impl<T> Queue<T> {
             e.check()?;
             wait_idle(&mut e, &self.sig);
             if e.pending_count > 0 {
-                lead_writes(&mut e, &self.sig)?;
+                write_pending(&mut e, &self.sig)?;
             } else if e.ack_gen_written < e.ack_gen {
                 lead_acks(&mut e, &self.sig)?;
             } else {
@@ -896,6 +906,31 @@ impl<T> Drop for Queue<T> {
             let drained = self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e));
             let _ = drained.and_then(|()| e.checkpoint());
         }
+    }
+}
+
+/// The result of a write a buffered put made: a full disk leaves the items pending
+/// (`Engine::unstored`), this put's among them, so the put succeeded as buffered puts do;
+/// the next ones are refused until the items are written.
+fn buffered_write(res: Result<()>) -> Result<()> {
+    match res {
+        Err(e) if e.is_no_space() => Ok(()),
+        r => r,
+    }
+}
+
+/// Writes the pending items (buffered level). On a full disk, acknowledgements waiting
+/// to be journaled go first and the write is tried again: they may let chunk files go,
+/// and a consumer draining a full disk must not wait for room its own acknowledgements
+/// would make.
+fn write_pending(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
+    match lead_writes(e, sig) {
+        Err(err) if err.is_no_space() && e.ack_gen_written < e.ack_gen => {
+            wait_idle(e, sig);
+            lead_acks(e, sig)?;
+            lead_writes(e, sig)
+        }
+        r => r,
     }
 }
 

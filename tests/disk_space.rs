@@ -26,10 +26,16 @@ fn chunk_count(dir: &Path) -> usize {
         .count()
 }
 
+/// Bytes of the queue's files, but the 1 MiB kept back for draining a full disk
+/// (`reserve`), which is checked to be no larger.
 fn dir_bytes(dir: &Path) -> u64 {
+    let reserve = fs::metadata(dir.join("reserve")).map_or(0, |m| m.len());
+    assert!(reserve <= 1 << 20, "reserve is {reserve} bytes");
     fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "reserve")
+        .map(|e| e.metadata().unwrap().len())
         .sum()
 }
 

@@ -70,30 +70,79 @@ fn failing_put(d: Durability, op: Op, fault: Fault, expect: &str) {
     assert_eq!(drain(&q), expect.into_iter().chain([7]).collect::<Vec<_>>());
 }
 
+/// Puts 0..n, then a put whose write fails for want of space with `fault`: the put is
+/// `NoSpace` and stored nothing; the queue is not poisoned: gets go on, the next put
+/// succeeds on the same handle, and a reopen yields exactly what succeeded.
+fn full_disk_put(d: Durability, fault: Fault) {
+    let st = SimStorage::new();
+    let q = open(&st, d);
+    for i in 0..6 {
+        q.put(&i).unwrap();
+    }
+    st.inject(Op::Write, 0, fault);
+    let e = q.put(&66).unwrap_err();
+    let msg = e.to_string();
+    assert!(e.is_no_space(), "{d:?} {fault:?}: {msg}");
+    assert!(msg.contains("/sim/q/q0000"), "{msg:?} should name the file");
+    assert!(msg.contains("did not store its item"), "{msg}");
+    assert_eq!(q.len(), 6, "{d:?} {fault:?}: the failed put is not counted");
+    assert_eq!(q.get().unwrap(), 0);
+    q.task_done().unwrap();
+    q.put(&7).unwrap();
+    assert_eq!(drain(&q), vec![1, 2, 3, 4, 5, 7], "{d:?} {fault:?}");
+    q.put(&8).unwrap();
+    drop(q);
+    let q = open(&st, d);
+    assert_eq!(
+        drain(&q),
+        vec![1, 2, 3, 4, 5, 7, 8],
+        "{d:?} {fault:?}: after reopen"
+    );
+}
+
 #[test]
-fn a_write_failing_with_enospc_or_eio_poisons_and_reopen_recovers() {
+fn a_put_failing_with_enospc_is_no_space_and_does_not_poison() {
     for d in [Durability::Written, Durability::Synced] {
-        failing_put(d, Op::Write, Fault::Errno(ENOSPC), "No space left");
+        full_disk_put(d, Fault::Errno(ENOSPC));
+    }
+}
+
+#[test]
+fn a_write_cut_short_by_a_full_disk_leaves_no_torn_record() {
+    for n in [1, 4, 8, 9, 15] {
+        full_disk_put(Durability::Written, Fault::Short(n));
+        full_disk_put(Durability::Synced, Fault::Short(n));
+    }
+}
+
+#[test]
+fn a_write_failing_with_eio_poisons_and_reopen_recovers() {
+    for d in [Durability::Written, Durability::Synced] {
         failing_put(d, Op::Write, Fault::Errno(EIO), "Input/output error");
     }
 }
 
 #[test]
-fn a_short_write_leaves_a_torn_record_that_recovery_cuts() {
-    for n in [1, 4, 8, 9, 15] {
-        failing_put(
-            Durability::Written,
-            Op::Write,
-            Fault::Short(n),
-            "No space left",
-        );
-        failing_put(
-            Durability::Synced,
-            Op::Write,
-            Fault::Short(n),
-            "No space left",
-        );
-    }
+fn a_full_disk_at_the_buffered_level_keeps_accepted_items_and_refuses_new_ones() {
+    let st = SimStorage::new();
+    let q = open(&st, Durability::Buffered);
+    q.put(&0).unwrap();
+    q.flush().unwrap();
+    st.inject(Op::Write, 0, Fault::Errno(ENOSPC));
+    st.inject(Op::Write, 1, Fault::Errno(ENOSPC));
+    q.put(&1).unwrap(); // accepted in memory, as buffered puts are
+    let e = q.flush().unwrap_err();
+    assert!(e.is_no_space(), "{e}");
+    // While accepted items wait for room, a put is refused, and stores nothing.
+    let e = q.put(&2).unwrap_err();
+    assert!(e.is_no_space(), "{e}");
+    // The items already accepted are kept, and written once there is room.
+    q.flush().unwrap();
+    q.put(&3).unwrap();
+    assert_eq!(drain(&q), vec![0, 1, 3]);
+    drop(q);
+    let q = open(&st, Durability::Buffered);
+    assert_eq!(drain(&q), vec![0, 1, 3], "nothing lost or doubled");
 }
 
 #[test]
@@ -133,7 +182,7 @@ fn a_failed_close_reports_the_error() {
     let st = SimStorage::new();
     let q = open(&st, Durability::Synced);
     q.put(&1).unwrap();
-    st.inject(Op::Rename, 0, Fault::Errno(ENOSPC));
+    st.inject(Op::Rename, 0, Fault::Errno(EIO));
     let e = q.close().unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
     let q = open(&st, Durability::Synced);
@@ -321,4 +370,43 @@ fn a_panic_in_a_journal_append_poisons() {
         let later = within_10s(move || q2.task_done());
         assert!(matches!(later, Err(Error::Poisoned)), "{d:?}: {later:?}");
     }
+}
+
+#[test]
+fn an_acknowledgement_on_a_full_disk_uses_the_reserve_then_is_no_space_without_poisoning() {
+    for d in [Durability::Written, Durability::Synced] {
+        let st = SimStorage::new();
+        let q = open(&st, d);
+        for i in 0..6 {
+            q.put(&i).unwrap();
+        }
+        assert_eq!(q.get().unwrap(), 0);
+        // The first failure gives up the reserve and the entry is written after all.
+        st.inject(Op::Write, 0, Fault::Errno(ENOSPC));
+        q.task_done().unwrap();
+        // With no reserve left, the acknowledgement stays in memory: NoSpace, nothing
+        // poisoned, and the next one journals both.
+        assert_eq!(q.get().unwrap(), 1);
+        st.inject(Op::Write, 0, Fault::Short(3));
+        let e = q.task_done().unwrap_err();
+        assert!(e.is_no_space(), "{d:?}: {e}");
+        assert!(e.to_string().contains("/sim/q/acks"), "{e}");
+        assert_eq!(q.unfinished(), 4, "{d:?}: acknowledged in memory");
+        assert_eq!(q.get().unwrap(), 2);
+        q.task_done().unwrap();
+        drop(q);
+        let q = open(&st, d);
+        assert_eq!(drain(&q), vec![3, 4, 5], "{d:?}");
+    }
+}
+
+#[test]
+fn a_checkpoint_on_a_full_disk_uses_the_reserve() {
+    let st = SimStorage::new();
+    let q = open(&st, Durability::Synced);
+    q.put(&1).unwrap();
+    st.inject(Op::Rename, 0, Fault::Errno(ENOSPC));
+    q.close().unwrap();
+    let q = open(&st, Durability::Synced);
+    assert_eq!(drain(&q), vec![1]);
 }

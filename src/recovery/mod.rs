@@ -19,6 +19,7 @@ use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, schema};
 use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
+use crate::reserve::Reserve;
 use crate::storage::{OpenMode, Storage, StorageFile, open_if_exists};
 use chunks::{Durable, Firsts, OldestFile};
 use std::any::Any;
@@ -37,8 +38,25 @@ pub(crate) fn open(
 ) -> Result<(Engine, LockGuard, Recovery)> {
     let storage = anchor(storage, dir)?;
     let st = &*storage;
-    let sync = opts.durability == Durability::Synced;
     let lock = lock(st, dir)?; // step 1 (step 2: `info.tmp` is left alone)
+    // On a full disk the reserve makes room for what opening writes (`reserve.rs`). An
+    // open that failed part way is retried as a reopen after a crash would be.
+    let mut reserve = Reserve::present_if_any();
+    let (mut engine, recovered) =
+        reserve.with_room(st, dir, || open_locked(&storage, dir, opts, schema))?;
+    engine.reserve = Reserve::ensure(st, dir)?;
+    Ok((engine, lock, recovered))
+}
+
+/// Steps 3 to 10, under the lock.
+fn open_locked(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    opts: &Options,
+    schema: &str,
+) -> Result<(Engine, Recovery)> {
+    let st = &**storage;
+    let sync = opts.durability == Durability::Synced;
     let boot = st.boot_id();
     let start = read_info(st, dir, boot, sync)?; // steps 3 and 3a
     check_schema(st, dir, schema)?; // step 3b
@@ -57,10 +75,10 @@ pub(crate) fn open(
     r.skip_acknowledged(&mut head, writer.first_seq + writer.count)?; // step 9
     let journal = r.ready_journal(journal_len)?; // step 10
     let meta = chunk_meta(&r.chunks, &firsts, head.header.first_seq, writer.first_seq);
-    let mut engine = build_engine(&storage, dir, opts, &start, r, meta, writer, head, journal);
+    let mut engine = build_engine(storage, dir, opts, &start, r, meta, writer, head, journal);
     settle_synced_state(&mut engine, &start)?;
     checkpoint_if_stale(&mut engine, start.info)?;
-    Ok((engine, lock, start.recovered))
+    Ok((engine, start.recovered))
 }
 
 /// Holds the directory open, creating it first if it is missing: from here on the queue
@@ -557,6 +575,8 @@ fn build_engine(
         returning: 0,
         last_sync: std::time::Duration::ZERO,
         spare: Vec::new(),
+        pending_fate: None,
+        reserve: Reserve::default(),
         acked,
         skip_ahead: r.singles.len() as u64,
         singles: r.singles,

@@ -5,7 +5,7 @@
 //! make) instead of writing into whatever directory has that path now, such as a new
 //! queue created there.
 
-use super::fs::{boot_id, lock_file, read_to_end, wrap_file};
+use super::fs::{boot_id, fill, lock_file, read_to_end, wrap_file};
 use super::{OpenMode, Storage, StorageFile};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::any::Any;
@@ -165,6 +165,19 @@ impl Storage for AnchoredDir {
 
     fn boot_id(&self) -> u128 {
         boot_id()
+    }
+
+    fn reserve_space(&self, path: &Path, len: u64) -> io::Result<()> {
+        let rel = self.rel(path)?;
+        match rustix::fs::statat(&self.fd, rel, AtFlags::empty()) {
+            Ok(st) if st.st_size as u64 >= len => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        fill(
+            &self.open_at(path, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC)?,
+            len,
+        )
     }
 
     fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {

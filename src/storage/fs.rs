@@ -89,9 +89,21 @@ impl Storage for FsStorage {
         boot_id()
     }
 
+    fn reserve_space(&self, path: &Path, len: u64) -> io::Result<()> {
+        if fs::metadata(path).is_ok_and(|m| m.len() >= len) {
+            return Ok(());
+        }
+        fill(&File::create(path)?, len)
+    }
+
     fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {
         Ok(Arc::new(AnchoredDir::open(dir)?))
     }
+}
+
+/// Writes `len` zero bytes into the empty file `file` (see [`Storage::reserve_space`]).
+pub(super) fn fill(file: &File, len: u64) -> io::Result<()> {
+    grow(file, 0, len)
 }
 
 /// Takes the flock on an open lock file (see [`Storage::try_lock`]).

@@ -62,6 +62,11 @@ pub trait Storage: Send + Sync + Debug {
     /// renamed to (a handle and the `*at` system calls), never in another directory
     /// that takes the path. The queue calls it once, at open.
     fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>>;
+    /// Makes `path` a file of at least `len` bytes whose blocks are allocated (zero bytes
+    /// written, not a hole), so that deleting it frees that much space; an existing file
+    /// that long is left as it is. Only its size matters, never its bytes. A full disk is
+    /// this call's error, and may leave the file shorter.
+    fn reserve_space(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Whether the directory this storage is anchored to was deleted since. `false`
     /// when it is not anchored.
     fn deleted(&self) -> io::Result<bool> {

@@ -649,6 +649,12 @@ impl Storage for SimStorage {
         self.state.lock().boot.0
     }
 
+    /// The simulated disk never fills by itself (full disks are injected faults), so
+    /// space kept back is never needed: nothing is written.
+    fn reserve_space(&self, _path: &Path, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
     /// The simulated directories are never renamed or deleted behind the queue's back,
     /// so paths name them well enough; a missing one is `NotFound`, as on a real one.
     fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {
