@@ -289,6 +289,8 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         e.ack_gen_written = gen_;
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
+        // A drained queue leaves its large chunk (at the checkpoint just below).
+        e.checkpoint_wanted |= e.drained_chunk_is_large() && e.writer.is_some();
     }
     checkpoint_if_due(e, sig)
 }

@@ -40,6 +40,11 @@ pub(crate) const SCHEMA_TMP: &str = "schema.tmp";
 /// acknowledged bytes a chunk keeps on disk when items are large.
 pub(crate) const CHUNK_BYTES: u64 = 64 << 20;
 
+/// A writer's chunk this large, every item of which is acknowledged, is left for a new
+/// one (and deleted), so that a drained queue keeps no more than this on disk whatever
+/// size its chunks reach (`Engine::leave_drained_chunk`).
+pub(crate) const DRAINED_CHUNK_BYTES: u64 = 4 << 20;
+
 /// When the writer starts a new chunk: once the current one holds `records` records, or
 /// before a record that would take it past `bytes` bytes. A chunk always takes its first
 /// record, however large.
@@ -729,6 +734,51 @@ impl Engine {
         self.settle(fate);
     }
 
+    /// Whether every item is written, gotten and durably acknowledged while the writer's
+    /// chunk has grown past [`DRAINED_CHUNK_BYTES`]: the chunk holds only dead bytes.
+    pub(crate) fn drained_chunk_is_large(&self) -> bool {
+        self.pending_count == 0
+            && self.writing == 0
+            && self.read == self.written
+            && self.acked_written == self.written
+            && self.writer.as_ref().is_some_and(|w| {
+                // Never more than a full chunk (tests make them small, to exercise this).
+                w.count > 0 && w.written >= DRAINED_CHUNK_BYTES.min(self.chunk_limit.bytes)
+            })
+    }
+
+    /// Starts a new chunk when the writer's is large and fully acknowledged
+    /// ([`drained_chunk_is_large`](Self::drained_chunk_is_large)), so that the checkpoint
+    /// after it can delete the old one: a drained queue frees its disk even when its
+    /// chunks are large (up to 64 MiB of 4 KiB items) and no more puts come. The chunk
+    /// is created as a put's rollover would create it, so recovery sees nothing new. The
+    /// writer must be home. A full disk leaves the old chunk in place (puts then fail
+    /// the same way).
+    fn leave_drained_chunk(&mut self) -> Result<()> {
+        if !self.drained_chunk_is_large() {
+            return Ok(());
+        }
+        let w = self.writer.as_mut().expect("writer is home");
+        let sync = self.durability == Durability::Synced;
+        let next = create_chunk(&*self.storage, &self.dir, w.chunk + 1, self.written, sync);
+        let next = match next {
+            Ok(next) => next,
+            Err(e) if e.is_no_space() => return Ok(()),
+            Err(e) => return Err(self.poison(e)),
+        };
+        // The old file's reserved zeros go with it; it is deleted below it anyway.
+        let _ = w.file.set_len(w.written);
+        self.chunks.push_back(ChunkMeta {
+            no: next.chunk,
+            first_seq: Some(next.first_seq),
+        });
+        self.writer_chunk = next.chunk;
+        self.writer_end = next.written;
+        self.writer = Some(next);
+        self.checkpoint_wanted = true;
+        Ok(())
+    }
+
     /// Folds the journal into a new `info`: write everything pending, replace `info`
     /// atomically, then empty the journal. A crash between the last two steps leaves
     /// journal entries no newer than `info`, which recovery's maximum ignores. Both files
@@ -739,6 +789,7 @@ impl Engine {
             return Err(self.poison(e));
         }
         self.write_pending_locked()?;
+        self.leave_drained_chunk()?;
         let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
             acked: self.acked,

@@ -197,3 +197,63 @@ fn journal_stays_bounded_without_rollovers() {
     q.close().unwrap();
     assert_eq!(fs::metadata(tmp.path().join("acks")).unwrap().len(), 0);
 }
+
+/// Bytes of every file in the directory, the reserve included.
+fn footprint(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// The most a drained queue keeps: a chunk of up to 4 MiB, the 1 MiB reserve, and small
+/// files.
+const FOOTPRINT: u64 = 5 << 20;
+
+/// 4 KiB items past the 64 MiB chunk limit, then drained: whatever chunk held them, the
+/// directory is back under the footprint bound, while open (after the last
+/// acknowledgement reached the journal), after close and after reopen.
+#[test]
+fn a_drained_queue_of_large_chunks_frees_its_disk() {
+    for level in [
+        diskq::Durability::Written,
+        diskq::Durability::Synced,
+        diskq::Durability::Buffered,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::new().durability(level);
+        let q: Queue<Vec<u8>> = opts.open(dir.path()).unwrap();
+        let n = (70 << 20) / 4096;
+        let batch: Vec<Vec<u8>> = (0..256u32).map(|i| vec![i as u8; 4096]).collect();
+        for _ in 0..n / batch.len() {
+            q.put_many(&batch).unwrap();
+        }
+        assert!(
+            chunk_count(dir.path()) >= 2,
+            "{level:?}: chunks rolled over"
+        );
+        assert!(footprint(dir.path()) > 64 << 20);
+        while let Ok(got) = q.get_many_timeout(1000, std::time::Duration::ZERO) {
+            q.task_done_n(got.len()).unwrap();
+        }
+        assert_eq!(q.unfinished(), 0);
+        q.flush().unwrap();
+        let open_bytes = footprint(dir.path());
+        println!("{level:?}: {open_bytes} bytes when drained");
+        q.close().unwrap();
+        let closed_bytes = footprint(dir.path());
+        let q: Queue<Vec<u8>> = opts.open(dir.path()).unwrap();
+        assert!(q.is_empty());
+        drop(q);
+        for (when, bytes) in [("open", open_bytes), ("closed", closed_bytes)] {
+            assert!(
+                bytes <= FOOTPRINT,
+                "{level:?}: {bytes} bytes on disk when drained and {when}"
+            );
+        }
+        assert!(
+            footprint(dir.path()) <= FOOTPRINT,
+            "{level:?}: after reopen"
+        );
+    }
+}
