@@ -123,6 +123,7 @@ pub fn channel_with<T: Serialize + DeserializeOwned>(
     let shared = Arc::new(Shared {
         queue,
         bound,
+        limited: options.bounded(),
         senders: AtomicUsize::new(1),
         receivers: AtomicUsize::new(1),
         recv_waiting: AtomicUsize::new(0),
@@ -144,8 +145,10 @@ pub fn channel_with<T: Serialize + DeserializeOwned>(
 
 struct Shared<T> {
     queue: Queue<T>,
-    /// `Some(max_size)` for a bounded channel.
+    /// `Some(max_size)` for a channel bounded by count.
     bound: Option<usize>,
+    /// Bounded by count or by bytes (`Options::max_bytes`): receives wake senders.
+    limited: bool,
     senders: AtomicUsize,
     receivers: AtomicUsize,
     /// Receivers (senders) between counting themselves under `lock` and waking up.
@@ -311,7 +314,7 @@ impl<T> Shared<T> {
     }
 
     fn after_take(&self) {
-        if self.bound.is_some() && self.send_waiting.load(SeqCst) > 0 {
+        if self.limited && self.send_waiting.load(SeqCst) > 0 {
             let _guard = self.lock.lock();
             self.not_full.notify_one();
         }

@@ -103,6 +103,7 @@ pub(crate) fn write_alone(
     e.check()?;
     e.room_for_puts()?;
     e.write_locked(frame, 1)?;
+    e.queued_bytes += frame.len() as u64;
     sig.progress.notify_all();
     sig.not_empty.notify_all();
     checkpoint_if_due(e, sig)?;

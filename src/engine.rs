@@ -166,6 +166,9 @@ pub(crate) struct Engine {
     /// What becomes of the frames in `pending`, for the callers waiting on them; made by
     /// the first caller that waits (`fate`).
     pub(crate) pending_fate: Option<Arc<Fate>>,
+    /// Bytes of the records accepted and not yet gotten (`Options::max_bytes`). Open
+    /// counts the ones on disk only when a byte bound is set.
+    pub(crate) queued_bytes: u64,
     /// Space kept back for draining a full disk, and whether puts must wait for room
     /// (`reserve.rs`).
     pub(crate) reserve: Reserve,
@@ -276,6 +279,7 @@ impl Engine {
             return self.enqueue_many(frames, n);
         }
         self.check()?;
+        self.queued_bytes += frames.len() as u64;
         std::mem::swap(&mut self.pending, frames);
         self.pending_count += n;
         Ok(self.accepted() - 1)
@@ -328,6 +332,7 @@ impl Engine {
     /// Accepts `n` frames for writing; returns the sequence number of the last.
     pub(crate) fn enqueue_many(&mut self, frames: &[u8], n: u64) -> Result<u64> {
         self.check()?;
+        self.queued_bytes += frames.len() as u64;
         self.pending.extend_from_slice(frames);
         self.pending_count += n;
         Ok(self.accepted() - 1)
@@ -441,6 +446,35 @@ impl Engine {
     pub(crate) fn advance(&mut self, p: Peeked) {
         self.reader.advance(p.len);
         self.read += 1;
+        self.queued_bytes = self.queued_bytes.saturating_sub(p.len as u64);
+    }
+
+    /// Bytes of the records from the reader to the end of the written ones, from the
+    /// chunk files' sizes (`Options::max_bytes` at open): a full chunk ends at its last
+    /// record, so only a chunk that a power loss left with zeros after its records
+    /// counts a little more than it holds.
+    pub(crate) fn waiting_record_bytes(&self) -> Result<u64> {
+        let header = CHUNK_HEADER_LEN as u64;
+        let mut bytes = 0;
+        for c in self.chunks.iter().filter(|c| c.no >= self.reader.chunk) {
+            let end = if c.no == self.writer_chunk {
+                self.writer_end
+            } else {
+                let path = chunk_path(&self.dir, c.no);
+                let f = self
+                    .storage
+                    .open(&path, OpenMode::Read)
+                    .map_err(|e| Error::io("open", &path, e))?;
+                f.size().map_err(|e| Error::io("stat", &path, e))?
+            };
+            let start = if c.no == self.reader.chunk {
+                self.reader.offset()
+            } else {
+                header
+            };
+            bytes += end.saturating_sub(start);
+        }
+        Ok(bytes + self.pending.len() as u64)
     }
 
     fn next_chunk_first(&self) -> Option<u64> {
@@ -727,6 +761,9 @@ impl Engine {
             self.reserve.set_stuck(true);
             return;
         }
+        let (at, _, _) = split_frames(batch, stored, u64::MAX, true);
+        let dropped = (batch.len() - at + self.pending.len()) as u64;
+        self.queued_bytes = self.queued_bytes.saturating_sub(dropped);
         self.pending.clear();
         self.pending_count = 0;
         self.pending_callers = 0;

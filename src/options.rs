@@ -46,6 +46,7 @@ pub enum Durability {
 pub struct Options {
     pub(crate) chunk_size: usize,
     pub(crate) max_size: usize,
+    pub(crate) max_bytes: u64,
     pub(crate) durability: Durability,
     pub(crate) journal_limit: u64,
     pub(crate) chunk_bytes: u64,
@@ -64,6 +65,7 @@ impl Options {
         Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_size: 0,
+            max_bytes: 0,
             durability: Durability::Written,
             journal_limit: crate::engine::JOURNAL_LIMIT,
             chunk_bytes: crate::engine::CHUNK_BYTES,
@@ -94,6 +96,38 @@ impl Options {
     pub fn max_size(mut self, n: usize) -> Options {
         self.max_size = n;
         self
+    }
+
+    /// Bounds the bytes of the items waiting to be gotten, as [`max_size`](Self::max_size)
+    /// bounds their number: `put` blocks and `put_nowait` fails with
+    /// [`Error::Full`](crate::Error::Full) while the item would take the waiting bytes past
+    /// `n`, so that, say, a log shipper's buffer never grows past a set size on disk. An
+    /// item counts its serialized length plus an 8-byte record header (what it takes in
+    /// a chunk file); an item larger than `n` is taken when nothing waits. 0 (the
+    /// default) means unbounded; both bounds may be set, and each applies.
+    ///
+    /// Gets free the room at once; the disk space itself goes when the items are
+    /// acknowledged. Items already on disk at open count (the waiting part of each chunk
+    /// file, found from the files' sizes, one `stat` each); beyond the bound, they stay,
+    /// and puts wait until gets bring the bytes under it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<Vec<u8>> = diskq::Options::new().max_bytes(10_000).open(dir.path())?;
+    /// q.put(&vec![0; 6_000])?;
+    /// assert!(q.put_nowait(&vec![0; 6_000]).unwrap_err().is_full());
+    /// q.get()?;
+    /// q.put_nowait(&vec![0; 6_000])?; // room again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_bytes(mut self, n: u64) -> Options {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Whether `max_size` or `max_bytes` bounds the queue.
+    pub(crate) fn bounded(&self) -> bool {
+        self.max_size > 0 || self.max_bytes > 0
     }
 
     /// The durability level; [`Durability::Written`] by default.

@@ -64,6 +64,7 @@ pub struct Queue<T> {
     not_full: Condvar,
     all_done: Condvar,
     max_size: u64,
+    max_bytes: u64,
     durability: Durability,
     dir: PathBuf,
     /// What `open` found and cut after a restart of the machine.
@@ -82,6 +83,7 @@ impl<T> fmt::Debug for Queue<T> {
                 .field("unfinished", &(e.unfinished() + self.intake_len()));
         }
         d.field("max_size", &self.max_size)
+            .field("max_bytes", &self.max_bytes)
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -114,7 +116,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .clone()
             .unwrap_or_else(|| std::any::type_name::<T>().to_string());
         let (engine, lock, recovered) = recovery::open(storage, dir, &opts, &schema)?;
-        let intake = (opts.durability == Durability::Buffered && opts.max_size == 0)
+        let intake = (opts.durability == Durability::Buffered && !opts.bounded())
             .then(|| Intake::new(engine.poison_flag.clone(), engine.reserve.short_flag()));
         Ok(Queue {
             engine: Mutex::new(engine),
@@ -123,6 +125,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             not_full: Condvar::new(),
             all_done: Condvar::new(),
             max_size: opts.max_size as u64,
+            max_bytes: opts.max_bytes,
             durability: opts.durability,
             dir: dir.to_path_buf(),
             recovered,
@@ -205,6 +208,35 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_until(item, Wait::Until(deadline))
     }
 
+    /// Whether a bound (`max_size` or `max_bytes`) is set.
+    fn bounded(&self) -> bool {
+        self.max_size > 0 || self.max_bytes > 0
+    }
+
+    /// How many of `n` frames of `len` bytes each fit under the bounds now.
+    fn fits(&self, e: &Engine, n: usize, len: usize) -> usize {
+        self.fits_many(e, std::iter::repeat_n(len, n))
+    }
+
+    /// How many of the frames, of these lengths in order, fit under the bounds now:
+    /// the first always does when nothing waits, however large.
+    fn fits_many(&self, e: &Engine, lens: impl ExactSizeIterator<Item = usize>) -> usize {
+        if !self.bounded() {
+            return lens.len();
+        }
+        let (mut count, mut bytes) = (e.queued(), e.queued_bytes);
+        let mut fit = 0;
+        for len in lens {
+            let over_count = self.max_size > 0 && count >= self.max_size;
+            let over_bytes = self.max_bytes > 0 && bytes > 0 && bytes + len as u64 > self.max_bytes;
+            if over_count || over_bytes {
+                break;
+            }
+            (count, bytes, fit) = (count + 1, bytes + len as u64, fit + 1);
+        }
+        fit
+    }
+
     fn put_until(&self, item: &T, wait: Wait) -> Result<()> {
         FRAME.with(|cell| match cell.try_borrow_mut() {
             Ok(mut frame) => {
@@ -250,7 +282,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Ok(());
         }
         let mut e = self.engine.lock();
-        while self.max_size > 0 && e.queued() >= self.max_size {
+        while self.bounded() && self.fits(&e, 1, frame.bytes().len()) == 0 {
             wait.wait(&self.not_full, &mut e)?;
         }
         if self.durability == Durability::Written && write_alone(&mut e, &self.sig, frame.bytes())?
@@ -349,7 +381,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.wait_for_item(&mut e, &wait)?;
         let item = Self::take(&mut e)?;
         drop(e);
-        if self.max_size > 0 {
+        if self.bounded() {
             self.not_full.notify_one();
         }
         Ok(item)
@@ -472,7 +504,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let seq = e.read;
         let item = Self::take(&mut e)?;
         drop(e);
-        if self.max_size > 0 {
+        if self.bounded() {
             self.not_full.notify_one();
         }
         Ok(Delivery {
@@ -528,15 +560,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         e.room_for_puts()?;
         let (mut done, mut from) = (0, 0);
         while done < ends.len() {
-            let room = if self.max_size == 0 {
-                ends.len() - done
-            } else {
-                while e.queued() >= self.max_size {
-                    Wait::Forever.wait(&self.not_full, &mut e)?;
+            let sizes = (done..ends.len()).map(|i| ends[i] - if i == 0 { 0 } else { ends[i - 1] });
+            let room = loop {
+                match self.fits_many(&e, sizes.clone()) {
+                    0 => Wait::Forever.wait(&self.not_full, &mut e)?,
+                    room => break room,
                 }
-                (self.max_size - e.queued()) as usize
             };
-            let upto = (done + room).min(ends.len());
+            let upto = done + room;
             let last = if done == 0 && upto == ends.len() {
                 // All of them at once: the buffer itself, without a copy if nothing is
                 // pending.
@@ -634,7 +665,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         }
         drop(e);
-        if self.max_size > 0 {
+        if self.bounded() {
             self.not_full.notify_all();
         }
         Ok(out)

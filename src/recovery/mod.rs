@@ -45,6 +45,9 @@ pub(crate) fn open(
     let (mut engine, recovered) =
         reserve.with_room(st, dir, || open_locked(&storage, dir, opts, schema))?;
     engine.reserve = Reserve::ensure(st, dir)?;
+    if opts.max_bytes > 0 {
+        engine.queued_bytes = engine.waiting_record_bytes()?;
+    }
     Ok((engine, lock, recovered))
 }
 
@@ -577,6 +580,7 @@ fn build_engine(
         spare: Vec::new(),
         pending_fate: None,
         reserve: Reserve::default(),
+        queued_bytes: 0,
         acked,
         skip_ahead: r.singles.len() as u64,
         singles: r.singles,
