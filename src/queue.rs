@@ -149,9 +149,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Encode`] or [`Error::TooLarge`] for an item that cannot be stored (nothing
-    /// is written); [`Error::Io`] when the write or sync fails, after which the queue is
-    /// [poisoned](Error::Poisoned). The outcome of a failed put is unknown: after a
-    /// reopen the item is either there, whole, or absent.
+    /// is written). [`Error::NoSpace`] when the disk is full: the item was not stored and
+    /// the queue goes on (free space and put again; at [`Durability::Buffered`] the put
+    /// whose batch found the disk full succeeds, its item kept in memory, and later puts
+    /// fail until there is room). [`Error::DirectoryDeleted`] when the queue's directory
+    /// was deleted. [`Error::Io`] when the write or sync fails otherwise, after which the
+    /// queue is [poisoned](Error::Poisoned): the outcome of that put is unknown, and after
+    /// a reopen the item is either there, whole, or absent.
     pub fn put(&self, item: &T) -> Result<()> {
         self.put_until(item, Wait::Forever)
     }
@@ -690,8 +694,12 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     /// [`Error::NothingToAcknowledge`] when every gotten item is already acknowledged;
-    /// [`Error::Io`] when the journal write or sync fails (the queue is then poisoned,
-    /// and after a reopen the item is either acknowledged or delivered again).
+    /// [`Error::NoSpace`] when the disk is full even after the queue gave up the room it
+    /// keeps back for this: the item is acknowledged in memory and journaled by the next
+    /// acknowledgement that finds room (a crash before then delivers it again); nothing
+    /// is poisoned. [`Error::Io`] when the journal write or sync fails otherwise (the
+    /// queue is then poisoned, and after a reopen the item is either acknowledged or
+    /// delivered again).
     pub fn task_done(&self) -> Result<()> {
         self.task_done_n(1)
     }
@@ -878,8 +886,10 @@ impl<T> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when the write fails (the queue is then poisoned);
-    /// [`Error::Poisoned`].
+    /// [`Error::NoSpace`] when the disk has no room for the buffered items (they stay in
+    /// memory; flush again once there is room); [`Error::DirectoryDeleted`] when the
+    /// queue's directory was deleted; [`Error::Io`] when the write fails otherwise (the
+    /// queue is then poisoned); [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
         let mut e = self.engine.lock();
         self.drain_intake(&mut e)?;
