@@ -1,11 +1,12 @@
 //! Salvaging a damaged queue directory: [`repair`]. FORMAT.md §Repair is the specification
 //! of the algorithm and of what a crash at each step leaves behind.
 
-use crate::engine::{ACKS, CHUNK_BYTES, INFO, INFO_TMP, LOCK};
+use crate::engine::{ACKS, CHUNK_BYTES, INFO, INFO_TMP};
 use crate::error::{Error, Result};
 use crate::format::{ChunkHeader, Info};
 use crate::inspect::dir::{Analysis, analyze, chunk_name, list, read, read_existing, scan_chunk};
 use crate::reader::parse_chunk_name;
+use crate::recovery;
 use crate::storage::{FsStorage, OpenMode, Storage, StorageFile};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -296,19 +297,11 @@ pub fn repair_on(storage: Arc<dyn Storage>, dir: &Path) -> Result<RepairReport> 
     if !looks_like_queue {
         return Err(nothing_to_repair(dir));
     }
-    // From here on through the directory's handle, as an open queue works (see
-    // `Storage::anchor`): a repair never acts on another directory given the path.
-    let storage = storage
-        .anchor(dir)
-        .map_err(|e| Error::io("open queue directory", dir, e))?;
+    // From here on through the directory's handle, as an open queue works: a repair
+    // never acts on another directory given the path.
+    let storage = recovery::anchor(storage, dir)?;
     let st = &*storage;
-    let lock_path = dir.join(LOCK);
-    let _lock = st
-        .try_lock(&lock_path)
-        .map_err(|e| Error::io("lock", &lock_path, e))?
-        .ok_or_else(|| Error::Locked {
-            path: dir.to_path_buf(),
-        })?;
+    let _lock = recovery::lock(st, dir)?;
 
     let resumed = resume_interrupted(st, dir)?;
     let found = analyze(st, dir)?;

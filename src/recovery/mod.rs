@@ -88,7 +88,7 @@ fn open_locked(
 /// reaches its files through that handle (`Storage::anchor`), so that it never writes into
 /// another directory given its path later. An existing queue (the usual case) costs no
 /// `mkdir` and `stat`.
-fn anchor(storage: Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn Storage>> {
+pub(crate) fn anchor(storage: Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn Storage>> {
     let anchored = match storage.clone().anchor(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             storage
@@ -102,7 +102,7 @@ fn anchor(storage: Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn Storage>> {
 }
 
 /// Step 1: takes the flock on `.lock`.
-fn lock(st: &dyn Storage, dir: &Path) -> Result<LockGuard> {
+pub(crate) fn lock(st: &dyn Storage, dir: &Path) -> Result<LockGuard> {
     let lock_path = dir.join(LOCK);
     st.try_lock(&lock_path)
         .map_err(|e| Error::io("lock", &lock_path, e))?
