@@ -175,7 +175,7 @@ fn lead_writes_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, seq: u64) ->
             }
         };
         let res = e.writer_home(w, &batch, n, new_chunks, res);
-        e.settle(fate);
+        e.settle(fate, &res);
         e.recycle(batch);
         sig.progress.notify_all();
         res?;
@@ -237,7 +237,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         let singles = std::mem::take(&mut e.singles_unwritten);
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
-        let append = |j: &mut Journal| -> std::io::Result<()> {
+        let append = |j: &mut Journal| -> Result<()> {
             // The first entry of a synced append after a synced journal carries the sync
             // mark (FORMAT.md §acks).
             let mark = sync && j.all_synced;
@@ -254,10 +254,15 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
                 std::borrow::Cow::Owned(buf)
             };
             j.all_synced = false;
-            j.file.append(&buf)?;
+            // A full disk is `NoSpace` (see `journal_failed`); a failed sync is not.
+            j.file
+                .append(&buf)
+                .map_err(|err| Error::write("append to", &j.path, err))?;
             j.len += buf.len() as u64;
             if sync {
-                j.file.sync_data()?;
+                j.file
+                    .sync_data()
+                    .map_err(|err| Error::io("sync", &j.path, err))?;
                 j.all_synced = true;
             }
             Ok(())
@@ -279,7 +284,6 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
                 resume_unwind(panic);
             }
         };
-        let res = res.map_err(|err| Error::write("append to", &j.path, err));
         if let Err(err) = res {
             return journal_failed(e, sig, j, singles, err);
         }
@@ -299,7 +303,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
 /// After a failed journal append. A full disk poisons nothing: the acknowledgements stay
 /// in memory (`singles` back in line) to be journaled by the next leader, once the
 /// reserve is given up for them (retried at once) or later calls find room; until then
-/// a crash may deliver them again. Any other failure poisons.
+/// a crash may deliver them again (`Error::AckNotDurable`). Any other failure poisons.
 fn journal_failed(
     e: &mut MutexGuard<'_, Engine>,
     sig: &Signals,
@@ -326,7 +330,11 @@ fn journal_failed(
             if e.reserve.release(&*st, &dir)? {
                 return lead_acks(e, sig);
             }
-            Err(e.no_space("append to", ACKS))
+            Err(Error::AckNotDurable {
+                op: "append to",
+                path: e.dir.join(ACKS),
+                source: std::io::ErrorKind::StorageFull.into(),
+            })
         }
     }
 }

@@ -186,10 +186,12 @@ impl Fate {
 
     /// `None` while unknown; else whether item `seq` of the batch was stored.
     pub(crate) fn stored(&self, seq: u64) -> Option<bool> {
-        match self.0.load(Ordering::Acquire) {
-            Fate::UNKNOWN => None,
-            end => Some(seq < end),
-        }
+        self.end().map(|end| seq < end)
+    }
+
+    /// Once settled, the sequence number after the last item stored.
+    pub(crate) fn end(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&end| end != Fate::UNKNOWN)
     }
 
     fn settle(&self, written: u64) {
@@ -292,9 +294,14 @@ impl Engine {
             .clone()
     }
 
-    /// Settles the fate of a batch that was just written, wholly or in part.
-    pub(crate) fn settle(&self, fate: Option<Arc<Fate>>) {
-        if let Some(f) = fate {
+    /// Settles the fate of a batch that was just written (`res`), wholly or, on a full
+    /// disk, in part. Any other failure poisons the queue and leaves the fate unknown:
+    /// the outcome of those puts is unknown too, and their callers find the queue
+    /// poisoned.
+    pub(crate) fn settle(&self, fate: Option<Arc<Fate>>, res: &Result<()>) {
+        if let Some(f) = fate
+            && res.as_ref().map_or_else(Error::is_no_space, |()| true)
+        {
             f.settle(self.written);
         }
     }
@@ -658,7 +665,7 @@ impl Engine {
         // Their callers are not waited for by a gathering leader (`commit::gather`).
         self.pending_callers = 0;
         let res = self.write_locked(&batch, n);
-        self.settle(fate);
+        self.settle(fate, &res);
         self.recycle(batch);
         res
     }
@@ -768,7 +775,7 @@ impl Engine {
         self.pending_count = 0;
         self.pending_callers = 0;
         let fate = self.pending_fate.take();
-        self.settle(fate);
+        self.settle(fate, &Ok(()));
     }
 
     /// Whether every item is written, gotten and durably acknowledged while the writer's

@@ -46,6 +46,37 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An acknowledgement took effect, but the disk had no room to record it, even after
+    /// the queue gave up the room it keeps back for acknowledgements. Unlike
+    /// [`Error::NoSpace`] this is not to be retried: the item counts as acknowledged
+    /// while the queue is open, and the next acknowledgement, `flush` or `close` that
+    /// finds room records it; a crash before then delivers the item again.
+    #[error(
+        "the acknowledgement took effect but is not recorded on disk: no space left to {op} \
+         {}: {source}. Do not acknowledge the item again: the next acknowledgement, flush \
+         or close that finds room records it (a crash before then delivers it again). Free \
+         space on the device",
+        .path.display()
+    )]
+    AckNotDurable {
+        /// What diskq was doing, e.g. `"append to"`.
+        op: &'static str,
+        /// The journal file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// `put_many` stored its first `stored` items, then found the disk full: the rest
+    /// were not stored.
+    #[error("put_many stored its first {stored} items, then: {source}; put the rest again")]
+    PartlyStored {
+        /// How many of the items, from the first, are in the queue.
+        stored: usize,
+        /// Why the rest are not ([`Error::NoSpace`]).
+        #[source]
+        source: Box<Error>,
+    },
     /// The queue's directory was deleted while the queue was open. The queue writes only
     /// into the directory it opened, never into one created at the same path since.
     #[error(

@@ -5,7 +5,7 @@ use crate::codec::{self, Frames};
 use crate::commit::{
     Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
 };
-use crate::engine::{ACK_BATCH, Engine, WRITE_BATCH, check_dir};
+use crate::engine::{ACK_BATCH, Engine, Fate, WRITE_BATCH, check_dir};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
 use crate::options::{Durability, Options};
@@ -305,7 +305,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         // As leader, or waiting for one (who may hand over to us).
         let fate = e.fate();
-        write_through(&mut e, &self.sig, seq, &fate)
+        let res = write_through(&mut e, &self.sig, seq, &fate);
+        if self.bounded() && matches!(&res, Err(err) if err.is_no_space()) {
+            // The items dropped made room: producers waiting for it go on.
+            self.not_full.notify_all();
+        }
+        res
     }
 
     /// Removes and returns the oldest item, blocking while the queue is empty.
@@ -533,8 +538,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// Those of [`put`](Self::put). When an item cannot be serialized, none is put. After
-    /// an I/O error, any prefix of the items may be in the queue after a reopen.
+    /// Those of [`put`](Self::put). When an item cannot be serialized, none is put. On a
+    /// full disk, [`Error::NoSpace`] when none of the items was stored and
+    /// [`Error::PartlyStored`] when the first `stored` were. After an I/O error, any prefix
+    /// of the items may be in the queue after a reopen.
     pub fn put_many<'a, I>(&self, items: I) -> Result<()>
     where
         I: IntoIterator<Item = &'a T>,
@@ -580,16 +587,44 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 e.enqueue_many(&frames[from..ends[upto - 1]], (upto - done) as u64)?
             };
             from = ends[upto - 1];
-            done = upto;
+            let before = std::mem::replace(&mut done, upto);
             if self.durability != Durability::Buffered {
                 let fate = e.fate();
-                write_through(&mut e, &self.sig, last, &fate)?;
+                if let Err(err) = write_through(&mut e, &self.sig, last, &fate) {
+                    return Err(self.put_many_failed(
+                        err,
+                        &fate,
+                        before,
+                        last + 1 - (upto - before) as u64,
+                    ));
+                }
             } else if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
                 buffered_write(lead_writes(&mut e, &self.sig))?;
             }
             self.sig.not_empty.notify_all();
         }
         Ok(())
+    }
+
+    /// The error of a `put_many` whose items from `done` on, the first of them numbered
+    /// `first`, were being written: on a full disk, how many of all its items are stored
+    /// (a batch that started a chunk may have stored some before the disk filled).
+    fn put_many_failed(&self, err: Error, fate: &Fate, done: usize, first: u64) -> Error {
+        if !err.is_no_space() {
+            return err;
+        }
+        if self.bounded() {
+            // The items dropped made room: producers waiting for it go on.
+            self.not_full.notify_all();
+        }
+        let stored = done + fate.end().map_or(0, |end| end.saturating_sub(first)) as usize;
+        if stored == 0 {
+            return err;
+        }
+        Error::PartlyStored {
+            stored,
+            source: Box::new(err),
+        }
     }
 
     /// Removes and returns up to `max` of the oldest items, blocking while the queue is
@@ -694,10 +729,10 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     /// [`Error::NothingToAcknowledge`] when every gotten item is already acknowledged;
-    /// [`Error::NoSpace`] when the disk is full even after the queue gave up the room it
-    /// keeps back for this: the item is acknowledged in memory and journaled by the next
-    /// acknowledgement that finds room (a crash before then delivers it again); nothing
-    /// is poisoned. [`Error::Io`] when the journal write or sync fails otherwise (the
+    /// [`Error::AckNotDurable`] when the disk is full even after the queue gave up the
+    /// room it keeps back for this: the item is acknowledged in memory (do not call
+    /// `task_done` for it again) and journaled by the next acknowledgement that finds
+    /// room (a crash before then delivers it again); nothing is poisoned. [`Error::Io`] when the journal write or sync fails otherwise (the
     /// queue is then poisoned, and after a reopen the item is either acknowledged or
     /// delivered again).
     pub fn task_done(&self) -> Result<()> {
@@ -923,7 +958,12 @@ impl<T> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when writing fails; [`Error::Poisoned`] after an earlier failure.
+    /// [`Error::Io`] when writing fails; [`Error::Poisoned`] after an earlier failure;
+    /// [`Error::DirectoryDeleted`]. [`Error::NoSpace`] when the disk has no room for
+    /// what is buffered: at [`Durability::Buffered`] the items not yet written are then
+    /// lost with the queue (call [`flush`](Self::flush) until it succeeds before closing
+    /// to keep them); at the other levels only the checkpoint is missing, which the next
+    /// open does not need.
     pub fn close(self) -> Result<()> {
         let mut e = self.engine.lock();
         let res = if e.writer.is_some() && e.journal.is_some() {

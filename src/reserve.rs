@@ -5,8 +5,9 @@
 //! does not have. So a queue keeps `reserve`, a file of zero bytes that it deletes when
 //! one of those writes fails for want of space, and then writes again. Puts are refused
 //! (`Error::NoSpace`) until the reserve is back, which the queue tries again once
-//! acknowledged chunk files are deleted, and before a put at most every
-//! [`RETRY`]: puts cannot eat what draining needs.
+//! acknowledged chunk files are deleted, and before a put when the file system reports
+//! room for it (or, where it cannot say, at most every [`RETRY`]): puts cannot eat what
+//! draining needs.
 
 use crate::error::{Error, Result, is_no_space};
 use crate::storage::{Storage, remove_if_exists};
@@ -104,8 +105,9 @@ impl Reserve {
         Ok(true)
     }
 
-    /// Makes the reserve again if it is missing; with `throttled`, at most every
-    /// [`RETRY`]. True when it is in place.
+    /// Makes the reserve again if it is missing and there is room for it; with
+    /// `throttled`, where free space is unknown, at most every [`RETRY`]. True when it is
+    /// in place.
     pub(crate) fn restore(
         &mut self,
         st: &dyn Storage,
@@ -115,11 +117,23 @@ impl Reserve {
         if self.present {
             return Ok(true);
         }
-        let now = Instant::now();
-        if throttled && self.tried.is_some_and(|t| now.duration_since(t) < RETRY) {
-            return Ok(false);
+        // Only where it fits with room to spare (one `statvfs`): writing it to find out
+        // would take, for a moment, space that a write in flight (a leader's, without
+        // the lock) needs. Where free space is unknown, puts try at most every RETRY.
+        let free = st
+            .available()
+            .map_err(|e| Error::io("check free space for", dir, e))?;
+        match free {
+            Some(free) if free < 2 * RESERVE_BYTES => return Ok(false),
+            Some(_) => {}
+            None => {
+                let now = Instant::now();
+                if throttled && self.tried.is_some_and(|t| now.duration_since(t) < RETRY) {
+                    return Ok(false);
+                }
+                self.tried = Some(now);
+            }
         }
-        self.tried = Some(now);
         self.set_present(make(st, dir)?);
         Ok(self.present)
     }

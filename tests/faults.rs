@@ -373,7 +373,7 @@ fn a_panic_in_a_journal_append_poisons() {
 }
 
 #[test]
-fn an_acknowledgement_on_a_full_disk_uses_the_reserve_then_is_no_space_without_poisoning() {
+fn an_acknowledgement_on_a_full_disk_uses_the_reserve_then_is_not_durable_without_poisoning() {
     for d in [Durability::Written, Durability::Synced] {
         let st = SimStorage::new();
         let q = open(&st, d);
@@ -384,12 +384,16 @@ fn an_acknowledgement_on_a_full_disk_uses_the_reserve_then_is_no_space_without_p
         // The first failure gives up the reserve and the entry is written after all.
         st.inject(Op::Write, 0, Fault::Errno(ENOSPC));
         q.task_done().unwrap();
-        // With no reserve left, the acknowledgement stays in memory: NoSpace, nothing
-        // poisoned, and the next one journals both.
+        // With no reserve left, the acknowledgement stays in memory: AckNotDurable (not
+        // to be retried), nothing poisoned, and the next one journals both.
         assert_eq!(q.get().unwrap(), 1);
         st.inject(Op::Write, 0, Fault::Short(3));
         let e = q.task_done().unwrap_err();
-        assert!(e.is_no_space(), "{d:?}: {e}");
+        assert!(matches!(e, Error::AckNotDurable { .. }), "{d:?}: {e}");
+        assert!(
+            e.to_string().contains("Do not acknowledge the item again"),
+            "{e}"
+        );
         assert!(e.to_string().contains("/sim/q/acks"), "{e}");
         assert_eq!(q.unfinished(), 4, "{d:?}: acknowledged in memory");
         assert_eq!(q.get().unwrap(), 2);

@@ -187,6 +187,11 @@ impl Storage for AnchoredDir {
         Ok(Arc::new(AnchoredDir::open(dir)?))
     }
 
+    fn available(&self) -> io::Result<Option<u64>> {
+        let v = rustix::fs::fstatvfs(&self.fd)?;
+        Ok(Some(v.f_bavail.saturating_mul(v.f_frsize)))
+    }
+
     /// A directory with no links left was removed (`rmdir` needs it empty, so its files
     /// were removed first): what the queue writes there is gone once it lets go.
     fn deleted(&self) -> io::Result<bool> {

@@ -67,6 +67,11 @@ pub trait Storage: Send + Sync + Debug {
     /// that long is left as it is. Only its size matters, never its bytes. A full disk is
     /// this call's error, and may leave the file shorter.
     fn reserve_space(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Bytes an unprivileged writer may still allocate on the file system of the
+    /// anchored directory (`statvfs`); `None` when unknown.
+    fn available(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
     /// Whether the directory this storage is anchored to was deleted since. `false`
     /// when it is not anchored.
     fn deleted(&self) -> io::Result<bool> {
