@@ -451,6 +451,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Decodes and consumes the next item, which is written.
     fn take(e: &mut MutexGuard<'_, Engine>) -> Result<T> {
+        let (item, peeked) = Self::decode_next(e)?;
+        e.advance(peeked);
+        Ok(item)
+    }
+
+    /// Decodes the next item, which is written, without consuming it.
+    fn decode_next(e: &mut MutexGuard<'_, Engine>) -> Result<(T, crate::engine::Peeked)> {
         let peeked = e.peek()?;
         // Decoded under the lock: an item that fails to decode must stay unconsumed,
         // and no other consumer may take it meanwhile.
@@ -464,8 +471,35 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 source,
             }
         })?;
-        e.advance(peeked);
-        Ok(item)
+        Ok((item, peeked))
+    }
+
+    /// The item the next [`get`](Self::get) would return, without taking it; `None` when
+    /// the queue is empty. It stays first in line, for any consumer.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// assert_eq!(q.peek()?, None);
+    /// q.put(&"first".to_string())?;
+    /// q.put(&"second".to_string())?;
+    /// assert_eq!(q.peek()?.as_deref(), Some("first"));
+    /// assert_eq!(q.len(), 2); // nothing taken
+    /// assert_eq!(q.get()?, "first");
+    /// assert_eq!(q.peek()?.as_deref(), Some("second"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`get`](Self::get), but never [`Error::Empty`]: the item stays in line
+    /// either way.
+    pub fn peek(&self) -> Result<Option<T>> {
+        let mut e = self.engine.lock();
+        match self.wait_for_item(&mut e, &Wait::No(|| Error::Empty)) {
+            Err(Error::Empty) => return Ok(None),
+            r => r?,
+        }
+        Ok(Some(Self::decode_next(&mut e)?.0))
     }
 
     /// Removes and returns the oldest item together with a handle that acknowledges
