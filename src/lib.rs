@@ -193,6 +193,7 @@
 // three exceptions, each with its proof: the mapping in `storage::fs`, `codec::as_bytes` and `codec::as_byte_vec`
 #![warn(missing_docs)]
 
+mod browse;
 mod channel;
 mod codec;
 mod commit;
@@ -213,6 +214,7 @@ mod reserve;
 #[doc(hidden)]
 pub mod storage;
 
+pub use browse::Browse;
 pub use channel::{
     IntoIter, Iter, OwnedDelivery, Receiver, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,

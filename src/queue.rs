@@ -1,6 +1,7 @@
 //! `Queue<T>`: the blocking, typed API over the engine, with its lock and condition
 //! variables.
 
+use crate::browse::Browse;
 use crate::codec::{self, Frames};
 use crate::commit::{
     Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
@@ -472,6 +473,47 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         })?;
         Ok((item, peeked))
+    }
+
+    /// Every item waiting now, in the order gets would take them, none taken: an
+    /// iterator of `Result<T>`. Items put after the call are not shown; items gotten by
+    /// consumers before the browse reaches them are skipped; an item that does not decode
+    /// is an `Err` and the browse goes on after it. Each item is read under the queue
+    /// lock, one at a time, so producers and consumers go on meanwhile.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2, 3])?;
+    /// let waiting: Vec<u32> = q.browse().collect::<Result<_, _>>()?;
+    /// assert_eq!(waiting, [1, 2, 3]);
+    /// assert_eq!(q.len(), 3); // nothing taken
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Each item may be [`Error::Decode`]; [`Error::Corrupt`], [`Error::Io`] or
+    /// [`Error::Poisoned`] end the browse.
+    pub fn browse(&self) -> Browse<'_, T> {
+        let mut e = self.engine.lock();
+        // This thread's buffered puts are shown too; a failure shows at the first item.
+        let _ = self.drain_intake(&mut e);
+        let (read, end) = (e.read, e.accepted());
+        drop(e);
+        Browse::new(self, read, end)
+    }
+
+    pub(crate) fn lock_engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock()
+    }
+
+    /// Writes pending items for a browse that reached them (buffered level).
+    pub(crate) fn write_pending_for_browse(&self, e: &mut MutexGuard<'_, Engine>) -> Result<()> {
+        wait_idle(e, &self.sig);
+        if e.pending_count > 0 {
+            write_pending(e, &self.sig)?;
+        }
+        Ok(())
     }
 
     /// The item the next [`get`](Self::get) would return, without taking it; `None` when

@@ -1,0 +1,129 @@
+//! `Queue::browse`: the waiting items in order, read with a reader of their own, none
+//! taken.
+//!
+//! The iterator keeps its own place (sequence number, chunk, offset) and reads each record
+//! under the queue lock, so that it sees the engine's state of that moment: items gotten
+//! since it passed them are not its concern, items gotten before it reached them are
+//! skipped (it starts again from the engine's reader), and items acknowledged out of order
+//! before a reopen (not delivered again) are skipped as `get` skips them. A chunk holding
+//! an item not yet gotten is never deleted, so the files it reads stay there.
+
+use crate::codec;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::inspect::chain;
+use crate::queue::Queue;
+use crate::reader::{ChunkReader, Next};
+use parking_lot::MutexGuard;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Every item waiting when [`Queue::browse`] was called, in order, each as it is read;
+/// none is taken. See [`Queue::browse`].
+#[derive(Debug)]
+pub struct Browse<'a, T> {
+    queue: &'a Queue<T>,
+    /// The next item to show, and a reader at its record (`None`: start from the
+    /// engine's reader).
+    seq: u64,
+    reader: Option<ChunkReader>,
+    /// Items from here on were put after the browse began.
+    end: u64,
+    done: bool,
+}
+
+impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
+    pub(crate) fn new(queue: &'a Queue<T>, seq: u64, end: u64) -> Browse<'a, T> {
+        Browse {
+            queue,
+            seq,
+            reader: None,
+            end,
+            done: false,
+        }
+    }
+
+    /// The next item at or after `self.seq`, or `None` past the end.
+    fn step(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
+        e.check()?;
+        if self.reader.is_none() || self.seq < e.read {
+            // Not started, or consumers got past us: go on from the engine's reader.
+            let mut r = ChunkReader::open(&*e.storage, &e.dir, e.reader.chunk)?;
+            r.seek(e.reader.offset());
+            (self.seq, self.reader) = (e.read, Some(r));
+        }
+        loop {
+            if self.seq >= self.end {
+                return Ok(None);
+            }
+            if self.seq >= e.written {
+                // Buffered level: still pending; written first, as `get` does.
+                self.queue.write_pending_for_browse(e)?;
+                continue;
+            }
+            let r = self.reader.as_mut().expect("positioned above");
+            r.set_limit((r.chunk == e.writer_chunk).then_some(e.writer_end));
+            match r.next()? {
+                Next::Frame { payload, len } => {
+                    let (seq, skip) = (self.seq, e.singles.contains(&self.seq));
+                    let item = (!skip).then(|| {
+                        codec::decode(r.payload(payload)).map_err(|source| Error::Decode {
+                            seq,
+                            path: r.path.clone(),
+                            offset: r.offset(),
+                            source,
+                        })
+                    });
+                    r.advance(len);
+                    self.seq += 1;
+                    if let Some(item) = item {
+                        return item.map(Some);
+                    }
+                }
+                Next::Damaged { detail } => {
+                    return Err(Error::corrupt(&r.path, r.offset(), detail));
+                }
+                Next::End if r.chunk >= e.writer_chunk => {
+                    return Err(Error::corrupt(
+                        &r.path,
+                        r.offset(),
+                        format!("the file ends before item {}, which was written", self.seq),
+                    ));
+                }
+                Next::End => {
+                    let next = ChunkReader::open(&*e.storage, &e.dir, r.chunk + 1)?;
+                    if let Err(b) = chain::check(self.seq, next.header.first_seq) {
+                        return Err(Error::corrupt(&next.path, 0, b.to_string()));
+                    }
+                    self.reader = Some(next);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for Browse<'_, T> {
+    type Item = Result<T>;
+
+    /// The next waiting item. An item that does not decode is an `Err` ([`Error::Decode`])
+    /// and the browse goes on after it; damage or a failed read ends it after the `Err`.
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        let mut e = self.queue.lock_engine();
+        let res = self.step(&mut e);
+        match res {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(err @ Error::Decode { .. }) => Some(Err(err)),
+            Err(err) => {
+                self.done = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
