@@ -166,6 +166,8 @@ pub(crate) struct Engine {
     /// What becomes of the frames in `pending`, for the callers waiting on them; made by
     /// the first caller that waits (`fate`).
     pub(crate) pending_fate: Option<Arc<Fate>>,
+    /// Gets wait as if the queue were empty (`Queue::pause`; the `paused` file).
+    pub(crate) paused: bool,
     /// Bytes of the records accepted and not yet gotten (`Options::max_bytes`). Open
     /// counts the ones on disk only when a byte bound is set.
     pub(crate) queued_bytes: u64,

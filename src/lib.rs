@@ -205,6 +205,7 @@ pub mod fuzzing;
 mod inspect;
 mod intake;
 mod options;
+mod pause;
 mod queue;
 mod reader;
 mod recovery;

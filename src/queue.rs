@@ -402,6 +402,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn wait_for_item(&self, e: &mut MutexGuard<'_, Engine>, wait: &Wait) -> Result<()> {
         let mut spins = 0;
         loop {
+            if e.paused {
+                // `resume` wakes every waiter.
+                wait.wait(&self.sig.not_empty, e)?;
+                continue;
+            }
             if e.len() == 0 {
                 if let Some(intake) = &self.intake
                     && intake.len() > 0
@@ -537,11 +542,68 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// either way.
     pub fn peek(&self) -> Result<Option<T>> {
         let mut e = self.engine.lock();
-        match self.wait_for_item(&mut e, &Wait::No(|| Error::Empty)) {
+        // Not a get: a pause does not hide the item.
+        let paused = std::mem::replace(&mut e.paused, false);
+        let found = self.wait_for_item(&mut e, &Wait::No(|| Error::Empty));
+        e.paused = paused;
+        match found {
             Err(Error::Empty) => return Ok(None),
             r => r?,
         }
         Ok(Some(Self::decode_next(&mut e)?.0))
+    }
+
+    /// Stops consumers: while paused, gets wait (and `get_nowait` is [`Error::Empty`]),
+    /// as if the queue were empty, until [`resume`](Self::resume); puts, acknowledgements,
+    /// [`peek`](Self::peek) and [`browse`](Self::browse) go on. The pause is recorded in
+    /// the directory (a `paused` file), so it holds across a reopen, made durable at
+    /// [`Durability::Synced`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.pause()?;
+    /// assert!(q.is_paused());
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// drop(q);
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.is_paused()); // still paused after a reopen
+    /// q.resume()?;
+    /// assert_eq!(q.get_nowait()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoSpace`] or [`Error::Io`] when the `paused` file cannot be created
+    /// (nothing changes then).
+    pub fn pause(&self) -> Result<()> {
+        self.set_paused(true)
+    }
+
+    /// Lets consumers go on after [`pause`](Self::pause), waking those waiting.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the `paused` file cannot be removed (nothing changes then).
+    pub fn resume(&self) -> Result<()> {
+        self.set_paused(false)?;
+        self.sig.not_empty.notify_all();
+        Ok(())
+    }
+
+    /// Whether the queue is paused ([`pause`](Self::pause)).
+    pub fn is_paused(&self) -> bool {
+        self.engine.lock().paused
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<()> {
+        let mut e = self.engine.lock();
+        e.check()?;
+        if e.paused != paused {
+            crate::pause::record(&*e.storage, &e.dir, paused, e.synced())?;
+            e.paused = paused;
+        }
+        Ok(())
     }
 
     /// Removes and returns the oldest item together with a handle that acknowledges

@@ -170,3 +170,49 @@ fn browse_at_the_buffered_level_shows_items_not_yet_written() {
     let q: Queue<u32> = Queue::open(dir.path()).unwrap();
     assert_eq!(browse_all(&q), [0, 1, 2, 3, 4], "written by then");
 }
+
+// `Queue::pause` / `resume` (issue #17): gets wait while paused; the pause persists.
+
+#[test]
+fn a_paused_queue_makes_gets_wait_and_stays_paused_across_reopen() {
+    for level in LEVELS {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::new().durability(level);
+        let q: Queue<u32> = opts.open(dir.path()).unwrap();
+        q.put(&1).unwrap();
+        assert!(!q.is_paused());
+        q.pause().unwrap();
+        q.pause().unwrap(); // twice is once
+        assert!(q.is_paused());
+        assert!(q.get_nowait().unwrap_err().is_empty(), "{level:?}");
+        assert!(
+            q.get_timeout(std::time::Duration::from_millis(20))
+                .unwrap_err()
+                .is_timeout()
+        );
+        // Puts, peek and browse go on.
+        q.put(&2).unwrap();
+        assert_eq!(q.peek().unwrap(), Some(1));
+        assert_eq!(browse_all(&q), [1, 2]);
+        assert_eq!(q.len(), 2);
+        drop(q);
+        assert!(dir.path().join("paused").exists());
+        let q: Queue<u32> = opts.open(dir.path()).unwrap();
+        assert!(q.is_paused(), "{level:?}: after reopen");
+        assert!(q.get_nowait().unwrap_err().is_empty());
+        // A blocked get goes on at resume.
+        std::thread::scope(|s| {
+            let getter = s.spawn(|| q.get());
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            assert!(!getter.is_finished(), "{level:?}: get waits while paused");
+            q.resume().unwrap();
+            assert_eq!(getter.join().unwrap().unwrap(), 1);
+        });
+        assert!(!q.is_paused());
+        assert_eq!(q.get().unwrap(), 2);
+        drop(q);
+        assert!(!dir.path().join("paused").exists());
+        let q: Queue<u32> = opts.open(dir.path()).unwrap();
+        assert!(!q.is_paused());
+    }
+}

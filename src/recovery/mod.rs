@@ -45,6 +45,7 @@ pub(crate) fn open(
     let (mut engine, recovered) =
         reserve.with_room(st, dir, || open_locked(&storage, dir, opts, schema))?;
     engine.reserve = Reserve::ensure(st, dir)?;
+    engine.paused = crate::pause::recorded(st, dir)?;
     if opts.max_bytes > 0 {
         engine.queued_bytes = engine.waiting_record_bytes()?;
     }
@@ -581,6 +582,7 @@ fn build_engine(
         pending_fate: None,
         reserve: Reserve::default(),
         queued_bytes: 0,
+        paused: false,
         acked,
         skip_ahead: r.singles.len() as u64,
         singles: r.singles,
