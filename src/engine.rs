@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark};
 use crate::inspect::chain::{self, Break};
+pub(crate) use crate::options::CHUNK_BYTES;
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::reserve::{RESERVE, Reserve};
@@ -21,9 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 /// Buffered level: acknowledgements are journaled once this many are pending.
 pub(crate) const ACK_BATCH: u64 = 4096;
-/// The journal is folded into `info` (a checkpoint) once it reaches this size, which
-/// bounds what recovery reads.
-pub(crate) const JOURNAL_LIMIT: u64 = 256 * 1024;
 
 pub(crate) const INFO: &str = "info";
 /// The size a disk writes whole (a sector): an `info` this long or shorter is never
@@ -34,11 +32,6 @@ pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
 pub(crate) const SCHEMA: &str = "schema";
 pub(crate) const SCHEMA_TMP: &str = "schema.tmp";
-
-/// Chunk files larger than this are not started: the writer moves to a new chunk before
-/// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the
-/// acknowledged bytes a chunk keeps on disk when items are large.
-pub(crate) const CHUNK_BYTES: u64 = 64 << 20;
 
 /// A writer's chunk this large, every item of which is acknowledged, is left for a new
 /// one (and deleted), so that a drained queue keeps no more than this on disk whatever

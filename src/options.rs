@@ -1,13 +1,18 @@
-//! Settings for opening a queue.
-
-use crate::error::Result;
-use crate::queue::Queue;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::path::Path;
+//! Settings for opening a queue, and the defaults: a leaf module, which the engine,
+//! recovery and the queue read and which depends on none of them (`Options::open` is in
+//! `queue.rs`).
 
 /// Default number of records per chunk file.
 pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
+
+/// The journal is folded into `info` (a checkpoint) once it reaches this size, which
+/// bounds what recovery reads.
+pub(crate) const JOURNAL_LIMIT: u64 = 256 * 1024;
+
+/// Chunk files larger than this are not started: the writer moves to a new chunk before
+/// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the
+/// acknowledged bytes a chunk keeps on disk when items are large.
+pub(crate) const CHUNK_BYTES: u64 = 64 << 20;
 
 /// How far an operation's effect has travelled when it returns. See the table in the
 /// crate docs for what each level survives.
@@ -15,7 +20,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
 #[non_exhaustive]
 pub enum Durability {
     /// Puts and acknowledgements collect in memory and are written in batches (64 KiB of
-    /// items, or 4096 acknowledgements), and by [`Queue::flush`], [`Queue::close`] and drop.
+    /// items, or 4096 acknowledgements), and by [`Queue::flush`](crate::Queue::flush), [`Queue::close`](crate::Queue::close) and drop.
     /// Fastest; a crash loses what was not yet written.
     Buffered,
     /// Each `put` and `task_done` is handed to the operating system before it returns:
@@ -29,7 +34,7 @@ pub enum Durability {
     Synced,
 }
 
-/// Builder for [`Queue`]: chunk size, bound and durability.
+/// Builder for [`Queue`](crate::Queue): chunk size, bound and durability.
 ///
 /// ```
 /// use diskq::{Durability, Options, Queue};
@@ -67,8 +72,8 @@ impl Options {
             max_size: 0,
             max_bytes: 0,
             durability: Durability::Written,
-            journal_limit: crate::engine::JOURNAL_LIMIT,
-            chunk_bytes: crate::engine::CHUNK_BYTES,
+            journal_limit: JOURNAL_LIMIT,
+            chunk_bytes: CHUNK_BYTES,
             schema: None,
         }
     }
@@ -89,7 +94,7 @@ impl Options {
         self
     }
 
-    /// Bounds [`Queue::len`] (items waiting to be gotten): `put` blocks and `put_nowait`
+    /// Bounds [`Queue::len`](crate::Queue::len) (items waiting to be gotten): `put` blocks and `put_nowait`
     /// fails with [`Error::Full`](crate::Error::Full) while the queue holds this many.
     /// 0 (the default) means unbounded, as in Python. Items already on disk beyond the
     /// bound at open stay; puts wait until gets bring the length under it.
@@ -182,27 +187,5 @@ impl Options {
     pub fn chunk_bytes(mut self, bytes: u64) -> Options {
         self.chunk_bytes = bytes.max(1);
         self
-    }
-
-    /// Opens (creating it if missing) and recovers the queue in `dir`.
-    ///
-    /// # Errors
-    /// [`Error::Locked`](crate::Error::Locked) when another `Queue` has the directory open;
-    /// [`Error::Corrupt`](crate::Error::Corrupt) or
-    /// [`Error::MissingInfo`](crate::Error::MissingInfo) when the files are damaged beyond a
-    /// torn tail; [`Error::Io`](crate::Error::Io) when the file system refuses (for
-    /// example, `dir` is a file).
-    pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
-        Queue::open_with(self.clone(), dir.as_ref())
-    }
-
-    /// Opens the queue on another [`Storage`](crate::storage::Storage) (tests, fuzzing).
-    #[doc(hidden)]
-    pub fn open_on<T: Serialize + DeserializeOwned>(
-        &self,
-        storage: std::sync::Arc<dyn crate::storage::Storage>,
-        dir: impl AsRef<Path>,
-    ) -> Result<Queue<T>> {
-        Queue::open_on(storage, self.clone(), dir.as_ref())
     }
 }

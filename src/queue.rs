@@ -75,6 +75,30 @@ pub struct Queue<T> {
     _item: PhantomData<fn(T) -> T>,
 }
 
+impl Options {
+    /// Opens (creating it if missing) and recovers the queue in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](crate::Error::Locked) when another `Queue` has the directory open;
+    /// [`Error::Corrupt`](crate::Error::Corrupt) or
+    /// [`Error::MissingInfo`](crate::Error::MissingInfo) when the files are damaged beyond a
+    /// torn tail; [`Error::Io`](crate::Error::Io) when the file system refuses (for
+    /// example, `dir` is a file).
+    pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
+        Queue::open_on(Arc::new(FsStorage), self.clone(), dir.as_ref())
+    }
+
+    /// Opens the queue on another [`Storage`](crate::storage::Storage) (tests, fuzzing).
+    #[doc(hidden)]
+    pub fn open_on<T: Serialize + DeserializeOwned>(
+        &self,
+        storage: std::sync::Arc<dyn crate::storage::Storage>,
+        dir: impl AsRef<Path>,
+    ) -> Result<Queue<T>> {
+        Queue::open_on(storage, self.clone(), dir.as_ref())
+    }
+}
+
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Queue");
@@ -101,10 +125,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// See [`Options::open`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Queue<T>> {
         Options::new().open(dir)
-    }
-
-    pub(crate) fn open_with(opts: Options, dir: &Path) -> Result<Queue<T>> {
-        Self::open_on(Arc::new(FsStorage), opts, dir)
     }
 
     pub(crate) fn open_on(
