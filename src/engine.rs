@@ -773,13 +773,15 @@ impl Engine {
         self.settle(fate, &Ok(()));
     }
 
-    /// Whether every item is written, gotten and durably acknowledged while the writer's
-    /// chunk has grown past [`DRAINED_CHUNK_BYTES`]: the chunk holds only dead bytes.
+    /// Whether every item is written, gotten and acknowledged while the writer's chunk
+    /// has grown past [`DRAINED_CHUNK_BYTES`]: the chunk holds only dead bytes. (The
+    /// checkpoint that then leaves it makes the acknowledgements durable before it
+    /// deletes anything.)
     pub(crate) fn drained_chunk_is_large(&self) -> bool {
         self.pending_count == 0
             && self.writing == 0
             && self.read == self.written
-            && self.acked_written == self.written
+            && self.acked == self.written
             && self.writer.as_ref().is_some_and(|w| {
                 // Never more than a full chunk (tests make them small, to exercise this).
                 w.count > 0 && w.written >= DRAINED_CHUNK_BYTES.min(self.chunk_limit.bytes)

@@ -237,6 +237,17 @@ fn a_drained_queue_of_large_chunks_frees_its_disk() {
             q.task_done_n(got.len()).unwrap();
         }
         assert_eq!(q.unfinished(), 0);
+        if level == diskq::Durability::Buffered {
+            // Acknowledgements not yet journaled: close alone must free the disk.
+            let big = footprint(dir.path());
+            q.close().unwrap();
+            let closed = footprint(dir.path());
+            assert!(
+                closed <= FOOTPRINT,
+                "{level:?}: {closed} bytes after close ({big} before)"
+            );
+            continue;
+        }
         q.flush().unwrap();
         let open_bytes = footprint(dir.path());
         println!("{level:?}: {open_bytes} bytes when drained");
