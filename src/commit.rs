@@ -102,8 +102,9 @@ pub(crate) fn write_alone(
     let _wake = WakeOnPanic(sig);
     e.check()?;
     e.room_for_puts()?;
-    e.write_locked(frame, 1)?;
+    // Counted before the write: a full disk drops it again (`Engine::unstored`).
     e.queued_bytes += frame.len() as u64;
+    e.write_locked(frame, 1)?;
     sig.progress.notify_all();
     sig.not_empty.notify_all();
     checkpoint_if_due(e, sig)?;
@@ -327,8 +328,12 @@ fn journal_failed(
             singles.append(&mut e.singles_unwritten);
             e.singles_unwritten = singles;
             let (st, dir) = (e.storage.clone(), e.dir.clone());
-            if e.reserve.release(&*st, &dir)? {
-                return lead_acks(e, sig);
+            match e.reserve.release(&*st, &dir) {
+                Ok(true) => return lead_acks(e, sig),
+                Ok(false) => {}
+                // The acknowledgement took effect: an error the caller may take for
+                // "not acknowledged" must poison, as any failed journal write does.
+                Err(other) => return Err(e.poison(other)),
             }
             Err(Error::AckNotDurable {
                 op: "append to",

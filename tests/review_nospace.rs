@@ -1034,3 +1034,47 @@ fn buffered_close_on_a_full_disk_drops_accepted_items() {
     let q: Queue<u64> = open_sim(&st, &opts(Durability::Buffered, 1000));
     assert_eq!(drain(&q), vec![0], "item 1 (put Ok) is lost by close");
 }
+
+// ---------------------------------------------------------------------------------------
+// Found while fuzzing the full-disk paths (they failed before the fixes).
+
+/// A lone put at `Written` that hits ENOSPC must not leave the byte count one frame low,
+/// which let `max_bytes` take one item more than its bound.
+#[test]
+fn a_put_dropped_by_a_full_disk_keeps_max_bytes_exact() {
+    for level in [
+        Durability::Written,
+        Durability::Synced,
+        Durability::Buffered,
+    ] {
+        let st = SimStorage::new();
+        // An item of 1000 bytes counts 1016.
+        let q: Queue<Vec<u8>> = open_sim(&st, &opts(level, 1000).max_bytes(2 * 1016));
+        q.put_nowait(&vec![1u8; 1000]).unwrap();
+        st.inject(Op::Write, 0, Fault::Errno(ENOSPC));
+        let _ = q.put_nowait(&vec![2u8; 1000]); // NoSpace (Buffered: Ok, kept pending)
+        while q.put_nowait(&vec![3u8; 1000]).is_ok() {}
+        assert!(
+            q.len() <= 2,
+            "{level:?}: {} items under a bound of 2",
+            q.len()
+        );
+    }
+}
+
+/// A journal append that hits ENOSPC, then fails to give up the reserve (EIO): the
+/// acknowledgement took effect, so the `Io` error must poison, as documented, rather than
+/// let a retried `task_done` acknowledge the next item.
+#[test]
+fn an_io_error_giving_up_the_reserve_for_an_acknowledgement_poisons() {
+    let st = SimStorage::new();
+    let q: Queue<u32> = open_sim(&st, &opts(Durability::Written, 1000));
+    q.put(&1).unwrap();
+    q.put(&2).unwrap();
+    assert_eq!(q.get_nowait().unwrap(), 1);
+    st.inject(Op::Write, 0, Fault::Errno(ENOSPC)); // the journal append
+    st.inject(Op::Remove, 0, Fault::Errno(EIO)); // giving up the reserve
+    let err = q.task_done().unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(matches!(q.put(&3), Err(Error::Poisoned)));
+}

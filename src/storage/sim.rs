@@ -655,6 +655,12 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    /// Room for anything: the simulated disk fills only by injected faults. (Unknown
+    /// would make the queue retry its reserve by the clock, and replays depend on time.)
+    fn available(&self) -> io::Result<Option<u64>> {
+        Ok(Some(u64::MAX))
+    }
+
     /// The simulated directories are never renamed or deleted behind the queue's back,
     /// so paths name them well enough; a missing one is `NotFound`, as on a real one.
     fn anchor(self: Arc<Self>, dir: &Path) -> io::Result<Arc<dyn Storage>> {
