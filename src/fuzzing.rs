@@ -1447,6 +1447,13 @@ struct Model {
     armed: Option<Crash>,
     /// A fault was injected on `st` (it may not have fired yet).
     faulted: bool,
+    /// An operation of this queue instance failed otherwise than for want of space: only
+    /// then may a later one say `Poisoned` (a full disk poisons nothing).
+    poison_ok: std::cell::Cell<bool>,
+    /// Items whose `task_done` took effect in memory only (`AckNotDurable`, or `NoSpace`
+    /// after its reserve was gone), oldest first: a recovery may bring back any suffix
+    /// of them, never an item after one it does not bring back.
+    soft: Vec<Item>,
 }
 
 /// Reads `data` as a program (see [`encode_model`] and [`ModelOp`]) and runs it on a
@@ -1480,6 +1487,8 @@ pub fn model(data: &[u8]) {
         pads: Vec::new(),
         armed: None,
         faulted: false,
+        poison_ok: std::cell::Cell::new(false),
+        soft: Vec::new(),
     };
     for _ in 0..MAX_OPS {
         let Some(op) = ModelOp::decode(&mut input) else {
@@ -1501,6 +1510,14 @@ impl Model {
 
     /// An operation failed: allowed only when the world stopped or a fault was injected.
     fn failed(&self, what: &str, e: &Error) {
+        if matches!(e, Error::Poisoned) {
+            assert!(
+                self.st.crashed() || self.poison_ok.get(),
+                "{what} says Poisoned, but every earlier failure of this queue was a full disk"
+            );
+        } else if !e.is_no_space() && !matches!(e, Error::AckNotDurable { .. }) {
+            self.poison_ok.set(true);
+        }
         assert!(
             self.st.crashed() || self.faulted,
             "{what} failed on a healthy file system: {e}"
@@ -1584,6 +1601,8 @@ impl Model {
                     if let Err(e) = q.close() {
                         self.failed("close", &e);
                         failed = true;
+                    } else if self.durability == Durability::Synced {
+                        self.soft.clear(); // its checkpoint recorded them durably
                     }
                 } else {
                     drop(q);
@@ -1661,6 +1680,22 @@ impl Model {
                     self.in_flight.pop_front().is_some(),
                     "task_done returned Ok with nothing gotten"
                 );
+                if self.durability != Durability::Buffered {
+                    // Its journal entry (a head) covers the ones kept in memory.
+                    self.soft.clear();
+                }
+                Ok(())
+            }
+            // Acknowledged in memory only: the queue goes on.
+            Err(e)
+                if (e.is_no_space() || matches!(e, Error::AckNotDurable { .. }))
+                    && !self.st.crashed()
+                    && self.durability != Durability::Buffered =>
+            {
+                self.failed("task_done", &e);
+                let item = self.in_flight.pop_front();
+                self.soft
+                    .push(item.expect("task_done took effect with nothing gotten"));
                 Ok(())
             }
             Err(Error::NothingToAcknowledge) => {
@@ -1720,9 +1755,14 @@ impl Model {
             }
             // A second round (the reopen failed) starts from the model just verified.
             uncertain = Uncertain::None;
+            if stopped {
+                // The storage is now what the crash left, all of it durable.
+                self.soft.clear();
+            }
             match self.opts.open_on(Arc::new(self.st.clone()), DIR) {
                 Ok(q) => {
                     self.q = Some(q);
+                    self.poison_ok.set(false);
                     return true;
                 }
                 Err(e) => {
@@ -1766,16 +1806,24 @@ impl Model {
             .collect();
         let ids = |v: &[Item]| v.iter().map(|i| i.0).collect::<Vec<_>>();
         if promise == Promise::Keeps {
-            let ok = got == base
-                || match uncertain {
-                    Uncertain::None => false,
-                    Uncertain::Ack => !base.is_empty() && got[..] == base[1..],
-                    Uncertain::Put(item) => {
-                        got.len() == base.len() + 1
-                            && got[..base.len()] == base[..]
-                            && got.last() == Some(item)
+            let check = |base: &[Item]| {
+                got == base
+                    || match uncertain {
+                        Uncertain::None => false,
+                        Uncertain::Ack => !base.is_empty() && got[..] == base[1..],
+                        Uncertain::Put(item) => {
+                            got.len() == base.len() + 1
+                                && got[..base.len()] == base[..]
+                                && got.last() == Some(item)
+                        }
                     }
-                };
+            };
+            // Acknowledgements kept in memory only: the head on disk may cover any
+            // prefix of them, so any suffix may come back, in front.
+            let ok = (0..=self.soft.len()).any(|k| {
+                let with_soft: Vec<Item> = self.soft[k..].iter().chain(&base).cloned().collect();
+                check(&with_soft)
+            });
             assert!(
                 ok,
                 "recovery at {:?} gave items {:?}, the model has {:?} (uncertain: {:?})",
@@ -1821,6 +1869,10 @@ impl Model {
             }
         }
         self.in_flight.clear();
+        // Those kept in memory that came back now wait; the older ones, acknowledged in
+        // what this probe saw, may still come back after a power loss.
+        let back = self.soft.iter().position(|i| got.contains(i));
+        self.soft.truncate(back.unwrap_or(self.soft.len()));
         self.waiting = got.into();
         true
     }
