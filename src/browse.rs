@@ -65,7 +65,7 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
             r.set_limit((r.chunk == e.writer_chunk).then_some(e.writer_end));
             match r.next()? {
                 Next::Frame { payload, len } => {
-                    let (seq, skip) = (self.seq, e.singles.contains(&self.seq));
+                    let (seq, skip) = (self.seq, e.acks.skips(self.seq));
                     let item = (!skip).then(|| {
                         codec::decode(r.payload(payload)).map_err(|source| Error::Decode {
                             seq,

@@ -16,6 +16,7 @@
 //! Acknowledgements work the same way with the journal: entries hold absolute counts, so
 //! one entry with the newest count covers every `task_done` that came before it.
 
+use crate::acks::ToJournal;
 use crate::engine::{ACKS, Engine, Fate, Journal, write_frames};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
@@ -218,7 +219,7 @@ pub(crate) fn journal_through(
     sig: &Signals,
     generation: u64,
 ) -> Result<()> {
-    while e.ack_gen_written < generation {
+    while !e.acks.journaled_through(generation) {
         e.check()?;
         if e.journal.is_some() {
             lead_acks_until(e, sig, generation)?;
@@ -232,10 +233,10 @@ pub(crate) fn journal_through(
 /// Journals acknowledgements until call `generation` is journaled (or all are).
 fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u64) -> Result<()> {
     let _wake = WakeOnPanic(sig);
-    while e.ack_gen_written < e.ack_gen && e.ack_gen_written < generation {
+    while e.acks.unjournaled() > 0 && !e.acks.journaled_through(generation) {
         e.check()?;
-        let (head, gen_) = (e.acked, e.ack_gen);
-        let singles = std::mem::take(&mut e.singles_unwritten);
+        let entry = e.acks.take_entry();
+        let (head, singles) = (entry.head, &entry.singles);
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let append = |j: &mut Journal| -> Result<()> {
@@ -286,13 +287,12 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             }
         };
         if let Err(err) = res {
-            return journal_failed(e, sig, j, singles, err);
+            return journal_failed(e, sig, j, entry, err);
         }
         let full = j.len >= e.journal_limit;
         e.journal = Some(j);
         sig.progress.notify_all();
-        e.acked_written = head;
-        e.ack_gen_written = gen_;
+        e.acks.journaled(&entry);
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
         // A drained queue leaves its large chunk (at the checkpoint just below).
@@ -309,7 +309,7 @@ fn journal_failed(
     e: &mut MutexGuard<'_, Engine>,
     sig: &Signals,
     mut j: Journal,
-    mut singles: Vec<u64>,
+    entry: ToJournal,
     err: Error,
 ) -> Result<()> {
     // Whatever part of the entries reached the file is cut off again.
@@ -325,8 +325,7 @@ fn journal_failed(
     match cut {
         Err(other) => Err(e.poison(other)),
         Ok(()) => {
-            singles.append(&mut e.singles_unwritten);
-            e.singles_unwritten = singles;
+            e.acks.not_journaled(entry);
             let (st, dir) = (e.storage.clone(), e.dir.clone());
             match e.reserve.release(&*st, &dir) {
                 Ok(true) => return lead_acks(e, sig),

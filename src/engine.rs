@@ -4,6 +4,7 @@
 //! that borrows the file out of the engine and writes without holding the lock (see
 //! `commit.rs`); everything here runs under the lock.
 
+use crate::acks::Acks;
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark};
 use crate::inspect::chain::{self, Break};
@@ -12,7 +13,7 @@ use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::reserve::{RESERVE, Reserve};
 use crate::storage::{OpenMode, Storage, StorageFile, remove_if_exists};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,23 +123,11 @@ pub(crate) struct Engine {
     pub(crate) spare: Vec<u8>,
     /// Items written to chunk files: the sequence number after the last of them.
     pub(crate) written: u64,
-    /// The acknowledgement head: every item before it is acknowledged, and it is not.
-    pub(crate) acked: u64,
-    /// Items after the head acknowledged one by one (`Delivery::ack` out of order).
-    pub(crate) singles: BTreeSet<u64>,
-    /// How many of `singles` lie at or after `read`: acknowledged before a reopen, they
-    /// are skipped, not delivered again.
-    pub(crate) skip_ahead: u64,
-    /// Single acknowledgements not yet in the journal.
-    pub(crate) singles_unwritten: Vec<u64>,
-    /// Counts acknowledging calls, so that a caller can wait until its own is journaled.
-    pub(crate) ack_gen: u64,
-    pub(crate) ack_gen_written: u64,
-    /// The head as recorded in the journal or `info` (`<= acked`); chunk files are
-    /// deleted only below it. At `Synced` it is durable; below, a power loss may keep a
-    /// deletion and lose the entry that allowed it, which recovery after a restart
-    /// recognizes (FORMAT.md §open, step 3a).
-    pub(crate) acked_written: u64,
+    /// What is acknowledged, and what of it is journaled (`acks.rs`). At `Synced` the
+    /// journaled head is durable; below, a power loss may keep a chunk's deletion and
+    /// lose the entry that allowed it, which recovery after a restart recognizes
+    /// (FORMAT.md §open, step 3a).
+    pub(crate) acks: Acks,
     /// Sequence number of the next item `get` returns.
     pub(crate) read: u64,
     /// Set after a failed write: every later call says to reopen. Shared with puts that
@@ -218,22 +207,17 @@ impl Engine {
 
     /// Items accepted and not yet gotten: what `max_size` bounds.
     pub(crate) fn queued(&self) -> u64 {
-        self.accepted() - self.read - self.skip_ahead
+        self.accepted() - self.read - self.acks.skip_ahead()
     }
 
     /// Items waiting to be gotten.
     pub(crate) fn len(&self) -> u64 {
-        self.tail() - self.read - self.skip_ahead
+        self.tail() - self.read - self.acks.skip_ahead()
     }
 
     /// Items put (or being put) and not yet acknowledged.
     pub(crate) fn unfinished(&self) -> u64 {
-        self.accepted() - self.acked - self.singles.len() as u64
-    }
-
-    /// Items gotten and not yet acknowledged.
-    pub(crate) fn in_flight(&self) -> u64 {
-        self.read - self.acked - (self.singles.len() as u64 - self.skip_ahead)
+        self.acks.unfinished(self.accepted())
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -539,57 +523,24 @@ impl Engine {
     /// journals them. Returns the generation to wait for.
     pub(crate) fn ack(&mut self, n: u64) -> Result<u64> {
         self.check()?;
-        if n > self.in_flight() {
-            return Err(Error::NothingToAcknowledge);
-        }
-        if self.singles.is_empty() {
-            self.acked += n;
-        } else {
-            for _ in 0..n {
-                self.acked += 1;
-                self.absorb();
-            }
-        }
-        self.ack_gen += 1;
-        Ok(self.ack_gen)
+        self.acks.ack(n, self.read)
     }
 
     /// Acknowledges the gotten item `seq`, in any order. Returns the generation to wait
     /// for.
     pub(crate) fn ack_one(&mut self, seq: u64) -> Result<u64> {
         self.check()?;
-        if seq < self.acked || seq >= self.read || self.singles.contains(&seq) {
-            return Err(Error::AlreadyAcknowledged { seq });
-        }
-        if seq == self.acked {
-            self.acked += 1;
-            self.absorb();
-        } else {
-            self.singles.insert(seq);
-            self.singles_unwritten.push(seq);
-        }
-        self.ack_gen += 1;
-        Ok(self.ack_gen)
-    }
-
-    /// Moves the head past items acknowledged one by one, but not past the reader: a
-    /// single at or after `read` (acknowledged before a reopen) is absorbed once the
-    /// reader has skipped it.
-    fn absorb(&mut self) {
-        while self.acked < self.read && self.singles.remove(&self.acked) {
-            self.acked += 1;
-        }
+        self.acks.ack_one(seq, self.read)
     }
 
     /// Skips records acknowledged one by one before a reopen; true when it skipped one.
     pub(crate) fn skip_acknowledged(&mut self) -> Result<bool> {
-        if self.skip_ahead == 0 || !self.singles.contains(&self.read) {
+        if !self.acks.skips(self.read) {
             return Ok(false);
         }
         let p = self.peek()?;
         self.advance(p);
-        self.skip_ahead -= 1;
-        self.absorb();
+        self.acks.skipped(self.read);
         Ok(true)
     }
 
@@ -601,7 +552,7 @@ impl Engine {
     pub(crate) fn delete_acked_chunks(&mut self, probe: bool) {
         while self.chunks.len() >= 2 {
             if let Some(next_first) = self.chunks[1].first_seq
-                && self.acked_written < next_first
+                && self.acks.head_written() < next_first
             {
                 // Not deletable yet, whatever the probe below would find: skip its read
                 // (up to 256 KiB, at every checkpoint of a queue with a backlog).
@@ -624,7 +575,7 @@ impl Engine {
             };
             // Only acknowledgements on disk count: in the same boot, recovery takes a
             // missing chunk with unacknowledged items for lost data.
-            if self.acked_written < next_first {
+            if self.acks.head_written() < next_first {
                 return;
             }
             let path = chunk_path(&self.dir, self.chunks[0].no);
@@ -781,7 +732,7 @@ impl Engine {
         self.pending_count == 0
             && self.writing == 0
             && self.read == self.written
-            && self.acked == self.written
+            && self.acks.head() == self.written
             && self.writer.as_ref().is_some_and(|w| {
                 // Never more than a full chunk (tests make them small, to exercise this).
                 w.count > 0 && w.written >= DRAINED_CHUNK_BYTES.min(self.chunk_limit.bytes)
@@ -833,7 +784,7 @@ impl Engine {
         self.leave_drained_chunk()?;
         let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
-            acked: self.acked,
+            acked: self.acks.head(),
             tail_chunk: w.chunk,
             // Everything up to here is written (and synced, at the synced level): the
             // next recovery scans only what comes after.
@@ -846,7 +797,7 @@ impl Engine {
             boot_id: Some(self.storage.boot_id()),
             // Below `Synced` the writes since open are not synced.
             all_synced: self.synced() && self.opened_synced,
-            singles: self.singles.iter().copied().collect(),
+            singles: self.acks.singles().iter().copied().collect(),
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
         if journal_empty && self.info_on_disk.as_ref() == Some(&info) {
@@ -891,9 +842,7 @@ impl Engine {
         }
         j.len = 0;
         j.all_synced = sync;
-        self.acked_written = self.acked;
-        self.singles_unwritten.clear();
-        self.ack_gen_written = self.ack_gen;
+        self.acks.checkpointed();
         self.checkpoint_wanted = false;
         self.delete_acked_chunks(true);
         Ok(())

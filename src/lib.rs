@@ -193,6 +193,7 @@
 // three exceptions, each with its proof: the mapping in `storage::fs`, `codec::as_bytes` and `codec::as_byte_vec`
 #![warn(missing_docs)]
 
+mod acks;
 mod browse;
 mod channel;
 mod codec;

@@ -930,7 +930,7 @@ impl<T> Queue<T> {
     /// Journals an acknowledgement as the level requires: as leader, or waiting for one.
     fn finish_ack(&self, mut e: MutexGuard<'_, Engine>, generation: u64) -> Result<()> {
         if self.durability == Durability::Buffered {
-            if e.ack_gen - e.ack_gen_written >= ACK_BATCH && e.journal.is_some() {
+            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
                 lead_acks(&mut e, &self.sig)?;
             }
         } else {
@@ -1094,7 +1094,7 @@ impl<T> Queue<T> {
             wait_idle(&mut e, &self.sig);
             if e.pending_count > 0 {
                 write_pending(&mut e, &self.sig)?;
-            } else if e.ack_gen_written < e.ack_gen {
+            } else if e.acks.unjournaled() > 0 {
                 lead_acks(&mut e, &self.sig)?;
             } else {
                 return Ok(());
@@ -1164,7 +1164,7 @@ fn buffered_write(res: Result<()>) -> Result<()> {
 /// would make.
 fn write_pending(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
     match lead_writes(e, sig) {
-        Err(err) if err.is_no_space() && e.ack_gen_written < e.ack_gen => {
+        Err(err) if err.is_no_space() && e.acks.unjournaled() > 0 => {
             wait_idle(e, sig);
             lead_acks(e, sig)?;
             lead_writes(e, sig)

@@ -10,6 +10,7 @@ mod tail;
 
 pub use restart::Recovery;
 
+use crate::acks::Acks;
 use crate::engine::{
     ACKS, ChunkLimit, ChunkMeta, Engine, INFO, Journal, LOCK, SCHEMA, SCHEMA_TMP, Writer,
     create_chunk, write_atomic, write_info,
@@ -583,13 +584,7 @@ fn build_engine(
         reserve: Reserve::default(),
         queued_bytes: 0,
         paused: false,
-        acked,
-        skip_ahead: r.singles.len() as u64,
-        singles: r.singles,
-        singles_unwritten: Vec::new(),
-        ack_gen: 0,
-        ack_gen_written: 0,
-        acked_written: acked,
+        acks: Acks::recovered(acked, r.singles),
         read: acked,
         poison_flag: Arc::default(),
         checkpoint_wanted: false,
@@ -655,7 +650,7 @@ fn checkpoint_if_stale(engine: &mut Engine, info: Info) -> Result<()> {
         && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
     let journal_len = engine.journal.as_ref().map_or(0, |j| j.len);
     let flags = info.all_synced != (engine.synced() && engine.opened_synced);
-    if journal_len > 0 || info.acked != engine.acked || !mark_matches || flags {
+    if journal_len > 0 || info.acked != engine.acks.head() || !mark_matches || flags {
         if engine.opened_synced && engine.synced() {
             // The new `info` will say every byte is synced: the newest chunk and the
             // journal may hold the write a crash cut, never synced (a kill in the same
