@@ -5,10 +5,15 @@
 //! is freed, puts succeed again on the same handle. Nothing is lost or doubled.
 
 use diskq::{Durability, Error, Options, Queue};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::XorShift;
 
 const ITEM: usize = 4096;
 
@@ -201,5 +206,189 @@ fn a_full_ext4_is_survivable_at_every_level() {
     ] {
         let Some(m) = Mount::ext4(8) else { return };
         run(level, &m);
+    }
+}
+
+// SIGKILL on a full disk: a child keeps the disk full (puts until NoSpace, then drains a
+// few, then puts again: the reserve given up and remade, puts refused meanwhile) and is
+// killed at a random moment; the parent reopens on the still full disk and checks what
+// the child's lines prove.
+
+const ENV_KILL_DIR: &str = "DISKQ_FULL_KILL_DIR";
+const ENV_KILL_START: &str = "DISKQ_FULL_KILL_START";
+const ENV_KILL_SYNCED: &str = "DISKQ_FULL_KILL_SYNCED";
+
+fn kill_opts(synced: bool) -> Options {
+    let level = if synced {
+        Durability::Synced
+    } else {
+        Durability::Written
+    };
+    Options::new().chunk_size(16).durability(level)
+}
+
+fn payload(id: u64) -> (u64, Vec<u8>) {
+    (id, vec![(id % 251) as u8; 2000])
+}
+
+/// The child: prints `@P id` after each put that returned Ok, `@N id` after one that
+/// returned NoSpace (then gets and acknowledges up to 8 items, printing `@A id` after
+/// each task_done), forever.
+#[test]
+fn full_disk_kill_child() {
+    let Some(dir) = std::env::var_os(ENV_KILL_DIR) else {
+        return; // only as the child of the test below
+    };
+    let mut id: u64 = std::env::var(ENV_KILL_START).unwrap().parse().unwrap();
+    let synced = std::env::var_os(ENV_KILL_SYNCED).is_some();
+    let q: Queue<(u64, Vec<u8>)> = kill_opts(synced).open(&dir).unwrap();
+    let out = std::io::stdout();
+    let say = |line: String| {
+        let mut o = out.lock();
+        writeln!(o, "{line}").unwrap();
+        o.flush().unwrap();
+    };
+    say("READY".into());
+    loop {
+        match q.put(&payload(id)) {
+            Ok(()) => say(format!("@P {id}")),
+            Err(e) if e.is_no_space() => {
+                say(format!("@N {id}"));
+                for _ in 0..8 {
+                    let Ok((got, _)) = q.get_nowait() else { break };
+                    q.task_done().unwrap();
+                    say(format!("@A {got}"));
+                }
+            }
+            Err(e) => panic!("put {id}: {e}"),
+        }
+        id += 1;
+    }
+}
+
+/// What one round's child printed.
+#[derive(Default)]
+struct Lines {
+    put: BTreeSet<u64>,
+    refused: BTreeSet<u64>,
+    acked: Vec<u64>,
+}
+
+fn run_child(dir: &Path, start: u64, synced: bool, kill_after: Duration) -> Lines {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "full_disk_kill_child", "--nocapture"])
+        .env(ENV_KILL_DIR, dir)
+        .env(ENV_KILL_START, start.to_string())
+        .stdout(Stdio::piped());
+    if synced {
+        cmd.env(ENV_KILL_SYNCED, "1");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Lines::default();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let mut parts = line.split_whitespace();
+            let (Some(tag), Some(n)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match tag {
+                "@P" => drop(lines.put.insert(n)),
+                "@N" => drop(lines.refused.insert(n)),
+                "@A" => lines.acked.push(n),
+                _ => {}
+            }
+        }
+        lines
+    });
+    std::thread::sleep(kill_after);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
+#[test]
+fn a_process_killed_on_a_full_disk_loses_nothing_it_was_promised() {
+    let Some(m) = Mount::tmpfs(4) else { return };
+    let dir = m.path().join("q");
+    let mut rng = XorShift(0x5EED_F011);
+    let (mut start, mut carried) = (0u64, Vec::<u64>::new());
+    for round in 0..8 {
+        let synced = round % 2 == 1;
+        let lines = run_child(
+            &dir,
+            start,
+            synced,
+            Duration::from_millis(100 + rng.below(400)),
+        );
+        assert!(
+            !lines.refused.is_empty(),
+            "round {round}: the disk never filled ({} puts)",
+            lines.put.len()
+        );
+        // Reopen on the (still nearly full) disk.
+        let q: Queue<(u64, Vec<u8>)> = kill_opts(synced).open(&dir).unwrap();
+        let mut got = Vec::new();
+        while let Ok(item) = q.get_nowait() {
+            assert_eq!(
+                item,
+                payload(item.0),
+                "round {round}: item {} intact",
+                item.0
+            );
+            got.push(item.0);
+        }
+        let acked: BTreeSet<u64> = lines.acked.iter().copied().collect();
+        let last_try = lines
+            .put
+            .iter()
+            .chain(&lines.refused)
+            .max()
+            .map_or(start, |m| m + 1);
+        // What must be there: everything put (this round or carried) and not acknowledged,
+        // but for the one item whose task_done may have returned without its line (the
+        // oldest of them, FIFO).
+        let promised: Vec<u64> = carried
+            .iter()
+            .chain(&lines.put)
+            .copied()
+            .filter(|id| !acked.contains(id))
+            .collect();
+        let extra_ok = |id: &u64| *id == last_try; // a put cut by the kill
+        let kept: Vec<u64> = got.iter().copied().filter(|id| !extra_ok(id)).collect();
+        assert!(
+            kept == promised || (!promised.is_empty() && kept[..] == promised[1..]),
+            "round {round}: recovered {} items {:?}.., promised {} {:?}..",
+            kept.len(),
+            &kept[..kept.len().min(5)],
+            promised.len(),
+            &promised[..promised.len().min(5)]
+        );
+        for id in &got {
+            assert!(
+                !lines.refused.contains(id),
+                "round {round}: refused put {id} came back"
+            );
+        }
+        println!(
+            "round {round} (synced: {synced}): {} puts, {} refused, {} acknowledged; {} recovered",
+            lines.put.len(),
+            lines.refused.len(),
+            lines.acked.len(),
+            got.len()
+        );
+        // Carry a random part over to the next round; acknowledge the rest (the oldest).
+        let ack = got.len() - rng.below(got.len() as u64 + 1) as usize;
+        drop(q);
+        let q: Queue<(u64, Vec<u8>)> = kill_opts(synced).open(&dir).unwrap();
+        for _ in 0..ack {
+            q.get_nowait().unwrap();
+        }
+        q.task_done_n(ack).unwrap();
+        drop(q);
+        carried = got[ack..].to_vec();
+        start = last_try + 1;
     }
 }
