@@ -1774,6 +1774,42 @@ impl Model {
         }
     }
 
+    /// [`Promise::Keeps`]: the items recovered are the model's, but for the one operation
+    /// that failed as the world stopped, and a suffix of the acknowledgements kept in
+    /// memory only, in front.
+    fn check_keeps(&self, got: &[Item], base: &[Item], uncertain: &Uncertain) {
+        let ids = |v: &[Item]| v.iter().map(|i| i.0).collect::<Vec<_>>();
+        let check = |base: &[Item]| {
+            got == base
+                || match uncertain {
+                    Uncertain::None => false,
+                    Uncertain::Ack => !base.is_empty() && got[..] == base[1..],
+                    Uncertain::Put(item) => {
+                        got.len() == base.len() + 1
+                            && got[..base.len()] == base[..]
+                            && got.last() == Some(item)
+                    }
+                }
+        };
+        // Acknowledgements kept in memory only: the head on disk may cover any
+        // prefix of them, so any suffix may come back, in front.
+        let ok = (0..=self.soft.len()).any(|k| {
+            let with_soft: Vec<Item> = self.soft[k..].iter().chain(base).cloned().collect();
+            check(&with_soft)
+        });
+        assert!(
+            ok,
+            "recovery at {:?} gave items {:?}, the model has {:?} (uncertain: {:?})",
+            self.durability,
+            ids(got),
+            ids(base),
+            match uncertain {
+                Uncertain::Put(i) => format!("put {}", i.0),
+                u => format!("{u:?}"),
+            }
+        );
+    }
+
     /// Opens a copy of the storage, drains it and checks the items against the model
     /// and `promise`; then the model holds what recovery found, all waiting.
     fn verify(&mut self, promise: Promise, uncertain: &Uncertain) -> bool {
@@ -1806,35 +1842,7 @@ impl Model {
             .collect();
         let ids = |v: &[Item]| v.iter().map(|i| i.0).collect::<Vec<_>>();
         if promise == Promise::Keeps {
-            let check = |base: &[Item]| {
-                got == base
-                    || match uncertain {
-                        Uncertain::None => false,
-                        Uncertain::Ack => !base.is_empty() && got[..] == base[1..],
-                        Uncertain::Put(item) => {
-                            got.len() == base.len() + 1
-                                && got[..base.len()] == base[..]
-                                && got.last() == Some(item)
-                        }
-                    }
-            };
-            // Acknowledgements kept in memory only: the head on disk may cover any
-            // prefix of them, so any suffix may come back, in front.
-            let ok = (0..=self.soft.len()).any(|k| {
-                let with_soft: Vec<Item> = self.soft[k..].iter().chain(&base).cloned().collect();
-                check(&with_soft)
-            });
-            assert!(
-                ok,
-                "recovery at {:?} gave items {:?}, the model has {:?} (uncertain: {:?})",
-                self.durability,
-                ids(&got),
-                ids(&base),
-                match uncertain {
-                    Uncertain::Put(i) => format!("put {}", i.0),
-                    u => format!("{u:?}"),
-                }
-            );
+            self.check_keeps(&got, &base, uncertain);
         } else {
             for w in got.windows(2) {
                 assert!(w[0].0 < w[1].0, "order broken: {:?}", ids(&got));
