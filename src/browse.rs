@@ -45,19 +45,23 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
 
     /// The next item at or after `self.seq`, or `None` past the end.
     fn step(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
-        e.check()?;
-        if self.reader.is_none() || self.seq < e.read {
-            // Not started, or consumers got past us: go on from the engine's reader.
-            let mut r = ChunkReader::open(&*e.storage, &e.dir, e.reader.chunk)?;
-            r.seek(e.reader.offset());
-            (self.seq, self.reader) = (e.read, Some(r));
-        }
         loop {
+            e.check()?;
+            if self.reader.is_none() || self.seq < e.read {
+                // Not started, or consumers got past us (also while a write below let go
+                // of the lock): go on from the engine's reader.
+                let mut r = ChunkReader::open(&*e.storage, &e.dir, e.reader.chunk)?;
+                r.seek(e.reader.offset());
+                (self.seq, self.reader) = (e.read, Some(r));
+            }
+            // Items a full disk dropped are not waiting any more.
+            self.end = self.end.min(e.accepted());
             if self.seq >= self.end {
                 return Ok(None);
             }
             if self.seq >= e.written {
-                // Buffered level: still pending; written first, as `get` does.
+                // Still pending (buffered level), or being written: written first, as
+                // `get` does; the lock is let go meanwhile, so look again from the top.
                 self.queue.write_pending_for_browse(e)?;
                 continue;
             }

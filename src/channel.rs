@@ -98,8 +98,11 @@ pub fn sync_channel<T: Serialize + DeserializeOwned>(
 }
 
 /// Opens the queue in `dir` with `options` (durability, chunk size, bound) as a durable
-/// channel. With [`Options::max_size`] the channel is bounded, as with
-/// [`sync_channel`]; without it, unbounded, as with [`channel`].
+/// channel. With [`Options::max_size`] (or [`Options::max_bytes`]) the channel is
+/// bounded, as with [`sync_channel`]; without it, unbounded, as with [`channel`].
+///
+/// A channel has no pause: opening a directory that a [`Queue::pause`](crate::Queue::pause)
+/// left paused as a channel resumes it.
 ///
 /// ```
 /// use diskq::{Durability, Options};
@@ -119,7 +122,12 @@ pub fn channel_with<T: Serialize + DeserializeOwned>(
     dir: impl AsRef<Path>,
 ) -> Result<(Sender<T>, Receiver<T>), Error> {
     let bound = (options.max_size > 0).then_some(options.max_size);
-    let queue = options.open(dir)?;
+    let queue: crate::Queue<T> = options.open(dir)?;
+    // Receivers would wait for ever (or, with the senders gone, say Disconnected while
+    // items wait): nothing in the channel API resumes.
+    if queue.is_paused() {
+        queue.resume()?;
+    }
     let shared = Arc::new(Shared {
         queue,
         bound,

@@ -249,7 +249,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if !self.bounded() {
             return lens.len();
         }
-        let (mut count, mut bytes) = (e.queued(), e.queued_bytes);
+        let mut count = e.queued();
+        // Nothing waiting takes no room, whatever the count says: records acknowledged
+        // out of order before a reopen count until a get skips them (counted at open
+        // from the files' sizes), which may hold back puts a little meanwhile, but never
+        // a put into a queue with nothing to get.
+        let mut bytes = if count == 0 { 0 } else { e.queued_bytes };
         let mut fit = 0;
         for len in lens {
             let over_count = self.max_size > 0 && count >= self.max_size;
@@ -420,9 +425,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Waits until an item is there and written (at the buffered level, writing pending
     /// items first).
     fn wait_for_item(&self, e: &mut MutexGuard<'_, Engine>, wait: &Wait) -> Result<()> {
+        self.wait_for_item_or_pause(e, wait, true)
+    }
+
+    /// As [`wait_for_item`](Self::wait_for_item); `paused_waits` false for a call that
+    /// is not a get (`peek`), which a pause does not hold back.
+    fn wait_for_item_or_pause(
+        &self,
+        e: &mut MutexGuard<'_, Engine>,
+        wait: &Wait,
+        paused_waits: bool,
+    ) -> Result<()> {
         let mut spins = 0;
         loop {
-            if e.paused {
+            if e.paused && paused_waits {
                 // `resume` wakes every waiter.
                 wait.wait(&self.sig.not_empty, e)?;
                 continue;
@@ -563,10 +579,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn peek(&self) -> Result<Option<T>> {
         let mut e = self.engine.lock();
         // Not a get: a pause does not hide the item.
-        let paused = std::mem::replace(&mut e.paused, false);
-        let found = self.wait_for_item(&mut e, &Wait::No(|| Error::Empty));
-        e.paused = paused;
-        match found {
+        match self.wait_for_item_or_pause(&mut e, &Wait::No(|| Error::Empty), false) {
             Err(Error::Empty) => return Ok(None),
             r => r?,
         }
