@@ -168,3 +168,37 @@ fn a_channel_bounded_by_bytes() {
     assert_eq!(rx.recv().unwrap(), item(1000, 1));
     assert_eq!(rx.recv().unwrap(), item(1000, 2));
 }
+
+#[test]
+fn items_acknowledged_out_of_order_before_a_reopen_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::new().chunk_size(3);
+    {
+        let q: Queue<Vec<u8>> = opts.open(dir.path()).unwrap();
+        for t in 0..5 {
+            q.put(&item(1000, t)).unwrap();
+        }
+        // 1 and 3 acknowledged one by one; 0, 2 and 4 left.
+        let ds: Vec<_> = (0..5).map(|_| q.get_delivery().unwrap()).collect();
+        for d in ds {
+            if d.seq() % 2 == 1 {
+                d.ack().unwrap();
+            } else {
+                let _ = d.into_inner();
+            }
+        }
+    }
+    let q: Queue<Vec<u8>> = opts.max_bytes(4 * 1016).open(dir.path()).unwrap();
+    assert_eq!(q.len(), 3);
+    // Three items of 1016 bytes wait: one more fits, not two.
+    q.put_nowait(&item(1000, 5)).unwrap();
+    assert!(q.put_nowait(&item(1000, 9)).unwrap_err().is_full());
+    for t in [0, 2, 4, 5] {
+        assert_eq!(q.get().unwrap(), item(1000, t));
+    }
+    // Skipping the acknowledged ones freed nothing twice: the bound is exact again.
+    for t in 6..10 {
+        q.put_nowait(&item(1000, t)).unwrap();
+    }
+    assert!(q.put_nowait(&item(1, 9)).unwrap_err().is_full());
+}
