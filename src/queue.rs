@@ -844,6 +844,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
         while out.len() < max {
+            if e.paused {
+                // Paused while a write below let go of the lock: what was taken returns,
+                // and a call that took nothing waits as a get does.
+                if !out.is_empty() {
+                    break;
+                }
+                self.wait_for_item(&mut e, &wait)?;
+                continue;
+            }
             if e.len() == 0 {
                 match &self.intake {
                     Some(intake) if intake.len() > 0 => {
@@ -855,8 +864,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     _ => break,
                 }
             }
-            if e.skip_acknowledged()? {
-                continue;
+            match e.skip_acknowledged() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                // The items taken are returned; the error comes with the next call.
+                Err(err) if out.is_empty() => return Err(err),
+                Err(_) => break,
             }
             if e.read >= e.written {
                 // Buffered: write the rest before reading on.

@@ -190,6 +190,12 @@ fn a_paused_queue_makes_gets_wait_and_stays_paused_across_reopen() {
                 .unwrap_err()
                 .is_timeout()
         );
+        assert!(
+            q.get_many_timeout(10, std::time::Duration::from_millis(20))
+                .unwrap_err()
+                .is_timeout(),
+            "{level:?}: get_many waits too"
+        );
         // Puts, peek and browse go on.
         q.put(&2).unwrap();
         assert_eq!(q.peek().unwrap(), Some(1));
