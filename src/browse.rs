@@ -11,7 +11,6 @@
 use crate::codec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::inspect::chain;
 use crate::queue::Queue;
 use crate::reader::{ChunkReader, Next};
 use parking_lot::MutexGuard;
@@ -66,8 +65,7 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
                 continue;
             }
             let r = self.reader.as_mut().expect("positioned above");
-            r.set_limit((r.chunk == e.writer_chunk).then_some(e.writer_end));
-            match r.next()? {
+            match e.next_record(r, self.seq)? {
                 Next::Frame { payload, len } => {
                     let (seq, skip) = (self.seq, e.acks.skips(self.seq));
                     let item = (!skip).then(|| {
@@ -87,19 +85,12 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
                 Next::Damaged { detail } => {
                     return Err(Error::corrupt(&r.path, r.offset(), detail));
                 }
-                Next::End if r.chunk >= e.writer_chunk => {
+                Next::End => {
                     return Err(Error::corrupt(
                         &r.path,
                         r.offset(),
                         format!("the file ends before item {}, which was written", self.seq),
                     ));
-                }
-                Next::End => {
-                    let next = ChunkReader::open(&*e.storage, &e.dir, r.chunk + 1)?;
-                    if let Err(b) = chain::check(self.seq, next.header.first_seq) {
-                        return Err(Error::corrupt(&next.path, 0, b.to_string()));
-                    }
-                    self.reader = Some(next);
                 }
             }
         }

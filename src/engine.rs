@@ -288,7 +288,7 @@ impl Engine {
     /// Before a put: [`Error::NoSpace`] while the disk has no room for what the queue
     /// keeps back for draining, or buffered items still wait for room. Puts then fail
     /// without storing anything, so that they cannot take the space acknowledgements
-    /// need; each retries making room (at most every few milliseconds).
+    /// need; each tries to make room first (`Reserve::restore`).
     pub(crate) fn room_for_puts(&mut self) -> Result<()> {
         if !self.reserve.short() {
             return Ok(());
@@ -479,25 +479,35 @@ impl Engine {
         r.seek(self.reader.offset());
         let (mut seq, mut left, mut bytes) = (self.read, self.acks.skip_ahead(), 0);
         while left > 0 && seq < self.written {
-            r.set_limit((r.chunk == self.writer_chunk).then_some(self.writer_end));
-            match r.next() {
-                Ok(Next::Frame { len, .. }) => {
-                    if self.acks.skips(seq) {
-                        (bytes, left) = (bytes + len as u64, left - 1);
-                    }
-                    r.advance(len);
-                    seq += 1;
-                }
-                Ok(Next::End) if r.chunk < self.writer_chunk => {
-                    match ChunkReader::open(&*self.storage, &self.dir, r.chunk + 1) {
-                        Ok(next) => r = next,
-                        Err(_) => break,
-                    }
-                }
-                _ => break,
+            let Ok(Next::Frame { len, .. }) = self.next_record(&mut r, seq) else {
+                break;
+            };
+            if self.acks.skips(seq) {
+                (bytes, left) = (bytes + len as u64, left - 1);
             }
+            r.advance(len);
+            seq += 1;
         }
         bytes
+    }
+
+    /// The next record for a reader of its own (`browse`, the count above), at item
+    /// `seq`: read no further than the published end in the writer's chunk, and on into
+    /// the next chunk, which must continue at `seq`, at the end of any other.
+    pub(crate) fn next_record(&self, r: &mut ChunkReader, seq: u64) -> Result<Next> {
+        loop {
+            r.set_limit((r.chunk == self.writer_chunk).then_some(self.writer_end));
+            match r.next()? {
+                Next::End if r.chunk < self.writer_chunk => {
+                    let next = ChunkReader::open(&*self.storage, &self.dir, r.chunk + 1)?;
+                    if let Err(b) = chain::check(seq, next.header.first_seq) {
+                        return Err(Error::corrupt(&next.path, 0, b.to_string()));
+                    }
+                    *r = next;
+                }
+                other => return Ok(other),
+            }
+        }
     }
 
     fn next_chunk_first(&self) -> Option<u64> {
@@ -744,8 +754,8 @@ impl Engine {
     /// written. At the other levels every frame not written is dropped, the pending
     /// ones too (they would be numbered after a gap), and their puts fail with the error.
     fn unstored(&mut self, batch: &[u8], stored: u64, n: u64) {
+        let (at, _, _) = split_frames(batch, stored, u64::MAX, true);
         if self.durability == Durability::Buffered {
-            let (at, _, _) = split_frames(batch, stored, u64::MAX, true);
             let mut rest = batch[at..].to_vec();
             rest.extend_from_slice(&self.pending);
             self.pending = rest;
@@ -753,7 +763,6 @@ impl Engine {
             self.reserve.set_stuck(true);
             return;
         }
-        let (at, _, _) = split_frames(batch, stored, u64::MAX, true);
         let dropped = (batch.len() - at + self.pending.len()) as u64;
         self.queued_bytes = self.queued_bytes.saturating_sub(dropped);
         self.pending.clear();
