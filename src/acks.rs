@@ -11,7 +11,10 @@
 //! - `calls` counts acknowledging calls and `calls_written` those journaled (or
 //!   checkpointed), so a caller waits until its own is: `calls_written <= calls`;
 //! - `head_written <= head` is the head the journal or `info` holds: chunk files are
-//!   deleted only below it.
+//!   deleted only below it;
+//! - `out` are items after `head` and before `read`, gotten and given back (`nack`, a
+//!   lease that ran out, a dropped `Delivery`): neither in flight nor acknowledged, they
+//!   hold the head back until they are delivered again and acknowledged.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;
@@ -25,6 +28,7 @@ pub(crate) struct Acks {
     calls: u64,
     calls_written: u64,
     head_written: u64,
+    out: BTreeSet<u64>,
 }
 
 /// What a journal entry is to record: the head, the singles not yet journaled, and the
@@ -71,9 +75,40 @@ impl Acks {
         self.skip_ahead > 0 && self.singles.contains(&seq)
     }
 
-    /// Items gotten and not yet acknowledged.
+    /// Items gotten and not yet acknowledged nor given back.
     pub(crate) fn in_flight(&self, read: u64) -> u64 {
-        read - self.head - (self.singles.len() as u64 - self.skip_ahead)
+        read - self.head - (self.singles.len() as u64 - self.skip_ahead) - self.out.len() as u64
+    }
+
+    /// Whether gotten item `seq` is in flight: not acknowledged, not given back.
+    pub(crate) fn is_in_flight(&self, seq: u64, read: u64) -> bool {
+        seq >= self.head && seq < read && !self.singles.contains(&seq) && !self.out.contains(&seq)
+    }
+
+    /// Whether item `seq` is acknowledged.
+    pub(crate) fn is_acked(&self, seq: u64) -> bool {
+        seq < self.head || self.singles.contains(&seq)
+    }
+
+    /// Whether any gotten item was given back (FIFO acknowledgement then looks for the
+    /// oldest one in flight).
+    pub(crate) fn any_out(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Gotten item `seq`, in flight, is given back; false if it is not in flight.
+    pub(crate) fn give_back(&mut self, seq: u64, read: u64) -> bool {
+        self.is_in_flight(seq, read) && self.out.insert(seq)
+    }
+
+    /// Given-back item `seq` is delivered again.
+    pub(crate) fn take_back(&mut self, seq: u64) {
+        self.out.remove(&seq);
+    }
+
+    /// The oldest item in flight.
+    pub(crate) fn oldest_in_flight(&self, read: u64) -> Option<u64> {
+        (self.head..read).find(|s| !self.singles.contains(s) && !self.out.contains(s))
     }
 
     /// Items put (`accepted` in all) and not yet acknowledged.
@@ -99,11 +134,14 @@ impl Acks {
         Ok(self.calls)
     }
 
-    /// Acknowledges the gotten item `seq`, in any order. Returns the call's generation.
+    /// Acknowledges the gotten item `seq` (in flight or given back), in any order. Returns
+    /// the call's generation.
     pub(crate) fn ack_one(&mut self, seq: u64, read: u64) -> Result<u64> {
         if seq < self.head || seq >= read || self.singles.contains(&seq) {
             return Err(Error::AlreadyAcknowledged { seq });
         }
+        // A given-back item may be acknowledged too (moved to the dead letters).
+        self.out.remove(&seq);
         if seq == self.head {
             self.head += 1;
             self.absorb(read);
@@ -127,6 +165,13 @@ impl Acks {
     pub(crate) fn skipped(&mut self, read: u64) {
         self.skip_ahead -= 1;
         self.absorb(read);
+    }
+
+    /// A call that changed what the journal must record besides acknowledgements (a
+    /// delivery, a delay). Returns the call's generation.
+    pub(crate) fn note_call(&mut self) -> u64 {
+        self.calls += 1;
+        self.calls
     }
 
     /// Acknowledging calls not yet journaled.

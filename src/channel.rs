@@ -27,6 +27,7 @@
 //!   shows that a token consumed before a `try_recv` that finds nothing is replaced by the
 //!   next send.
 
+use crate::delivery::Ticket;
 use crate::error::Error;
 use crate::options::Options;
 use crate::queue::Queue;
@@ -187,6 +188,18 @@ impl Deadline {
             .map_or(Deadline::Never, Deadline::At)
     }
 
+    /// The earlier of two deadlines.
+    fn earlier(self, other: Deadline) -> Deadline {
+        match (self, other) {
+            (Deadline::Now, _) | (_, Deadline::Now) => Deadline::Now,
+            (Deadline::At(a), Deadline::At(b)) => Deadline::At(a.min(b)),
+            (Deadline::At(a), Deadline::Never) | (Deadline::Never, Deadline::At(a)) => {
+                Deadline::At(a)
+            }
+            (Deadline::Never, Deadline::Never) => Deadline::Never,
+        }
+    }
+
     fn passed(self) -> bool {
         match self {
             Deadline::Now => true,
@@ -225,15 +238,15 @@ enum SendFail {
 
 impl<T: Serialize + DeserializeOwned> Shared<T> {
     /// Takes the next item without waiting for one.
-    fn take(&self) -> Result<Option<(u64, T)>, Error> {
+    fn take(&self) -> Result<Option<(T, Ticket)>, Error> {
         match self.queue.get_delivery_timeout(Duration::ZERO) {
-            Ok(d) => Ok(Some((d.seq(), d.into_inner()))),
+            Ok(d) => Ok(Some(d.into_parts())),
             Err(Error::Timeout) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn recv_until(&self, deadline: Deadline) -> Result<(u64, T), RecvFail> {
+    fn recv_until(&self, deadline: Deadline) -> Result<(T, Ticket), RecvFail> {
         loop {
             // Loaded before looking: a sender's items are in the queue before its drop.
             let disconnected = self.senders.load(SeqCst) == 0;
@@ -252,7 +265,18 @@ impl<T: Serialize + DeserializeOwned> Shared<T> {
             let disconnected = self.senders.load(SeqCst) == 0;
             let res = self.take();
             if matches!(res, Ok(None)) && !disconnected {
-                deadline.wait(&self.not_empty, &mut guard);
+                // A lease that runs out or a delay that ends makes an item deliverable
+                // without a send: look again then.
+                match self
+                    .queue
+                    .timer()
+                    .and_then(|t| Instant::now().checked_add(t))
+                {
+                    Some(at) => Deadline::At(at)
+                        .earlier(deadline)
+                        .wait(&self.not_empty, &mut guard),
+                    None => deadline.wait(&self.not_empty, &mut guard),
+                }
             }
             self.recv_waiting.fetch_sub(1, SeqCst);
             drop(guard);
@@ -319,6 +343,12 @@ impl<T> Shared<T> {
         if self.has_ready.load(SeqCst) {
             self.signal_ready();
         }
+    }
+
+    /// Wakes every waiting receiver: a delay changed when they must look again.
+    fn wake_all_receivers(&self) {
+        let _guard = self.lock.lock();
+        self.not_empty.notify_all();
     }
 
     fn after_take(&self) {
@@ -611,7 +641,7 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
     /// The item handed out last, to acknowledge on the next receive or on drop. A `Cell`
     /// also keeps `Receiver` from being `Sync`.
-    pending: Cell<Option<u64>>,
+    pending: Cell<Option<Ticket>>,
     /// This receiver's ready channel, once [`Receiver::ready`] made it.
     ready: OnceCell<(
         crossbeam_channel::Sender<()>,
@@ -631,7 +661,7 @@ impl<T> Receiver<T> {
     /// Acknowledges the item in progress.
     fn ack_pending(&self) -> Result<(), Error> {
         match self.pending.take() {
-            Some(seq) => self.shared.queue.ack_seq(seq),
+            Some(t) => self.shared.queue.ack_ticket(&t),
             None => Ok(()),
         }
     }
@@ -759,7 +789,7 @@ impl<T> Receiver<T> {
 
 impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// Acknowledges the item in progress, then takes the next one.
-    fn recv_until(&self, deadline: Deadline) -> Result<(u64, T), RecvFail> {
+    fn recv_until(&self, deadline: Deadline) -> Result<(T, Ticket), RecvFail> {
         let res = match self.ack_pending() {
             Ok(()) => self.shared.recv_until(deadline),
             Err(e) => Err(RecvFail::Storage(e)),
@@ -770,17 +800,20 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
 
     /// Like `recv_until`, leaving the item in progress until the next receive.
     fn recv_implicit(&self, deadline: Deadline) -> Result<T, RecvFail> {
-        let (seq, item) = self.recv_until(deadline)?;
-        self.pending.set(Some(seq));
+        let (item, ticket) = self.recv_until(deadline)?;
+        self.pending.set(Some(ticket));
         Ok(item)
     }
 
     fn recv_explicit(&self, deadline: Deadline) -> Result<OwnedDelivery<T>, RecvFail> {
-        let (seq, item) = self.recv_until(deadline)?;
+        let (item, ticket) = self.recv_until(deadline)?;
         Ok(OwnedDelivery {
-            shared: self.shared.clone(),
-            seq,
             item,
+            hold: OwnedHold {
+                shared: self.shared.clone(),
+                ticket,
+                settled: false,
+            },
         })
     }
 
@@ -1005,7 +1038,12 @@ impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
             .field("queue", &self.shared.queue)
-            .field("in_progress", &self.pending.get())
+            .field("in_progress", &{
+                let t = self.pending.take();
+                let seq = t.as_ref().map(Ticket::seq);
+                self.pending.set(t);
+                seq
+            })
             .finish_non_exhaustive()
     }
 }
@@ -1135,9 +1173,26 @@ impl<T> fmt::Debug for IntoIter<T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct OwnedDelivery<T> {
-    shared: Arc<Shared<T>>,
-    seq: u64,
     item: T,
+    hold: OwnedHold<T>,
+}
+
+/// Gives the item back when dropped unsettled, as [`Delivery`](crate::Delivery) does.
+struct OwnedHold<T> {
+    shared: Arc<Shared<T>>,
+    ticket: Ticket,
+    settled: bool,
+}
+
+impl<T> Drop for OwnedHold<T> {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Nothing to report a failure to: the item stays in flight.
+            if self.shared.queue.give_back(&self.ticket, None).is_ok() {
+                self.shared.after_send();
+            }
+        }
+    }
 }
 
 impl<T> OwnedDelivery<T> {
@@ -1152,7 +1207,7 @@ impl<T> OwnedDelivery<T> {
     /// let one = rx.recv_delivery()?;
     /// let two = rx.recv_delivery()?;
     /// assert_eq!(two.ack()?, 2); // in any order
-    /// drop(one); // not acknowledged: received again after a restart
+    /// let _ = one.into_inner(); // not acknowledged: received again after a restart
     /// drop((tx, rx));
     /// let (_tx, rx) = diskq::channel::<u32>(dir.path())?;
     /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1]);
@@ -1160,11 +1215,96 @@ impl<T> OwnedDelivery<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when the journal write fails (the queue is then poisoned, and after a
-    /// restart the item is either acknowledged or received again).
-    pub fn ack(self) -> Result<T, Error> {
-        self.shared.queue.ack_seq(self.seq)?;
+    /// As [`Delivery::ack`](crate::Delivery::ack).
+    pub fn ack(mut self) -> Result<T, Error> {
+        self.hold.settled = true;
+        self.hold.shared.queue.ack_ticket(&self.hold.ticket)?;
         Ok(self.item)
+    }
+
+    /// Gives the item back, to be received again as soon as possible, as
+    /// [`Delivery::nack`](crate::Delivery::nack) does.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// tx.send(1)?;
+    /// rx.recv_delivery()?.nack()?;
+    /// let again = rx.recv_delivery()?;
+    /// assert_eq!((*again, again.attempt()), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Delivery::nack`](crate::Delivery::nack).
+    pub fn nack(mut self) -> Result<(), Error> {
+        self.hold.settled = true;
+        self.hold.shared.queue.give_back(&self.hold.ticket, None)?;
+        self.hold.shared.after_send();
+        Ok(())
+    }
+
+    /// Gives the item back, to be received again no earlier than `delay` from now, as
+    /// [`Delivery::nack_after`](crate::Delivery::nack_after) does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// tx.send(1)?;
+    /// rx.recv_delivery()?.nack_after(Duration::from_millis(20))?;
+    /// assert!(rx.try_recv().is_err());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Delivery::nack_after`](crate::Delivery::nack_after).
+    pub fn nack_after(mut self, delay: Duration) -> Result<(), Error> {
+        self.hold.settled = true;
+        self.hold
+            .shared
+            .queue
+            .give_back(&self.hold.ticket, Some(delay))?;
+        self.hold.shared.wake_all_receivers();
+        Ok(())
+    }
+
+    /// Keeps this delivery `span` longer from now, as
+    /// [`Delivery::extend_lease`](crate::Delivery::extend_lease) does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// tx.send(1)?;
+    /// let d = rx.recv_delivery()?;
+    /// d.extend_lease(Duration::from_secs(30))?;
+    /// d.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Delivery::extend_lease`](crate::Delivery::extend_lease).
+    pub fn extend_lease(&self, span: Duration) -> Result<(), Error> {
+        self.hold
+            .shared
+            .queue
+            .extend_ticket(&self.hold.ticket, span)
+    }
+
+    /// Which delivery of the item this is: 1 the first time, as
+    /// [`Delivery::attempt`](crate::Delivery::attempt).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// tx.send(1)?;
+    /// assert_eq!(rx.recv_delivery()?.attempt(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        self.hold.ticket.attempt()
     }
 
     /// The item, without acknowledging it.
@@ -1174,11 +1314,12 @@ impl<T> OwnedDelivery<T> {
 
     /// The item's sequence number: its position in the queue's whole history.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.hold.ticket.seq()
     }
 
-    /// The item, leaving it unacknowledged (received again after a restart).
-    pub fn into_inner(self) -> T {
+    /// The item, leaving it in flight (received again after a restart).
+    pub fn into_inner(mut self) -> T {
+        self.hold.settled = true;
         self.item
     }
 }
@@ -1193,7 +1334,8 @@ impl<T> std::ops::Deref for OwnedDelivery<T> {
 impl<T: fmt::Debug> fmt::Debug for OwnedDelivery<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedDelivery")
-            .field("seq", &self.seq)
+            .field("seq", &self.seq())
+            .field("attempt", &self.attempt())
             .field("item", &self.item)
             .finish()
     }

@@ -20,6 +20,7 @@ use crate::acks::ToJournal;
 use crate::engine::{ACKS, Engine, Fate, Journal, write_frames};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry};
+use crate::retries::DeliveryEntries;
 use parking_lot::{Condvar, MutexGuard};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Instant;
@@ -236,25 +237,15 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
     while e.acks.unjournaled() > 0 && !e.acks.journaled_through(generation) {
         e.check()?;
         let entry = e.acks.take_entry();
-        let (head, singles) = (entry.head, &entry.singles);
+        let work = e.retries.take_entries();
+        let head_changed = entry.head != e.acks.head_written();
         let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let append = |j: &mut Journal| -> Result<()> {
             // The first entry of a synced append after a synced journal carries the sync
             // mark (FORMAT.md §acks).
             let mark = sync && j.all_synced;
-            let head_entry = AckEntry::Head(head).encode_marked(mark && singles.is_empty());
-            let buf = if singles.is_empty() {
-                // The common case, without an allocation.
-                std::borrow::Cow::Borrowed(&head_entry[..])
-            } else {
-                let mut buf = Vec::with_capacity(ACK_ENTRY_LEN * (singles.len() + 1));
-                for (i, &s) in singles.iter().enumerate() {
-                    buf.extend_from_slice(&AckEntry::Single(s).encode_marked(mark && i == 0));
-                }
-                buf.extend_from_slice(&head_entry);
-                std::borrow::Cow::Owned(buf)
-            };
+            let buf = journal_entries(&entry, &work, head_changed, mark);
             j.all_synced = false;
             // A full disk is `NoSpace` (see `journal_failed`); a failed sync is not.
             j.file
@@ -287,18 +278,93 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             }
         };
         if let Err(err) = res {
+            e.retries.not_journaled(work);
             return journal_failed(e, sig, j, entry, err);
         }
         let full = j.len >= e.journal_limit;
         e.journal = Some(j);
         sig.progress.notify_all();
         e.acks.journaled(&entry);
+        e.retries.journaled(&work);
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
         // A drained queue leaves its large chunk (at the checkpoint just below).
         e.checkpoint_wanted |= e.drained_chunk_is_large() && e.writer.is_some();
     }
     checkpoint_if_due(e, sig)
+}
+
+/// The bytes of one journal append: deliveries, attempts and delays, the singles, and the
+/// head when it moved (or when nothing else is to be written); the first entry carries
+/// the sync mark when `mark`. Two entries or fewer (the common cases: an acknowledgement,
+/// a get, or both) are built without an allocation.
+fn journal_entries(
+    entry: &ToJournal,
+    work: &DeliveryEntries,
+    head_changed: bool,
+    mark: bool,
+) -> SmallBuf {
+    let mut entries = Vec::new();
+    let mut two = [None; 2];
+    let simple = entry.singles.is_empty() && work.attempts.is_empty() && work.delays.is_empty();
+    let head = (head_changed || (entry.singles.is_empty() && work.is_empty()))
+        .then_some(AckEntry::Head(entry.head));
+    let delivered = work.delivered.map(AckEntry::Delivered);
+    if simple {
+        two = [delivered, head];
+    } else {
+        entries.extend(
+            work.attempts
+                .iter()
+                .map(|&(seq, n)| AckEntry::Attempts { seq, n }),
+        );
+        entries.extend(
+            work.delays
+                .iter()
+                .map(|&(seq, due)| AckEntry::Delay { seq, due }),
+        );
+        entries.extend(delivered);
+        entries.extend(entry.singles.iter().map(|&s| AckEntry::Single(s)));
+        entries.extend(head);
+    }
+    let mut buf = SmallBuf::default();
+    for (i, e) in two.iter().flatten().chain(&entries).enumerate() {
+        buf.push(e, mark && i == 0);
+    }
+    buf
+}
+
+/// Journal bytes: two one-unit entries inline, more on the heap.
+#[derive(Default)]
+struct SmallBuf {
+    inline: [u8; 2 * ACK_ENTRY_LEN],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl SmallBuf {
+    fn push(&mut self, e: &AckEntry, mark: bool) {
+        if self.heap.is_empty() && e.len() == ACK_ENTRY_LEN && self.len < self.inline.len() {
+            self.inline[self.len..self.len + ACK_ENTRY_LEN].copy_from_slice(&e.encode_marked(mark));
+            self.len += ACK_ENTRY_LEN;
+            return;
+        }
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+        }
+        e.encode_into(mark, &mut self.heap);
+    }
+}
+
+impl std::ops::Deref for SmallBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
 }
 
 /// After a failed journal append. A full disk poisons nothing: the acknowledgements stay

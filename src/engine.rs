@@ -12,6 +12,7 @@ pub(crate) use crate::options::CHUNK_BYTES;
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::reserve::{RESERVE, Reserve};
+use crate::retries::Retries;
 use crate::storage::{OpenMode, Storage, StorageFile, remove_if_exists};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -156,6 +157,10 @@ pub(crate) struct Engine {
     /// Space kept back for draining a full disk, and whether puts must wait for room
     /// (`reserve.rs`).
     pub(crate) reserve: Reserve,
+    /// Items given back, delayed or leased, and attempt counts (`retries.rs`).
+    pub(crate) retries: Retries,
+    /// The chunk file last read to deliver an item again (`deliver.rs`).
+    pub(crate) retry_file: Option<(u64, Box<dyn StorageFile>)>,
 }
 
 /// What became of a batch of frames, for the callers that wait on it: unknown while it
@@ -210,9 +215,11 @@ impl Engine {
         self.accepted() - self.read - self.acks.skip_ahead()
     }
 
-    /// Items waiting to be gotten.
+    /// Items waiting to be gotten: not yet delivered (but not those waiting out a delay
+    /// recovered at open), and given back.
     pub(crate) fn len(&self) -> u64 {
-        self.tail() - self.read - self.acks.skip_ahead()
+        (self.tail() - self.read - self.acks.skip_ahead()).saturating_sub(self.retries.ahead())
+            + self.retries.ready()
     }
 
     /// Items put (or being put) and not yet acknowledged.
@@ -569,15 +576,7 @@ impl Engine {
     /// Acknowledges the `n` oldest gotten, unacknowledged items in memory; a leader
     /// journals them. Returns the generation to wait for.
     pub(crate) fn ack(&mut self, n: u64) -> Result<u64> {
-        self.check()?;
-        self.acks.ack(n, self.read)
-    }
-
-    /// Acknowledges the gotten item `seq`, in any order. Returns the generation to wait
-    /// for.
-    pub(crate) fn ack_one(&mut self, seq: u64) -> Result<u64> {
-        self.check()?;
-        self.acks.ack_one(seq, self.read)
+        self.ack_oldest(n)
     }
 
     /// Skips records acknowledged one by one before a reopen; true when it skipped one.
@@ -830,6 +829,8 @@ impl Engine {
         }
         self.write_pending_locked()?;
         self.leave_drained_chunk()?;
+        let acks = &self.acks;
+        let work = self.retries.snapshot(|s| acks.is_acked(s));
         let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
             acked: self.acks.head(),
@@ -846,6 +847,7 @@ impl Engine {
             // Below `Synced` the writes since open are not synced.
             all_synced: self.synced() && self.opened_synced,
             singles: self.acks.singles().iter().copied().collect(),
+            work,
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
         if journal_empty && self.info_on_disk.as_ref() == Some(&info) {
@@ -891,6 +893,7 @@ impl Engine {
         j.len = 0;
         j.all_synced = sync;
         self.acks.checkpointed();
+        self.retries.checkpointed();
         self.checkpoint_wanted = false;
         self.delete_acked_chunks(true);
         Ok(())

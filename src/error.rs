@@ -184,6 +184,16 @@ pub enum Error {
         /// The item's sequence number.
         seq: u64,
     },
+    /// A delivery's lease ran out before its `ack`, `nack`, `dead_letter` or
+    /// `extend_lease`: the item was given back to the queue (and may have been delivered
+    /// to another consumer), so this holder's call changed nothing.
+    #[error(
+        "the lease of item {seq} ran out, so it was given back to the queue for another delivery;          this call changed nothing (extend_lease before the lease runs out to keep an item longer)"
+    )]
+    LeaseExpired {
+        /// The item's sequence number.
+        seq: u64,
+    },
     /// An earlier write or sync failed, so the state on disk is uncertain.
     #[error(
         "an earlier write or sync to the queue failed, so what is on disk is uncertain; \
@@ -193,6 +203,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// True for [`Error::LeaseExpired`].
+    pub fn is_lease_expired(&self) -> bool {
+        matches!(self, Error::LeaseExpired { .. })
+    }
     /// True for [`Error::Empty`].
     pub fn is_empty(&self) -> bool {
         matches!(self, Error::Empty)

@@ -105,12 +105,18 @@ pub fn decode(data: &[u8]) {
         boot_id: Some(u128::from(a) << 64 | u128::from(b)),
         all_synced: a & 1 == 1,
         singles: vec![a ^ b],
+        work: crate::format::WorkState {
+            delivered: a,
+            attempts: vec![(b, a as u32)],
+            delays: vec![(a, b)],
+        },
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info.clone()));
     let v2 = Info {
         head_chunk: None,
         boot_id: None,
         all_synced: false,
+        work: crate::format::WorkState::default(),
         ..info
     };
     assert_eq!(Info::decode(&v2.encode_as(2)), Ok(v2));
@@ -663,6 +669,7 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
                 singles: b.get(16..).map_or(Vec::new(), |r| {
                     r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
                 }),
+                work: crate::format::WorkState::default(),
             }
             .encode_as(if v2 { 2 } else { FORMAT_VERSION })
         }
@@ -869,13 +876,13 @@ fn acked_at_open(
         .iter()
         .filter_map(|e| match e {
             AckEntry::Head(s) => Some(*s),
-            AckEntry::Single(_) => None,
+            _ => None,
         })
         .fold(info.acked, u64::max);
     let mut singles: std::collections::BTreeSet<u64> = info.singles.iter().copied().collect();
     singles.extend(entries.iter().filter_map(|e| match e {
         AckEntry::Single(s) => Some(*s),
-        AckEntry::Head(_) => None,
+        _ => None,
     }));
     singles.retain(|&s| s >= acked);
     while singles.remove(&acked) {

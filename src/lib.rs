@@ -196,8 +196,11 @@
 mod acks;
 mod browse;
 mod channel;
+mod clock;
 mod codec;
 mod commit;
+mod deliver;
+mod delivery;
 mod engine;
 mod error;
 mod format;
@@ -212,6 +215,7 @@ mod reader;
 mod recovery;
 mod repair;
 mod reserve;
+mod retries;
 
 #[doc(hidden)]
 pub mod storage;
@@ -222,9 +226,11 @@ pub use channel::{
     SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,
     channel_with, sync_channel,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
-pub use queue::{Delivery, Queue};
+pub use queue::Queue;
 pub use recovery::Recovery;
 pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};

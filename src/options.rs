@@ -1,6 +1,10 @@
-//! Settings for opening a queue, and the defaults: a leaf module, which the engine,
-//! recovery and the queue read and which depends on none of them (`Options::open` is in
-//! `queue.rs`).
+//! Settings for opening a queue, and the defaults: a leaf module (but for the `Clock`
+//! trait), which the engine, recovery and the queue read and which depends on none of
+//! them (`Options::open` is in `queue.rs`).
+
+use crate::clock::Clock;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Default number of records per chunk file.
 pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
@@ -56,6 +60,9 @@ pub struct Options {
     pub(crate) journal_limit: u64,
     pub(crate) chunk_bytes: u64,
     pub(crate) schema: Option<String>,
+    pub(crate) max_deliveries: Option<u32>,
+    pub(crate) lease: Option<Duration>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for Options {
@@ -75,6 +82,9 @@ impl Options {
             journal_limit: JOURNAL_LIMIT,
             chunk_bytes: CHUNK_BYTES,
             schema: None,
+            max_deliveries: None,
+            lease: None,
+            clock: None,
         }
     }
 
@@ -170,6 +180,64 @@ impl Options {
             tag.truncate(end);
         }
         self.schema = Some(tag);
+        self
+    }
+
+    /// How many times an item is delivered without being acknowledged before it goes to
+    /// the [dead letters](crate::Queue::dead_letters): the `n`-th delivery is the last.
+    /// A delivery that ends in [`nack`](crate::Delivery::nack), a lease that runs out, a
+    /// dropped [`Delivery`](crate::Delivery), or a crash or kill of the process counts.
+    /// Without it (the default) attempts are still counted and reported by
+    /// [`Delivery::attempt`](crate::Delivery::attempt), and nothing goes to the dead
+    /// letters by itself. 0 counts as 1.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_deliveries(2).open(dir.path())?;
+    /// q.put(&7)?;
+    /// q.get_delivery()?.nack()?; // first delivery
+    /// let d = q.get_delivery()?; // second, the last
+    /// assert_eq!(d.attempt(), 2);
+    /// d.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_deliveries(mut self, n: u32) -> Options {
+        self.max_deliveries = Some(n.max(1));
+        self
+    }
+
+    /// Gives every delivery a lease of `span`: an item neither acknowledged nor given
+    /// back by then is deliverable again at once (to any consumer), and its holder's
+    /// later `ack`, `nack` or `dead_letter` fails with
+    /// [`Error::LeaseExpired`](crate::Error::LeaseExpired) and changes nothing. A holder
+    /// still at work calls [`extend_lease`](crate::Delivery::extend_lease). Without it
+    /// (the default) an item is held until it is acknowledged, given back or dropped, or
+    /// the process ends.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new()
+    ///     .lease(Duration::from_millis(20))
+    ///     .open(dir.path())?;
+    /// q.put(&7)?;
+    /// let d = q.get_delivery()?;
+    /// std::thread::sleep(Duration::from_millis(40)); // too slow
+    /// let again = q.get_delivery()?; // delivered again
+    /// assert_eq!(again.attempt(), 2);
+    /// assert!(d.ack().unwrap_err().is_lease_expired());
+    /// again.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lease(mut self, span: Duration) -> Options {
+        self.lease = Some(span);
+        self
+    }
+
+    /// The clock that leases and delays run on (tests drive one by hand).
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Options {
+        self.clock = Some(clock);
         self
     }
 

@@ -6,11 +6,13 @@ use crate::codec::{self, Frames};
 use crate::commit::{
     Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
 };
+use crate::delivery::{Delivery, Ticket};
 use crate::engine::{ACK_BATCH, Engine, Fate, WRITE_BATCH, check_dir};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
 use crate::options::{Durability, Options};
 use crate::recovery::{self, LockGuard};
+use crate::retries::{Handed, Loc};
 use crate::storage::{FsStorage, Storage};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
@@ -67,6 +69,8 @@ pub struct Queue<T> {
     max_size: u64,
     max_bytes: u64,
     durability: Durability,
+    /// Deliveries have a lease (`Options::lease`).
+    lease: bool,
     dir: PathBuf,
     /// What `open` found and cut after a restart of the machine.
     recovered: crate::Recovery,
@@ -148,6 +152,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             max_size: opts.max_size as u64,
             max_bytes: opts.max_bytes,
             durability: opts.durability,
+            lease: opts.lease.is_some(),
             dir: dir.to_path_buf(),
             recovered,
             _lock: lock,
@@ -414,12 +419,39 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_until(&self, wait: Wait) -> Result<T> {
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
-        let item = Self::take(&mut e)?;
+        let (item, handed) = Self::take(&mut e)?;
+        self.record_deliveries(&mut e, &[handed])?;
         drop(e);
         if self.bounded() {
             self.not_full.notify_one();
         }
         Ok(item)
+    }
+
+    /// Records deliveries before their items are handed out, as the level requires
+    /// (FORMAT.md §get). When that fails, the items are given back and the error
+    /// returned instead; but on a full disk they are handed out, their record kept in
+    /// memory for the next journal write that finds room: a full disk must drain.
+    fn record_deliveries(&self, e: &mut MutexGuard<'_, Engine>, handed: &[Handed]) -> Result<()> {
+        let generation = e.acks.note_call();
+        let res = if self.durability == Durability::Buffered {
+            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
+                lead_acks(e, &self.sig)
+            } else {
+                Ok(())
+            }
+        } else {
+            journal_through(e, &self.sig, generation)
+        };
+        match res {
+            Err(err) if err.is_no_space() || matches!(err, Error::AckNotDurable { .. }) => Ok(()),
+            Err(err) => {
+                e.undeliver(handed);
+                self.sig.not_empty.notify_all();
+                Err(err)
+            }
+            ok => ok,
+        }
     }
 
     /// Waits until an item is there and written (at the buffered level, writing pending
@@ -442,6 +474,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // `resume` wakes every waiter.
                 wait.wait(&self.sig.not_empty, e)?;
                 continue;
+            }
+            e.promote();
+            if e.retries.ready() > 0 {
+                return Ok(());
             }
             if e.len() == 0 {
                 if let Some(intake) = &self.intake
@@ -468,14 +504,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                             intake.awake();
                             continue;
                         }
-                        let res = wait.wait(&self.sig.not_empty, e);
+                        let res = wait.wait_timer(&self.sig.not_empty, e, timer(e));
                         intake.awake();
                         res?;
                     }
-                    None => wait.wait(&self.sig.not_empty, e)?,
+                    None => wait.wait_timer(&self.sig.not_empty, e, timer(e))?,
                 }
-            } else if e.skip_acknowledged()? {
-                // An item acknowledged one by one before a reopen: not delivered again.
+            } else if e.skip_acknowledged()? || e.step_over_delayed()? {
+                // An item acknowledged one by one before a reopen: not delivered again;
+                // or one waiting out a delay recovered at open.
             } else if e.read >= e.written {
                 // Buffered level: the item is still pending; write it first. Either way
                 // the lock is released meanwhile, so look again from the top.
@@ -491,11 +528,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Decodes and consumes the next item, which is written.
-    fn take(e: &mut MutexGuard<'_, Engine>) -> Result<T> {
+    /// Decodes and hands out the next item: the oldest given back and deliverable, else
+    /// the reader's next, which is written.
+    fn take(e: &mut MutexGuard<'_, Engine>) -> Result<(T, Handed)> {
+        if let Some((seq, item, loc)) = Self::decode_returned(e)? {
+            e.retries.remove_ready(seq);
+            return Ok((item, e.deliver(seq, loc)));
+        }
         let (item, peeked) = Self::decode_next(e)?;
+        let (seq, loc) = (e.read, e.peeked_loc());
         e.advance(peeked);
-        Ok(item)
+        Ok((item, e.deliver(seq, loc)))
+    }
+
+    /// The oldest item given back and deliverable now, read again and decoded.
+    fn decode_returned(e: &mut MutexGuard<'_, Engine>) -> Result<Option<(u64, T, Loc)>> {
+        let Some((seq, loc)) = e.retries.first_ready() else {
+            return Ok(None);
+        };
+        let payload = e.read_again(seq, loc)?;
+        let item = codec::decode(&payload).map_err(|source| Error::Decode {
+            seq,
+            path: crate::reader::chunk_path(&e.dir, loc.chunk),
+            offset: loc.offset,
+            source,
+        })?;
+        Ok(Some((seq, item, loc)))
     }
 
     /// Decodes the next item, which is written, without consuming it.
@@ -681,17 +739,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_delivery_until(&self, wait: Wait) -> Result<Delivery<'_, T>> {
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
-        let seq = e.read;
-        let item = Self::take(&mut e)?;
+        let (item, handed) = Self::take(&mut e)?;
+        self.record_deliveries(&mut e, &[handed])?;
         drop(e);
         if self.bounded() {
             self.not_full.notify_one();
         }
-        Ok(Delivery {
-            queue: self,
-            seq,
-            item,
-        })
+        Ok(Delivery::new(self, item, Ticket::new(handed, self.lease)))
     }
 
     /// Appends items in order, with one write for all of them (and one sync at
@@ -838,6 +892,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_many_until(&self, max: usize, wait: Wait) -> Result<Vec<T>> {
         let mut out = Vec::new();
+        let mut handed = Vec::new();
         if max == 0 {
             return Ok(out);
         }
@@ -864,7 +919,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     _ => break,
                 }
             }
-            match e.skip_acknowledged() {
+            if e.retries.ready() > 0 {
+                match Self::take(&mut e) {
+                    Ok((item, h)) => {
+                        out.push(item);
+                        handed.push(h);
+                    }
+                    Err(err) if out.is_empty() => return Err(err),
+                    Err(_) => break,
+                }
+                continue;
+            }
+            match e
+                .skip_acknowledged()
+                .and_then(|s| Ok(s || e.step_over_delayed()?))
+            {
                 Ok(true) => continue,
                 Ok(false) => {}
                 // The items taken are returned; the error comes with the next call.
@@ -882,10 +951,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 continue;
             }
             match Self::take(&mut e) {
-                Ok(item) => out.push(item),
+                Ok((item, h)) => {
+                    out.push(item);
+                    handed.push(h);
+                }
                 Err(err) if out.is_empty() => return Err(err),
                 Err(_) => break,
             }
+        }
+        if !handed.is_empty() {
+            self.record_deliveries(&mut e, &handed)?;
         }
         drop(e);
         if self.bounded() {
@@ -946,11 +1021,44 @@ impl<T> Queue<T> {
         self.finish_ack(e, generation)
     }
 
-    /// Acknowledges the gotten item `seq` (a [`Delivery`]'s).
-    pub(crate) fn ack_seq(&self, seq: u64) -> Result<()> {
+    /// Acknowledges a delivery (a [`Delivery`]'s, a channel's).
+    pub(crate) fn ack_ticket(&self, t: &Ticket) -> Result<()> {
         let mut e = self.engine.lock();
-        let generation = e.ack_one(seq)?;
+        let generation = e.ack_delivery(&t.handed, t.leased())?;
         self.finish_ack(e, generation)
+    }
+
+    /// When a waiting consumer must look again by itself (see [`timer`]).
+    pub(crate) fn timer(&self) -> Option<Duration> {
+        timer(&self.engine.lock())
+    }
+
+    /// Gives a delivery back, to be delivered again `after` from now (or at once).
+    pub(crate) fn give_back(&self, t: &Ticket, after: Option<Duration>) -> Result<()> {
+        let mut e = self.engine.lock();
+        e.give_back(&t.handed, t.leased(), after)?;
+        if after.is_some_and(|d| !d.is_zero()) {
+            // The due time is recorded as an acknowledgement would be.
+            let generation = e.acks.note_call();
+            self.finish_ack(e, generation)?;
+        } else {
+            drop(e);
+        }
+        // A delay changes the waiters' next timer: all of them look again.
+        if after.is_some() {
+            self.sig.not_empty.notify_all();
+        } else {
+            self.sig.not_empty.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sets the lease of a delivery to run out `span` from now.
+    pub(crate) fn extend_ticket(&self, t: &Ticket, span: Duration) -> Result<()> {
+        let mut e = self.engine.lock();
+        e.extend_lease(&t.handed, t.leased(), span)?;
+        t.set_leased();
+        Ok(())
     }
 
     /// Journals an acknowledgement as the level requires: as leader, or waiting for one.
@@ -1029,7 +1137,9 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn len(&self) -> usize {
-        (self.engine.lock().len() + self.intake_len()) as usize
+        let mut e = self.engine.lock();
+        e.promote();
+        (e.len() + self.intake_len()) as usize
     }
 
     /// True when no item waits to be gotten.
@@ -1043,7 +1153,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.engine.lock().len() + self.intake_len() == 0
+        self.len() == 0
     }
 
     /// What `open` found and cut after a restart of the machine: after a power loss,
@@ -1192,10 +1302,30 @@ fn write_pending(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
     match lead_writes(e, sig) {
         Err(err) if err.is_no_space() && e.acks.unjournaled() > 0 => {
             wait_idle(e, sig);
-            lead_acks(e, sig)?;
+            match lead_acks(e, sig) {
+                // No room for them either: the items' write is what failed.
+                Err(a) if a.is_no_space() || matches!(a, Error::AckNotDurable { .. }) => {
+                    return Err(err);
+                }
+                r => r?,
+            }
             lead_writes(e, sig)
         }
         r => r,
+    }
+}
+
+/// When a waiting consumer must look again by itself: the next lease to run out or
+/// delay to end, and at the latest a lease's span (a lease taken while it sleeps runs
+/// out no earlier). `None` with a clock that does not sleep.
+fn timer(e: &Engine) -> Option<Duration> {
+    if !e.retries.clock().sleeps() {
+        return None;
+    }
+    let next = e.retries.next_timer();
+    match (next, e.retries.lease()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -1226,6 +1356,33 @@ impl Wait {
         }
     }
 
+    /// As [`wait`](Self::wait), but waking by `timer` at the latest (a lease that runs
+    /// out, a delay that ends).
+    fn wait_timer(
+        &self,
+        cv: &Condvar,
+        guard: &mut MutexGuard<'_, Engine>,
+        timer: Option<Duration>,
+    ) -> Result<()> {
+        let Some(at) = timer.and_then(|t| Instant::now().checked_add(t)) else {
+            return self.wait(cv, guard);
+        };
+        match self {
+            Wait::Forever => {
+                cv.wait_until(guard, at);
+                Ok(())
+            }
+            Wait::Until(deadline) => {
+                if Instant::now() >= *deadline {
+                    return Err(Error::Timeout);
+                }
+                cv.wait_until(guard, at.min(*deadline));
+                Ok(())
+            }
+            Wait::No(error) => Err(error()),
+        }
+    }
+
     /// Waits once on `cv`; `Err` when the time is up. Callers re-check their condition
     /// after every wakeup, so a notification that races a timeout is not lost.
     fn wait(&self, cv: &Condvar, guard: &mut MutexGuard<'_, Engine>) -> Result<()> {
@@ -1243,60 +1400,5 @@ impl Wait {
             }
             Wait::No(error) => Err(error()),
         }
-    }
-}
-
-/// An item from [`Queue::get_delivery`], with the means to acknowledge exactly it.
-///
-/// Dereferences to the item. Dropping it without [`ack`](Self::ack) leaves the item
-/// unacknowledged: it is delivered again after a reopen.
-pub struct Delivery<'q, T> {
-    queue: &'q Queue<T>,
-    seq: u64,
-    item: T,
-}
-
-impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery")
-            .field("seq", &self.seq)
-            .field("item", &self.item)
-            .finish()
-    }
-}
-
-impl<T> std::ops::Deref for Delivery<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.item
-    }
-}
-
-impl<T> Delivery<'_, T> {
-    /// The item's sequence number: its position in the queue's whole history.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// The item, without acknowledging it.
-    pub fn item(&self) -> &T {
-        &self.item
-    }
-
-    /// Acknowledges this item: it is gone for good once this returns `Ok`, at the level
-    /// the queue's [`Durability`] promises. Returns the item.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyAcknowledged`] when a FIFO `task_done` acknowledged it first;
-    /// [`Error::Io`] when the journal write fails (the queue is then poisoned).
-    pub fn ack(self) -> Result<T> {
-        self.queue.ack_seq(self.seq)?;
-        Ok(self.item)
-    }
-
-    /// The item, leaving it unacknowledged (delivered again after a reopen unless
-    /// `task_done` acknowledges it).
-    pub fn into_inner(self) -> T {
-        self.item
     }
 }

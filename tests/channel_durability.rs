@@ -404,6 +404,9 @@ fn explicit_acknowledgement_on_other_threads_in_any_order() {
                             let d = held.swap_remove(rng.below(held.len() as u64) as usize);
                             if *d % 2 == 1 {
                                 d.ack().unwrap();
+                            } else {
+                                // Left in flight (dropping would give it back).
+                                d.into_inner();
                             }
                         }
                     }
@@ -411,6 +414,8 @@ fn explicit_acknowledgement_on_other_threads_in_any_order() {
                 for d in held {
                     if *d % 2 == 1 {
                         d.ack().unwrap();
+                    } else {
+                        d.into_inner();
                     }
                 }
             });
@@ -442,7 +447,7 @@ fn owned_delivery_accessors() {
     assert_eq!((b.len(), b.seq()), (1, 1)); // Deref to String
     assert!(format!("{a:?}").contains("\"a\""));
     assert_eq!(b.ack().unwrap(), "b");
-    drop(a);
+    a.into_inner(); // left in flight
     assert!(rx.try_recv_delivery().unwrap_err().is_empty());
 }
 

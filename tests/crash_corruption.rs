@@ -300,7 +300,10 @@ fn every_flipped_info_byte_is_reported() {
     let src = tempfile::tempdir().unwrap();
     build(src.path());
     let len = fs::metadata(src.path().join("info")).unwrap().len();
-    assert_eq!(len, 88, "info without single acknowledgements");
+    assert_eq!(
+        len, 104,
+        "info without single acknowledgements, attempts or delays"
+    );
     for byte in 0..len {
         for mask in [0x01, 0x80] {
             let case = format!("info byte {byte} ^ {mask:#04x}");
@@ -539,7 +542,8 @@ fn queue_path_that_is_a_regular_file_is_an_io_error() {
 }
 
 /// A snapshot of a queue that is still open (what `kill -9` leaves): 10 items put in one
-/// chunk, 6 gotten and acknowledged, so the journal holds six entries (acked = 1..=6).
+/// chunk, 6 gotten and acknowledged, so the journal holds twelve entries: each get's
+/// delivery and each acknowledgement (delivered = 1, acked = 1, ..., acked = 6).
 fn journal_snapshot() -> (tempfile::TempDir, PathBuf) {
     let live = tempfile::tempdir().unwrap();
     let snap = tempfile::tempdir().unwrap();
@@ -557,14 +561,23 @@ fn journal_snapshot() -> (tempfile::TempDir, PathBuf) {
     // The open journal is followed by the zero bytes reserved for later entries
     // (FORMAT.md §Preallocation); the tests below damage its last entries, so cut them.
     let bytes = fs::read(&acks).unwrap();
-    assert!(bytes.len() >= 6 * 12, "journal of {} bytes", bytes.len());
     assert!(
-        bytes[6 * 12..].iter().all(|&b| b == 0),
+        bytes.len() >= ENTRIES * 12,
+        "journal of {} bytes",
+        bytes.len()
+    );
+    assert!(
+        bytes[ENTRIES * 12..].iter().all(|&b| b == 0),
         "reserved bytes not zero"
     );
-    fs::write(&acks, &bytes[..6 * 12]).unwrap();
+    fs::write(&acks, &bytes[..ENTRIES * 12]).unwrap();
     (snap, acks)
 }
+
+/// Entries in `journal_snapshot`'s journal.
+const ENTRIES: usize = 12;
+/// Where its last entry (the sixth acknowledgement) starts.
+const LAST: u64 = (ENTRIES as u64 - 1) * 12;
 
 /// Opens and checks that the items from sequence number `first` on come out, then Empty.
 fn expect_items_from(dir: &Path, first: u64, case: &str) {
@@ -592,7 +605,7 @@ fn journal_snapshot_recovers_the_acknowledged_count() {
 fn damaged_journal_entry_followed_by_valid_ones_is_reported() {
     let _guard = shared();
     let (src, _) = journal_snapshot();
-    for entry in 0..5u64 {
+    for entry in 0..ENTRIES as u64 - 1 {
         for byte in 0..12 {
             let case = format!("acks entry {entry} byte {byte}");
             let tmp = tempfile::tempdir().unwrap();
@@ -613,7 +626,7 @@ fn torn_or_damaged_final_journal_entry_is_recovered() {
     let _guard = shared();
     let (src, _) = journal_snapshot();
     // Cut inside the last entry: its acknowledgement is lost, item 5 comes again.
-    for cut in 61..72 {
+    for cut in LAST + 1..LAST + 12 {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(src.path(), tmp.path());
         let f = fs::OpenOptions::new()
@@ -628,10 +641,10 @@ fn torn_or_damaged_final_journal_entry_is_recovered() {
     for byte in 0..12 {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(src.path(), tmp.path());
-        xor_byte(&tmp.path().join("acks"), 60 + byte, 0x40);
+        xor_byte(&tmp.path().join("acks"), LAST + byte, 0x40);
         expect_items_from(tmp.path(), 5, &format!("last acks entry byte {byte}"));
     }
-    // Trailing garbage after six good entries: a torn seventh entry.
+    // Trailing garbage after the good entries: a torn entry more.
     let mut rng = XorShift(99);
     for extra in 1..=12 {
         let tmp = tempfile::tempdir().unwrap();

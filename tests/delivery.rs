@@ -46,6 +46,7 @@ fn acknowledged_out_of_order_never_comes_back() {
     for d in [d0, d2, d3, d5] {
         d.into_inner(); // left unacknowledged
     }
+    drop(ds);
     drop(q);
     for _ in 0..3 {
         let q = open(dir.path());

@@ -30,8 +30,8 @@ fn an_item_acknowledged_alone_is_not_delivered_again_and_the_rest_are() {
             q.put(&i).unwrap();
         }
         // Items 0 and 1 are gotten and not acknowledged: delivered again after the reopen.
-        assert_eq!(*q.get_delivery().unwrap(), 0);
-        assert_eq!(*q.get_delivery().unwrap(), 1);
+        assert_eq!(q.get_delivery().unwrap().into_inner(), 0);
+        assert_eq!(q.get_delivery().unwrap().into_inner(), 1);
         let d2 = q.get_delivery().unwrap();
         assert_eq!(d2.ack().unwrap(), 2);
         q.close().unwrap();

@@ -218,11 +218,11 @@ fn damaged_info_keeps_everything() {
     assert_eq!(r.damaged.len(), 1);
     assert_eq!(
         (&*r.damaged[0].file, r.damaged[0].offset, r.damaged[0].len),
-        (&*dir.join("damaged-0/info"), 0, 88)
+        (&*dir.join("damaged-0/info"), 0, 104)
     );
     assert_eq!(
         fs::read(dir.join("damaged-0/info")).unwrap(),
-        vec![0xee; 88]
+        vec![0xee; 104]
     );
     assert!(
         r.to_string().contains("acknowledgement state: unknown"),
@@ -435,12 +435,13 @@ fn journal_alone_gives_a_lower_bound() {
     let crashed = st.after_crash(Crash::Process);
     drop(q);
     let journal = crashed.file(&Path::new(DIR).join("acks")).unwrap();
-    // Six entries, then the zero bytes reserved for more (FORMAT.md §Preallocation).
+    // Twelve entries (each get's delivery, each acknowledgement), then the zero bytes
+    // reserved for more (FORMAT.md §Preallocation).
     assert!(
-        journal.len() >= 6 * 12,
+        journal.len() >= 12 * 12,
         "acknowledgements are in the journal"
     );
-    assert!(journal[6 * 12..].iter().all(|&b| b == 0), "{journal:?}");
+    assert!(journal[12 * 12..].iter().all(|&b| b == 0), "{journal:?}");
     // info (acked 0, written at the last rollover) is damaged.
     crashed.put_file(&Path::new(DIR).join("info"), b"garbage");
     let r = repair_on(Arc::new(crashed.clone()), Path::new(DIR)).unwrap();

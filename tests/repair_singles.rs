@@ -19,7 +19,7 @@ const HEADER_LEN: usize = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
 const REC: usize = 16;
 /// Length of `info` without singles (format version 3), and of a journal entry.
-const INFO_LEN: usize = 88;
+const INFO_LEN: usize = 104;
 const ENTRY: usize = 12;
 
 fn opts() -> Options {

@@ -12,6 +12,17 @@ const SINGLE: u64 = 1 << 63;
 /// marked one was synced: damage, not a torn append. Values stay below 2^62 (`MAX_SEQ`).
 const MARK: u64 = 1 << 62;
 
+/// The kind of a 12-byte unit is folded into its check value: the stored CRC is the
+/// CRC-32 of the value XOR the kind's constant (0 for the acknowledgement entries of
+/// versions 1 to 4, which keep their bytes). A unit of one kind never checks as another
+/// (short of a 2^-32 accident, as for any damage), and a build that does not know a kind
+/// sees damage, which is why the format version changed with them (version 5).
+const KIND_DELIVERED: u32 = 0x6465_6c76; // "delv"
+const KIND_ATTEMPTS: u32 = 0x6174_7470; // "attp"
+const KIND_DELAY: u32 = 0x646c_6179; // "dlay"
+/// The second unit of a pair: its CRC covers the first unit's value and its own.
+const KIND_PAIR_VALUE: u32 = 0x7061_6972; // "pair"
+
 /// One journal entry. Values are absolute rather than deltas, so that the newest valid
 /// entries alone give the state and a stale entry left by an interrupted checkpoint can
 /// never move the head backwards (recovery takes the maximum head).
@@ -21,53 +32,143 @@ pub(crate) enum AckEntry {
     Head(u64),
     /// This one item is acknowledged (a `Delivery` acknowledged out of order).
     Single(u64),
+    /// Every item before this sequence number was delivered at least once (version 5).
+    Delivered(u64),
+    /// Item `seq` has been delivered `n` times (version 5; 24 bytes, a pair of units).
+    Attempts { seq: u64, n: u32 },
+    /// Item `seq` was given back until `due`, milliseconds since the Unix epoch (version
+    /// 5; a pair of units).
+    Delay { seq: u64, due: u64 },
+}
+
+/// What one 12-byte unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// A whole entry, and whether it carries the sync mark.
+    Entry(AckEntry, bool),
+    /// The first unit of a pair (`Attempts` or `Delay`): the next unit completes it.
+    PairKey,
+    /// Not a valid unit on its own (damage, a torn write, or a pair's second unit).
+    Invalid,
+}
+
+fn unit(v: u64, kind: u32) -> [u8; ACK_ENTRY_LEN] {
+    let mut b = [0u8; ACK_ENTRY_LEN];
+    b[0..8].copy_from_slice(&v.to_le_bytes());
+    let crc = crc32fast::hash(&b[..8]) ^ kind;
+    b[8..12].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn pair_value(key: &[u8], v: u64) -> [u8; ACK_ENTRY_LEN] {
+    let mut b = [0u8; ACK_ENTRY_LEN];
+    b[0..8].copy_from_slice(&v.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&key[..8]);
+    h.update(&b[..8]);
+    b[8..12].copy_from_slice(&(h.finalize() ^ KIND_PAIR_VALUE).to_le_bytes());
+    b
 }
 
 impl AckEntry {
-    pub(crate) fn encode(&self) -> [u8; ACK_ENTRY_LEN] {
-        self.encode_marked(false)
+    /// The entry's length on disk.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            AckEntry::Attempts { .. } | AckEntry::Delay { .. } => 2 * ACK_ENTRY_LEN,
+            _ => ACK_ENTRY_LEN,
+        }
     }
 
-    /// The entry, with the sync mark when `mark`.
-    pub(crate) fn encode_marked(&self, mark: bool) -> [u8; ACK_ENTRY_LEN] {
-        let v = match *self {
-            AckEntry::Head(s) => s,
-            AckEntry::Single(s) => s | SINGLE,
-        } | if mark { MARK } else { 0 };
-        let mut b = [0u8; ACK_ENTRY_LEN];
-        b[0..8].copy_from_slice(&v.to_le_bytes());
-        let crc = crc32fast::hash(&b[..8]);
-        b[8..12].copy_from_slice(&crc.to_le_bytes());
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.len());
+        self.encode_into(false, &mut b);
         b
     }
 
-    /// `None` when the bytes are not a valid entry (torn or damaged).
+    /// Appends the entry, with the sync mark when `mark`.
+    pub(crate) fn encode_into(&self, mark: bool, out: &mut Vec<u8>) {
+        let first = self.encode_marked(mark);
+        out.extend_from_slice(&first);
+        match *self {
+            AckEntry::Attempts { n, .. } => {
+                out.extend_from_slice(&pair_value(&first, u64::from(n)))
+            }
+            AckEntry::Delay { due, .. } => out.extend_from_slice(&pair_value(&first, due)),
+            _ => {}
+        }
+    }
+
+    /// The entry's first (for most, only) unit, with the sync mark when `mark`.
+    pub(crate) fn encode_marked(&self, mark: bool) -> [u8; ACK_ENTRY_LEN] {
+        let m = if mark { MARK } else { 0 };
+        match *self {
+            AckEntry::Head(s) => unit(s | m, 0),
+            AckEntry::Single(s) => unit(s | SINGLE | m, 0),
+            AckEntry::Delivered(s) => unit(s | m, KIND_DELIVERED),
+            AckEntry::Attempts { seq, .. } => unit(seq | m, KIND_ATTEMPTS),
+            AckEntry::Delay { seq, .. } => unit(seq | m, KIND_DELAY),
+        }
+    }
+
+    /// `None` when the bytes are not a valid one-unit entry (torn or damaged).
     pub(crate) fn decode(b: &[u8]) -> Option<AckEntry> {
         Self::decode_marked(b).map(|(e, _)| e)
     }
 
-    /// The entry and whether it carries the sync mark.
+    /// The one-unit entry and whether it carries the sync mark.
     pub(crate) fn decode_marked(b: &[u8]) -> Option<(AckEntry, bool)> {
-        if b.len() != ACK_ENTRY_LEN || u32_at(b, 8) != crc32fast::hash(&b[..8]) {
-            return None;
+        match Self::decode_unit(b) {
+            Unit::Entry(e, mark) => Some((e, mark)),
+            _ => None,
+        }
+    }
+
+    /// What a 12-byte unit is.
+    pub(crate) fn decode_unit(b: &[u8]) -> Unit {
+        if b.len() != ACK_ENTRY_LEN {
+            return Unit::Invalid;
         }
         let v = u64_at(b, 0);
-        let mark = v & MARK != 0;
-        let v = v & !MARK;
-        Some((
-            if v & SINGLE != 0 {
-                AckEntry::Single(v & !SINGLE)
-            } else {
-                AckEntry::Head(v)
+        let (mark, value) = (v & MARK != 0, v & !MARK);
+        let kind = u32_at(b, 8) ^ crc32fast::hash(&b[..8]);
+        match kind {
+            0 if value & SINGLE != 0 => Unit::Entry(AckEntry::Single(value & !SINGLE), mark),
+            0 => Unit::Entry(AckEntry::Head(value), mark),
+            KIND_DELIVERED if value & SINGLE == 0 => Unit::Entry(AckEntry::Delivered(value), mark),
+            KIND_ATTEMPTS | KIND_DELAY if value & SINGLE == 0 => Unit::PairKey,
+            _ => Unit::Invalid,
+        }
+    }
+
+    /// The pair whose first unit is `key` (a [`Unit::PairKey`]) and second `b`, when `b`
+    /// completes it; and whether it carries the sync mark.
+    pub(crate) fn decode_pair(key: &[u8], b: &[u8]) -> Option<(AckEntry, bool)> {
+        if b.len() != ACK_ENTRY_LEN
+            || key.len() != ACK_ENTRY_LEN
+            || pair_value(key, u64_at(b, 0)) != b[..]
+        {
+            return None;
+        }
+        let k = u64_at(key, 0);
+        let (mark, seq) = (k & MARK != 0, k & !MARK);
+        let v = u64_at(b, 0);
+        let kind = u32_at(key, 8) ^ crc32fast::hash(&key[..8]);
+        let entry = match kind {
+            KIND_ATTEMPTS => AckEntry::Attempts {
+                seq,
+                n: u32::try_from(v).ok()?,
             },
-            mark,
-        ))
+            KIND_DELAY => AckEntry::Delay { seq, due: v },
+            _ => return None,
+        };
+        Some((entry, mark))
     }
 
     /// The sequence number the entry names.
     pub(crate) fn seq(&self) -> u64 {
         match *self {
-            AckEntry::Head(s) | AckEntry::Single(s) => s,
+            AckEntry::Head(s) | AckEntry::Single(s) | AckEntry::Delivered(s) => s,
+            AckEntry::Attempts { seq, .. } | AckEntry::Delay { seq, .. } => seq,
         }
     }
 }
@@ -79,7 +180,7 @@ mod tests {
     #[test]
     fn round_trip_and_damage() {
         for e in [AckEntry::Head(99), AckEntry::Single(99)] {
-            let b = e.encode();
+            let b = e.encode_marked(false);
             assert_eq!(AckEntry::decode(&b), Some(e));
             assert_eq!(AckEntry::decode(&b[..11]), None);
             for i in 0..b.len() * 8 {
@@ -89,6 +190,51 @@ mod tests {
             }
         }
         assert_eq!(AckEntry::decode(&[0u8; ACK_ENTRY_LEN]), None);
+    }
+
+    #[test]
+    fn delivery_entries_round_trip_and_never_check_as_another_kind() {
+        let entries = [
+            AckEntry::Delivered(42),
+            AckEntry::Attempts { seq: 7, n: 3 },
+            AckEntry::Delay {
+                seq: 7,
+                due: 1_700_000_000_000,
+            },
+        ];
+        for e in entries {
+            for mark in [false, true] {
+                let mut b = Vec::new();
+                e.encode_into(mark, &mut b);
+                assert_eq!(b.len(), e.len());
+                if b.len() == ACK_ENTRY_LEN {
+                    assert_eq!(AckEntry::decode_marked(&b), Some((e, mark)));
+                } else {
+                    assert_eq!(AckEntry::decode_unit(&b[..12]), Unit::PairKey);
+                    assert_eq!(AckEntry::decode_unit(&b[12..]), Unit::Invalid);
+                    assert_eq!(AckEntry::decode_pair(&b[..12], &b[12..]), Some((e, mark)));
+                    for i in 0..b.len() * 8 {
+                        let mut c = b.clone();
+                        c[i / 8] ^= 1 << (i % 8);
+                        assert_ne!(
+                            AckEntry::decode_pair(&c[..12], &c[12..]),
+                            Some((e, mark)),
+                            "bit {i}"
+                        );
+                    }
+                }
+            }
+        }
+        // A pair's second unit does not complete another pair's first.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        AckEntry::Attempts { seq: 1, n: 2 }.encode_into(false, &mut a);
+        AckEntry::Attempts { seq: 2, n: 2 }.encode_into(false, &mut b);
+        assert_eq!(AckEntry::decode_pair(&a[..12], &b[12..]), None);
+        // Version 4's entries keep their bytes.
+        assert_eq!(
+            AckEntry::Head(5).encode(),
+            AckEntry::Head(5).encode_marked(false)
+        );
     }
 
     #[test]

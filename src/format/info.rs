@@ -9,8 +9,10 @@ fn u128_at(b: &[u8], at: usize) -> u128 {
 }
 
 const MAGIC: &[u8; 8] = b"diskqinf";
-/// Length of an encoded `info` file with no single acknowledgements.
-pub(crate) const INFO_MIN_LEN: usize = 88;
+/// Length of an encoded `info` file with no single acknowledgements, attempts or delays.
+pub(crate) const INFO_MIN_LEN: usize = 104;
+/// The same in format version 4, which had no deliveries.
+const INFO_V4_MIN_LEN: usize = 88;
 /// The same in format version 3, which had no boot id and flags.
 const INFO_V3_MIN_LEN: usize = 68;
 /// The same in format version 2, which had no `head_chunk`.
@@ -53,6 +55,18 @@ pub(crate) struct Info {
     pub(crate) all_synced: bool,
     /// Items after `acked` acknowledged individually, ascending.
     pub(crate) singles: Vec<u64>,
+    /// Deliveries, attempts and delays (version 5; empty before).
+    pub(crate) work: WorkState,
+}
+
+/// What a checkpoint records of deliveries: every item before `delivered` was delivered
+/// at least once; items (not acknowledged) delivered more than once, with their count;
+/// items given back until a due time (milliseconds since the Unix epoch). Ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WorkState {
+    pub(crate) delivered: u64,
+    pub(crate) attempts: Vec<(u64, u32)>,
+    pub(crate) delays: Vec<(u64, u64)>,
 }
 
 /// `Info::flags` bit: `all_synced`.
@@ -72,6 +86,7 @@ impl Info {
             boot_id: None,
             all_synced: false,
             singles: Vec::new(),
+            work: WorkState::default(),
         }
     }
 
@@ -105,6 +120,20 @@ impl Info {
         for s in &self.singles {
             b.extend_from_slice(&s.to_le_bytes());
         }
+        if version >= 5 {
+            let w = &self.work;
+            b.extend_from_slice(&w.delivered.to_le_bytes());
+            b.extend_from_slice(&(w.attempts.len() as u32).to_le_bytes());
+            for (seq, n) in &w.attempts {
+                b.extend_from_slice(&seq.to_le_bytes());
+                b.extend_from_slice(&n.to_le_bytes());
+            }
+            b.extend_from_slice(&(w.delays.len() as u32).to_le_bytes());
+            for (seq, due) in &w.delays {
+                b.extend_from_slice(&seq.to_le_bytes());
+                b.extend_from_slice(&due.to_le_bytes());
+            }
+        }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
@@ -120,6 +149,7 @@ impl Info {
             1 => (32, INFO_V1_MIN_LEN),
             2 => (52, INFO_V2_MIN_LEN),
             3 => (60, INFO_V3_MIN_LEN),
+            4 => (80, INFO_V4_MIN_LEN),
             FORMAT_VERSION => (80, INFO_MIN_LEN),
             v => return Err(DecodeError::Version(v)),
         };
@@ -130,12 +160,16 @@ impl Info {
             0
         };
         let expected = min.saturating_add(n.saturating_mul(8));
-        if b.len() != expected {
+        let work = if version >= 5 {
+            decode_work(b, n_at + 4 + 8 * n.min(b.len() / 8), expected)?
+        } else if b.len() != expected {
             return Err(DecodeError::Length {
                 expected,
                 found: b.len(),
             });
-        }
+        } else {
+            WorkState::default()
+        };
         if version >= 4 && u32_at(b, 76) & !FLAG_ALL_SYNCED != 0 {
             return Err(DecodeError::Flags(u32_at(b, 76)));
         }
@@ -154,8 +188,79 @@ impl Info {
             boot_id: (version >= 4).then(|| u128_at(b, 60)),
             all_synced: version >= 4 && u32_at(b, 76) & FLAG_ALL_SYNCED != 0,
             singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
+            work,
         })
     }
+}
+
+impl WorkState {
+    /// Keeps what concerns items still there and not acknowledged: before `tail`, and
+    /// not `acked`. No item at or after `tail` was delivered.
+    pub(crate) fn retain_live(&mut self, tail: u64, acked: impl Fn(u64) -> bool) {
+        self.delivered = self.delivered.min(tail);
+        self.attempts.retain(|&(s, _)| s < tail && !acked(s));
+        self.delays.retain(|&(s, _)| s < tail && !acked(s));
+    }
+
+    /// This state with later entries merged in: the largest `delivered`, count and due
+    /// time win (each only grows while its item waits: a stale entry left by an
+    /// interrupted checkpoint changes nothing).
+    pub(crate) fn merged(
+        &self,
+        delivered: Option<u64>,
+        attempts: &[(u64, u32)],
+        delays: &[(u64, u64)],
+    ) -> WorkState {
+        let mut a: std::collections::BTreeMap<u64, u32> = self.attempts.iter().copied().collect();
+        for &(s, n) in attempts {
+            let e = a.entry(s).or_insert(n);
+            *e = (*e).max(n);
+        }
+        let mut d: std::collections::BTreeMap<u64, u64> = self.delays.iter().copied().collect();
+        for &(s, due) in delays {
+            let e = d.entry(s).or_insert(due);
+            *e = (*e).max(due);
+        }
+        WorkState {
+            delivered: self.delivered.max(delivered.unwrap_or(0)),
+            attempts: a.into_iter().collect(),
+            delays: d.into_iter().collect(),
+        }
+    }
+}
+
+/// Version 5's deliveries, from `at` (after the singles) to the CRC. `expected`: the
+/// length with none of them. Every count is checked against the bytes there before it
+/// sizes anything.
+fn decode_work(b: &[u8], at: usize, expected: usize) -> Result<WorkState, DecodeError> {
+    let short = |expected: usize| DecodeError::Length {
+        expected,
+        found: b.len(),
+    };
+    if b.len() < expected {
+        return Err(short(expected));
+    }
+    let end = b.len() - 4;
+    let delivered = u64_at(b, at);
+    let a = u32_at(b, at + 8) as usize;
+    let d_at = at + 12 + a.saturating_mul(12);
+    if d_at.saturating_add(4) > end {
+        return Err(short(expected.saturating_add(a.saturating_mul(12))));
+    }
+    let d = u32_at(b, d_at) as usize;
+    let total = d_at + 4 + d.saturating_mul(16) + 4;
+    if total != b.len() {
+        return Err(short(total));
+    }
+    Ok(WorkState {
+        delivered,
+        attempts: (0..a)
+            .map(|i| (u64_at(b, at + 12 + 12 * i), u32_at(b, at + 20 + 12 * i)))
+            .collect(),
+        delays: (0..d)
+            .map(|i| (u64_at(b, d_at + 4 + 16 * i), u64_at(b, d_at + 12 + 16 * i)))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -175,6 +280,11 @@ mod tests {
                 boot_id: Some(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
                 all_synced: true,
                 singles,
+                work: WorkState {
+                    delivered: 123_456_999,
+                    attempts: vec![(123_456_790, 3)],
+                    delays: vec![(123_456_791, 1_700_000_000_000)],
+                },
             };
             let b = info.encode();
             assert_eq!(Info::decode(&b), Ok(info));
@@ -232,6 +342,7 @@ mod tests {
             boot_id: None,
             all_synced: false,
             singles: vec![9],
+            work: WorkState::default(),
         };
         assert_eq!(Info::decode(&b), Ok(want));
     }
@@ -256,11 +367,38 @@ mod tests {
     #[test]
     fn another_version_is_refused_by_number() {
         let mut b = Info::new(0, 0).encode();
-        b[8..12].copy_from_slice(&5u32.to_le_bytes());
+        b[8..12].copy_from_slice(&6u32.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Info::decode(&b), Err(DecodeError::Version(5)));
+        assert_eq!(Info::decode(&b), Err(DecodeError::Version(6)));
+    }
+
+    /// Version 4: no deliveries.
+    #[test]
+    fn version_4_is_read() {
+        let mut info = Info::new(7, 3);
+        info.singles = vec![9];
+        info.work.delivered = 12;
+        let b = info.encode_as(4);
+        assert_eq!(b.len(), INFO_V4_MIN_LEN + 8);
+        let back = Info::decode(&b).unwrap();
+        assert_eq!((back.singles, back.work), (vec![9], WorkState::default()));
+    }
+
+    #[test]
+    fn huge_delivery_counts_are_refused_without_allocating() {
+        for at in [INFO_MIN_LEN - 4 - 8, INFO_MIN_LEN - 4 - 4] {
+            let mut b = Info::new(0, 0).encode();
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            let n = b.len() - 4;
+            let crc = crc32fast::hash(&b[..n]);
+            b[n..].copy_from_slice(&crc.to_le_bytes());
+            assert!(
+                matches!(Info::decode(&b), Err(DecodeError::Length { .. })),
+                "{at}"
+            );
+        }
     }
 
     #[test]

@@ -8,9 +8,9 @@ mod info;
 mod record;
 pub(crate) mod schema;
 
-pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry};
+pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry, Unit};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
-pub(crate) use info::{INFO_MIN_LEN, Info};
+pub(crate) use info::{INFO_MIN_LEN, Info, WorkState};
 #[cfg(test)]
 pub(crate) use record::frame_into;
 pub(crate) use record::{
@@ -23,7 +23,7 @@ pub(crate) use record::{
 pub(crate) const MAX_SEQ: u64 = 1 << 62;
 
 /// The on-disk format version written by this build. FORMAT.md §Version history.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format version this build reads (its files differ only in `info`).
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;

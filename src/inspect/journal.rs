@@ -3,7 +3,7 @@
 //! classified here; what a damaged one means is the caller's rule.
 
 use crate::error::{Error, Result};
-use crate::format::{ACK_ENTRY_LEN, AckEntry, MAX_SEQ, all_zero};
+use crate::format::{ACK_ENTRY_LEN, AckEntry, MAX_SEQ, Unit, all_zero};
 use crate::storage::{StorageFile, read_full_at};
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -16,6 +16,11 @@ pub(crate) struct JournalScan {
     pub(crate) head: Option<u64>,
     /// Every single entry, in file order.
     pub(crate) singles: Vec<u64>,
+    /// The largest `Delivered` entry (version 5).
+    pub(crate) delivered: Option<u64>,
+    /// Every `Attempts` and `Delay` entry, in file order (version 5).
+    pub(crate) attempts: Vec<(u64, u32)>,
+    pub(crate) delays: Vec<(u64, u64)>,
     /// Where the first entry that is not valid starts (the file's length if every entry
     /// is): the valid prefix ends here.
     pub(crate) valid_end: u64,
@@ -62,50 +67,85 @@ pub(crate) fn scan(file: Option<&dyn StorageFile>, path: &Path) -> Result<Journa
         return Ok(s);
     }
     let mut entries = JournalEntries::new(file, path, s.len);
-    let mut invalid: Option<u64> = None;
-    // Zero bytes not yet known to be damage: they are, once anything else follows them.
-    let mut zeros: Option<Range<u64>> = None;
+    let mut c = Classifier::default();
+    // The first unit of a pair, waiting for its second.
+    let mut key: Option<(u64, [u8; ACK_ENTRY_LEN])> = None;
     while let Some((at, e)) = entries.next()? {
-        let end = at + e.len() as u64;
-        let decoded = if e.len() == ACK_ENTRY_LEN {
-            AckEntry::decode_marked(e)
-        } else {
-            None
-        };
-        match decoded {
-            Some((entry, mark)) if entry.seq() < MAX_SEQ => {
-                if let Some(z) = zeros.take() {
-                    s.damage(z);
-                }
-                if invalid.is_some() {
-                    s.valid_after = true;
-                    s.marked_after |= mark;
-                }
-                match entry {
-                    AckEntry::Head(h) => s.head = s.head.max(Some(h)),
-                    AckEntry::Single(seq) => s.singles.push(seq),
-                }
+        if let Some((kat, k)) = key.take() {
+            if let Some(pair) = AckEntry::decode_pair(&k, e) {
+                c.valid(&mut s, pair);
+                continue;
             }
-            None if all_zero(e) => {
-                invalid.get_or_insert(at);
-                zeros = Some(zeros.map_or(at..end, |z| z.start..end));
-            }
-            other => {
-                if let Some((entry, _)) = other {
-                    s.impossible.get_or_insert((at, entry.seq()));
-                }
-                invalid.get_or_insert(at);
-                if let Some(z) = zeros.take() {
-                    s.damage(z);
-                }
-                s.damage(at..end);
-            }
+            // A first unit without its second: not a whole entry.
+            c.invalid(&mut s, kat, &k, None);
+        }
+        if e.len() == ACK_ENTRY_LEN && AckEntry::decode_unit(e) == Unit::PairKey {
+            key = Some((at, e.try_into().expect("one unit")));
+            continue;
+        }
+        match AckEntry::decode_unit(e) {
+            Unit::Entry(entry, mark) if entry.seq() < MAX_SEQ => c.valid(&mut s, (entry, mark)),
+            Unit::Entry(entry, _) => c.invalid(&mut s, at, e, Some(entry.seq())),
+            _ => c.invalid(&mut s, at, e, None),
         }
     }
+    if let Some((kat, k)) = key {
+        c.invalid(&mut s, kat, &k, None);
+    }
+    let invalid = c.invalid;
     if let Some(at) = invalid {
         s.valid_end = at;
     }
     Ok(s)
+}
+
+/// Sorts a journal's units into valid entries and damage, in file order.
+#[derive(Default)]
+struct Classifier {
+    /// Where the first unit that is not valid starts.
+    invalid: Option<u64>,
+    /// Zero bytes not yet known to be damage: they are, once anything else follows them.
+    zeros: Option<Range<u64>>,
+}
+
+impl Classifier {
+    fn valid(&mut self, s: &mut JournalScan, (entry, mark): (AckEntry, bool)) {
+        if entry.seq() >= MAX_SEQ {
+            return;
+        }
+        if let Some(z) = self.zeros.take() {
+            s.damage(z);
+        }
+        if self.invalid.is_some() {
+            s.valid_after = true;
+            s.marked_after |= mark;
+        }
+        match entry {
+            AckEntry::Head(h) => s.head = s.head.max(Some(h)),
+            AckEntry::Single(seq) => s.singles.push(seq),
+            AckEntry::Delivered(d) => s.delivered = s.delivered.max(Some(d)),
+            AckEntry::Attempts { seq, n } => s.attempts.push((seq, n)),
+            AckEntry::Delay { seq, due } => s.delays.push((seq, due)),
+        }
+    }
+
+    /// Bytes `e` at `at` are not a valid entry; `impossible`: they check, but name an
+    /// item no queue has.
+    fn invalid(&mut self, s: &mut JournalScan, at: u64, e: &[u8], impossible: Option<u64>) {
+        let end = at + e.len() as u64;
+        if let Some(value) = impossible {
+            s.impossible.get_or_insert((at, value));
+        } else if all_zero(e) {
+            self.invalid.get_or_insert(at);
+            self.zeros = Some(self.zeros.take().map_or(at..end, |z| z.start..end));
+            return;
+        }
+        self.invalid.get_or_insert(at);
+        if let Some(z) = self.zeros.take() {
+            s.damage(z);
+        }
+        s.damage(at..end);
+    }
 }
 
 /// The items known to be acknowledged: every item before `head`, and `singles` after it.

@@ -16,11 +16,12 @@ use crate::engine::{
     create_chunk, write_atomic, write_info,
 };
 use crate::error::{Error, Result};
-use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, schema};
+use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, WorkState, schema};
 use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::reserve::Reserve;
+use crate::retries::Retries;
 use crate::storage::{OpenMode, Storage, StorageFile, open_if_exists};
 use chunks::{Durable, Firsts, OldestFile};
 use std::any::Any;
@@ -269,6 +270,8 @@ struct Recovering<'a> {
     durable: Durable,
     acked: u64,
     singles: BTreeSet<u64>,
+    /// Deliveries, attempts and delays.
+    work: WorkState,
     /// Chunk file numbers, oldest first.
     chunks: Vec<u64>,
 }
@@ -287,6 +290,7 @@ impl<'a> Recovering<'a> {
             durable: Durable(false),
             acked: 0,
             singles: BTreeSet::new(),
+            work: WorkState::default(),
             chunks: Vec::new(),
         })
     }
@@ -302,6 +306,9 @@ impl<'a> Recovering<'a> {
             info.singles.iter().copied().chain(journal.singles),
         );
         (self.acked, self.singles) = (known.head, known.singles);
+        self.work = info
+            .work
+            .merged(journal.delivered, &journal.attempts, &journal.delays);
         Ok(journal.valid_end)
     }
 
@@ -462,6 +469,9 @@ impl<'a> Recovering<'a> {
     /// the acknowledged records of the oldest chunk, checking each.
     fn skip_acknowledged(&mut self, head: &mut ChunkReader, tail: u64) -> Result<()> {
         self.singles.retain(|&s| s < tail);
+        let (acked, singles) = (self.acked, &self.singles);
+        self.work
+            .retain_live(tail, |s| s < acked || singles.contains(&s));
         for _ in head.header.first_seq..self.acked {
             match head.next()? {
                 Next::Frame { len, .. } => head.advance(len),
@@ -550,7 +560,7 @@ fn build_engine(
     dir: &Path,
     opts: &Options,
     start: &Start,
-    r: Recovering<'_>,
+    mut r: Recovering<'_>,
     chunks: VecDeque<ChunkMeta>,
     writer: Writer,
     reader: ChunkReader,
@@ -582,6 +592,12 @@ fn build_engine(
         spare: Vec::new(),
         pending_fate: None,
         reserve: Reserve::default(),
+        retries: Retries::new(
+            opts.clock.clone().unwrap_or_else(crate::clock::system),
+            opts.lease,
+            std::mem::take(&mut r.work),
+        ),
+        retry_file: None,
         queued_bytes: 0,
         paused: false,
         acks: Acks::recovered(acked, r.singles),

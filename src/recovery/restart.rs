@@ -70,6 +70,8 @@ pub(crate) fn restarted(info: &Info, boot: u128) -> bool {
 struct Acks {
     acked: u64,
     singles: BTreeSet<u64>,
+    /// Deliveries, attempts and delays, from `info` and the journal.
+    work: crate::format::WorkState,
     ignored: u64,
     len: u64,
 }
@@ -108,6 +110,9 @@ fn read_acks(st: &dyn Storage, dir: &Path, info: &Info) -> Result<Acks> {
     Ok(Acks {
         acked: known.head,
         singles: known.singles,
+        work: info
+            .work
+            .merged(scan.delivered, &scan.attempts, &scan.delays),
         ignored,
         len,
     })
@@ -290,6 +295,9 @@ pub(crate) fn recover(
         sync_file(st, &chunk_path(dir, no))?;
     }
     acks.singles.retain(|&s| s < tail);
+    let (acked, singles) = (acks.acked, &acks.singles);
+    acks.work
+        .retain_live(tail, |s| s < acked || singles.contains(&s));
     let new = Info {
         acked: acks.acked,
         tail_chunk: *kept.last().expect("not empty"),
@@ -303,6 +311,7 @@ pub(crate) fn recover(
         // an `info` that said so could outlive them.
         all_synced: sync,
         singles: acks.singles.into_iter().collect(),
+        work: acks.work,
     };
     write_info(st, dir, &new, true)?;
     if acks.len > 0 {

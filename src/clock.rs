@@ -1,0 +1,90 @@
+//! Time for leases and delays, behind a trait so that tests can drive it by hand.
+//!
+//! Leases run on a monotonic clock (a lease is a span of the process's life); the due
+//! time of a delayed retry is wall-clock milliseconds since the Unix epoch, because it
+//! is recorded on disk and must mean the same after a restart.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A source of time for a queue's leases and delays. [`SystemClock`] unless a test sets
+/// another with `Options::clock`.
+#[doc(hidden)]
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Time since an arbitrary origin that never goes back.
+    fn monotonic(&self) -> Duration;
+    /// Milliseconds since the Unix epoch.
+    fn wall_ms(&self) -> u64;
+    /// Whether blocking calls may sleep until a timer of this clock comes due (false for
+    /// a clock that only moves when a test moves it).
+    fn sleeps(&self) -> bool {
+        true
+    }
+}
+
+/// The machine's clocks.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn wall_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that moves only when told to (tests and the model): both its readings start
+/// at the given wall time and advance together.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    pub fn new(wall_ms: u64) -> ManualClock {
+        ManualClock {
+            ms: Arc::new(AtomicU64::new(wall_ms)),
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.ms.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(self.ms.load(Ordering::SeqCst))
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+
+    fn sleeps(&self) -> bool {
+        false
+    }
+}
+
+pub(crate) fn system() -> Arc<dyn Clock> {
+    Arc::new(SystemClock::default())
+}

@@ -1,0 +1,184 @@
+//! Handing items out and taking them back: the engine's side of deliveries, leases,
+//! `nack` and `nack_after` (the state is in `retries.rs` and `acks.rs`). Everything here
+//! runs under the queue lock.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame};
+use crate::reader::{chunk_path, describe};
+use crate::retries::{Handed, Holding, Loc};
+use crate::storage::{OpenMode, read_full_at};
+use std::time::Duration;
+
+/// A record read again is first read this many bytes at once: most items fit.
+const FIRST_READ: usize = 4096;
+
+impl Engine {
+    /// Timers that came due: items whose lease ran out are given back, delays that are
+    /// over make their items deliverable. Cheap when no timer runs.
+    pub(crate) fn promote(&mut self) -> bool {
+        if !self.retries.timers() {
+            return false;
+        }
+        let (acks, read) = (&mut self.acks, self.read);
+        self.retries.promote(|seq| acks.give_back(seq, read))
+    }
+
+    /// Where the record just peeked is.
+    pub(crate) fn peeked_loc(&self) -> Loc {
+        Loc {
+            chunk: self.reader.chunk,
+            offset: self.reader.offset(),
+        }
+    }
+
+    /// Records that item `seq`, at `loc`, is handed out now.
+    pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
+        if self.acks.any_out() {
+            self.acks.take_back(seq);
+        }
+        self.retries.deliver(seq, loc)
+    }
+
+    /// Takes back deliveries whose recording failed, latest first: the items wait again,
+    /// first in line, and their attempts are not counted. Works on a poisoned queue too
+    /// (a failed get changes nothing the caller can see).
+    pub(crate) fn undeliver(&mut self, handed: &[Handed]) {
+        for h in handed.iter().rev() {
+            if self.acks.give_back(h.seq, self.read) {
+                self.retries.undeliver(h);
+            }
+        }
+    }
+
+    /// The payload of item `seq`, given back earlier, read again from its record at `loc`.
+    pub(crate) fn read_again(&mut self, seq: u64, loc: Loc) -> Result<Vec<u8>> {
+        let path = chunk_path(&self.dir, loc.chunk);
+        if self
+            .retry_file
+            .as_ref()
+            .is_none_or(|(no, _)| *no != loc.chunk)
+        {
+            let f = self
+                .storage
+                .open(&path, OpenMode::Read)
+                .map_err(|e| Error::io("open", &path, e))?;
+            self.retry_file = Some((loc.chunk, f));
+        }
+        let (_, f) = self.retry_file.as_ref().expect("just opened");
+        let mut buf = vec![0u8; FIRST_READ];
+        let n =
+            read_full_at(&**f, &mut buf, loc.offset).map_err(|e| Error::io("read", &path, e))?;
+        buf.truncate(n);
+        let damaged = |e: FrameError| {
+            Error::corrupt(
+                &path,
+                loc.offset,
+                format!(
+                    "the record of item {seq}, read again to deliver it again: {}",
+                    describe(e)
+                ),
+            )
+        };
+        let len = match decode_frame(&buf) {
+            Ok((_, len)) => len,
+            Err(FrameError::Incomplete { needed }) if needed <= MAX_ITEM_LEN + FRAME_HEADER_LEN => {
+                buf.resize(needed, 0);
+                let n = read_full_at(&**f, &mut buf, loc.offset)
+                    .map_err(|e| Error::io("read", &path, e))?;
+                buf.truncate(n);
+                decode_frame(&buf).map_err(damaged)?.1
+            }
+            Err(e) => return Err(damaged(e)),
+        };
+        buf.truncate(len);
+        buf.drain(..FRAME_HEADER_LEN);
+        Ok(buf)
+    }
+
+    /// Whether the holder of delivery `h` still holds it; its lease (if any) is released
+    /// when `release`. A lease that ran out gives the item back now.
+    pub(crate) fn holding(&mut self, h: &Handed, leased: bool, release: bool) -> Result<()> {
+        self.check()?;
+        let held = self.retries.holding(h.seq, h.token, leased, release);
+        if held == Holding::Held && !self.acks.is_acked(h.seq) {
+            return Ok(());
+        }
+        self.promote();
+        if held == Holding::Expired || (held == Holding::Gone && !self.acks.is_acked(h.seq)) {
+            Err(Error::LeaseExpired { seq: h.seq })
+        } else {
+            Err(Error::AlreadyAcknowledged { seq: h.seq })
+        }
+    }
+
+    /// Acknowledges delivery `h`. Returns the generation to wait for.
+    pub(crate) fn ack_delivery(&mut self, h: &Handed, leased: bool) -> Result<u64> {
+        self.holding(h, leased, true)?;
+        let generation = self.acks.ack_one(h.seq, self.read)?;
+        self.retries.acked(h.seq);
+        Ok(generation)
+    }
+
+    /// Acknowledges the `n` oldest items in flight (FIFO `task_done`).
+    pub(crate) fn ack_oldest(&mut self, n: u64) -> Result<u64> {
+        self.check()?;
+        self.promote();
+        if !self.acks.any_out() && self.retries.leased() == 0 {
+            return self.acks.ack(n, self.read);
+        }
+        if n > self.acks.in_flight(self.read) {
+            return Err(Error::NothingToAcknowledge);
+        }
+        let mut generation = 0;
+        for _ in 0..n {
+            let seq = self
+                .acks
+                .oldest_in_flight(self.read)
+                .ok_or(Error::NothingToAcknowledge)?;
+            generation = self.acks.ack_one(seq, self.read)?;
+            self.retries.acked(seq);
+        }
+        Ok(generation)
+    }
+
+    /// Gives delivery `h` back, to be delivered again `after` from now (or as soon as
+    /// possible).
+    pub(crate) fn give_back(
+        &mut self,
+        h: &Handed,
+        leased: bool,
+        after: Option<Duration>,
+    ) -> Result<()> {
+        self.holding(h, leased, true)?;
+        if !self.acks.give_back(h.seq, self.read) {
+            return Err(Error::AlreadyAcknowledged { seq: h.seq });
+        }
+        self.retries.given_back(h.seq, h.loc, after);
+        Ok(())
+    }
+
+    /// Sets the lease of delivery `h` to run out `span` from now.
+    pub(crate) fn extend_lease(&mut self, h: &Handed, leased: bool, span: Duration) -> Result<()> {
+        self.holding(h, leased, false)?;
+        match self.retries.extend(h, leased, span) {
+            Holding::Held => Ok(()),
+            _ => Err(Error::LeaseExpired { seq: h.seq }),
+        }
+    }
+
+    /// Steps over the item at `read` when it waits out a delay recovered at open (it goes
+    /// among the delayed items, with its place); true when it did.
+    pub(crate) fn step_over_delayed(&mut self) -> Result<bool> {
+        if !self.retries.is_ahead(self.read) {
+            return Ok(false);
+        }
+        let p = self.peek()?;
+        let (seq, loc) = (self.read, self.peeked_loc());
+        self.advance(p);
+        let given = self.acks.give_back(seq, self.read);
+        debug_assert!(given);
+        self.retries.step_over(seq, loc);
+        Ok(true)
+    }
+}

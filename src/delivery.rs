@@ -1,0 +1,256 @@
+//! [`Delivery`]: an item handed out with the means to settle exactly it (acknowledge it,
+//! give it back now or later, send it to the dead letters, keep its lease), and the
+//! [`Ticket`] that `OwnedDelivery` shares.
+
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::retries::Handed;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What a holder needs to settle one delivery.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    pub(crate) handed: Handed,
+    /// The delivery has a lease (the queue's, or one `extend_lease` set).
+    leased: AtomicBool,
+}
+
+impl Ticket {
+    pub(crate) fn new(handed: Handed, leased: bool) -> Ticket {
+        Ticket {
+            handed,
+            leased: AtomicBool::new(leased),
+        }
+    }
+
+    pub(crate) fn leased(&self) -> bool {
+        self.leased.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_leased(&self) {
+        self.leased.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.handed.seq
+    }
+
+    pub(crate) fn attempt(&self) -> u32 {
+        self.handed.attempt
+    }
+}
+
+/// An item from [`Queue::get_delivery`], with the means to settle exactly it: [`ack`]
+/// (done), [`nack`] (give it back, to be delivered again as soon as possible),
+/// [`nack_after`] (again, after a delay), [`dead_letter`] (never again; kept among the
+/// [dead letters](Queue::dead_letters)).
+///
+/// Dereferences to the item. Dropped without any of these (a worker that panics, or
+/// returns early), it is given back at once, as by [`nack`]; [`into_inner`] keeps the
+/// item in flight instead (delivered again after a reopen, or when its lease runs out).
+///
+/// [`ack`]: Delivery::ack
+/// [`nack`]: Delivery::nack
+/// [`nack_after`]: Delivery::nack_after
+/// [`dead_letter`]: Delivery::dead_letter
+/// [`into_inner`]: Delivery::into_inner
+pub struct Delivery<'q, T> {
+    item: T,
+    hold: Hold<'q, T>,
+}
+
+/// Gives the item back when dropped unsettled.
+struct Hold<'q, T> {
+    queue: &'q Queue<T>,
+    ticket: Ticket,
+    settled: bool,
+}
+
+impl<T> Drop for Hold<'_, T> {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Nothing to report it to: a failure leaves the item in flight, delivered
+            // again after a reopen (or when its lease runs out).
+            let _ = self.queue.give_back(&self.ticket, None);
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("seq", &self.seq())
+            .field("attempt", &self.attempt())
+            .field("item", &self.item)
+            .finish()
+    }
+}
+
+impl<T> std::ops::Deref for Delivery<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.item
+    }
+}
+
+impl<'q, T> Delivery<'q, T> {
+    pub(crate) fn new(queue: &'q Queue<T>, item: T, ticket: Ticket) -> Delivery<'q, T> {
+        Delivery {
+            item,
+            hold: Hold {
+                queue,
+                ticket,
+                settled: false,
+            },
+        }
+    }
+
+    /// The item and its ticket, settled by someone else (a channel).
+    pub(crate) fn into_parts(mut self) -> (T, Ticket) {
+        self.hold.settled = true;
+        let ticket = Ticket::new(self.hold.ticket.handed, self.hold.ticket.leased());
+        (self.item, ticket)
+    }
+
+    /// The item's sequence number: its position in the queue's whole history.
+    pub fn seq(&self) -> u64 {
+        self.hold.ticket.seq()
+    }
+
+    /// Which delivery of the item this is: 1 the first time. Every earlier delivery that
+    /// was not acknowledged counts: given back ([`nack`](Self::nack), a drop), run out
+    /// of lease, or cut short by a crash or kill of the process (deliveries are recorded
+    /// before the item is handed out; see [`Options::max_deliveries`](crate::Options::max_deliveries)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// let d = q.get_delivery()?;
+    /// assert_eq!(d.attempt(), 1);
+    /// d.nack()?;
+    /// assert_eq!(q.get_delivery()?.attempt(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        self.hold.ticket.attempt()
+    }
+
+    /// The item, without settling it.
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+
+    /// Acknowledges this item: it is gone for good once this returns `Ok`, at the level
+    /// the queue's [`Durability`](crate::Durability) promises. Returns the item.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// let one = q.get_delivery()?;
+    /// let two = q.get_delivery()?;
+    /// assert_eq!(two.ack()?, 2); // in any order
+    /// q.task_done()?; // FIFO: acknowledges the oldest item in flight, 1
+    /// assert!(one.ack().unwrap_err().to_string().contains("already acknowledged"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AlreadyAcknowledged`](crate::Error::AlreadyAcknowledged) when a FIFO
+    /// `task_done` acknowledged it first; [`Error::LeaseExpired`](crate::Error::LeaseExpired)
+    /// when its lease ran out (it was given back; nothing changes);
+    /// [`Error::AckNotDurable`](crate::Error::AckNotDurable) on a full disk, as for
+    /// [`Queue::task_done`]; [`Error::Io`](crate::Error::Io) when the journal write fails
+    /// (the queue is then poisoned).
+    pub fn ack(mut self) -> Result<T> {
+        self.hold.settled = true;
+        self.hold.queue.ack_ticket(&self.hold.ticket)?;
+        Ok(self.item)
+    }
+
+    /// Gives the item back, to be delivered again as soon as possible: before any item
+    /// not yet delivered (items given back go first, oldest first). Counts as an attempt
+    /// for [`Options::max_deliveries`](crate::Options::max_deliveries): the last allowed
+    /// delivery given back goes to the dead letters instead.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// let one = q.get_delivery()?;
+    /// one.nack()?;
+    /// let again = q.get_delivery()?;
+    /// assert_eq!((*again, again.attempt()), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::LeaseExpired`](crate::Error::LeaseExpired) when its lease ran out (it was
+    /// given back already); [`Error::AlreadyAcknowledged`](crate::Error::AlreadyAcknowledged)
+    /// when `task_done` acknowledged it; [`Error::Poisoned`](crate::Error::Poisoned).
+    pub fn nack(mut self) -> Result<()> {
+        self.hold.settled = true;
+        self.hold.queue.give_back(&self.hold.ticket, None)
+    }
+
+    /// Gives the item back, to be delivered again no earlier than `delay` from now,
+    /// without holding back the items behind it. Once due, it goes before any item not
+    /// yet delivered (as after [`nack`](Self::nack)). The due time is recorded on disk
+    /// at the queue's durability level, so it holds across a reopen (it is wall-clock
+    /// time).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// q.get_delivery()?.nack_after(Duration::from_millis(50))?;
+    /// assert_eq!(q.get()?, 2); // 1 waits; 2 does not wait for it
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// assert_eq!(q.get_timeout(Duration::from_secs(5))?, 1); // due
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`nack`](Self::nack); those of [`ack`](Self::ack) for recording the due
+    /// time (the item is given back in memory either way).
+    pub fn nack_after(mut self, delay: Duration) -> Result<()> {
+        self.hold.settled = true;
+        self.hold.queue.give_back(&self.hold.ticket, Some(delay))
+    }
+
+    /// Keeps this delivery `span` longer from now: its lease runs out then instead (a
+    /// delivery without a lease gets one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new()
+    ///     .lease(Duration::from_millis(30))
+    ///     .open(dir.path())?;
+    /// q.put(&1)?;
+    /// let d = q.get_delivery()?;
+    /// d.extend_lease(Duration::from_secs(60))?; // still working on it
+    /// std::thread::sleep(Duration::from_millis(60));
+    /// assert!(q.get_nowait().unwrap_err().is_empty()); // still held
+    /// d.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::LeaseExpired`](crate::Error::LeaseExpired) when the lease already ran out;
+    /// [`Error::AlreadyAcknowledged`](crate::Error::AlreadyAcknowledged).
+    pub fn extend_lease(&self, span: Duration) -> Result<()> {
+        self.hold.queue.extend_ticket(&self.hold.ticket, span)
+    }
+
+    /// The item, leaving it in flight (delivered again after a reopen or when its lease
+    /// runs out, unless `task_done` acknowledges it).
+    pub fn into_inner(mut self) -> T {
+        self.hold.settled = true;
+        self.item
+    }
+}

@@ -1,0 +1,432 @@
+//! Items given back and items held: what `nack`, `nack_after`, leases and attempt counts
+//! need. Part of the engine, behind methods that keep these true (with `Acks::out`, the
+//! items gotten and given back, and `read`, the engine's next item to get):
+//!
+//! - an item is in `ready` (deliverable now) or `delayed` (due later) exactly when it is
+//!   in `Acks::out`; both are before `read`, and each keeps where its record is, so that
+//!   it is read again without the reader;
+//! - `ahead` holds the delays recovered at open of items at or after `read`: gets step
+//!   over such an item (into `delayed`) until it is due, and it is not counted waiting;
+//! - `leases` holds the items in flight with a lease, `deadlines` the same by deadline;
+//! - `delivered`: every item before it was delivered at least once; `attempts` counts the
+//!   deliveries of items delivered more than once (1 is implied below `delivered`).
+//!
+//! Delays are wall-clock milliseconds (recorded on disk); leases are monotonic.
+
+use crate::clock::Clock;
+use crate::format::WorkState;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where an item's record is: its chunk file and the offset of its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub(crate) chunk: u64,
+    pub(crate) offset: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    token: u64,
+    deadline: Duration,
+    loc: Loc,
+}
+
+/// What a delivery hands its holder: enough to acknowledge or give back exactly it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handed {
+    pub(crate) seq: u64,
+    pub(crate) loc: Loc,
+    pub(crate) attempt: u32,
+    pub(crate) token: u64,
+}
+
+/// Whether the holder of a delivery still holds it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// Yes; its lease (if any) is released.
+    Held,
+    /// Its lease ran out (the item was, or is now, given back).
+    Expired,
+    /// The item has no lease now: acknowledged, or its lease ran out.
+    Gone,
+}
+
+/// What the next journal entry records of deliveries and delays.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryEntries {
+    pub(crate) delivered: Option<u64>,
+    pub(crate) attempts: Vec<(u64, u32)>,
+    pub(crate) delays: Vec<(u64, u64)>,
+}
+
+impl DeliveryEntries {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.delivered.is_none() && self.attempts.is_empty() && self.delays.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Retries {
+    clock: Arc<dyn Clock>,
+    lease: Option<Duration>,
+    ready: BTreeMap<u64, Loc>,
+    /// (due, seq) of each delayed item before `read`.
+    delayed: BTreeMap<(u64, u64), Loc>,
+    /// seq -> due, of delayed items at or after `read` (recovered at open).
+    ahead: BTreeMap<u64, u64>,
+    leases: HashMap<u64, Lease>,
+    deadlines: BTreeSet<(Duration, u64)>,
+    next_token: u64,
+    delivered: u64,
+    attempts: HashMap<u64, u32>,
+    /// Every delay not yet over, by item (for checkpoints).
+    delays: HashMap<u64, u64>,
+    /// Not yet journaled.
+    delivered_written: u64,
+    unwritten_attempts: Vec<(u64, u32)>,
+    unwritten_delays: Vec<(u64, u64)>,
+}
+
+impl Retries {
+    pub(crate) fn new(clock: Arc<dyn Clock>, lease: Option<Duration>, r: WorkState) -> Retries {
+        let now = clock.wall_ms();
+        Retries {
+            lease,
+            ready: BTreeMap::new(),
+            delayed: BTreeMap::new(),
+            ahead: r
+                .delays
+                .iter()
+                .copied()
+                .filter(|&(_, due)| due > now)
+                .collect(),
+            leases: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            next_token: 1,
+            delivered: r.delivered,
+            attempts: r.attempts.into_iter().collect(),
+            delays: r.delays.into_iter().filter(|&(_, due)| due > now).collect(),
+            delivered_written: r.delivered,
+            unwritten_attempts: Vec::new(),
+            unwritten_delays: Vec::new(),
+            clock,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> Option<Duration> {
+        self.lease
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Whether any timer runs: then gets look at the clock.
+    pub(crate) fn timers(&self) -> bool {
+        !self.deadlines.is_empty() || !self.delayed.is_empty() || !self.ahead.is_empty()
+    }
+
+    /// Items given back and deliverable now.
+    pub(crate) fn ready(&self) -> u64 {
+        self.ready.len() as u64
+    }
+
+    /// Items waiting out a delay.
+    #[expect(
+        dead_code,
+        reason = "used by stats, browse and the dead letters (next commits)"
+    )]
+    pub(crate) fn delayed(&self) -> u64 {
+        (self.delayed.len() + self.ahead.len()) as u64
+    }
+
+    /// Delayed items at or after `read`: not counted as waiting.
+    pub(crate) fn ahead(&self) -> u64 {
+        self.ahead.len() as u64
+    }
+
+    /// Items in flight under a lease.
+    pub(crate) fn leased(&self) -> u64 {
+        self.leases.len() as u64
+    }
+
+    /// Makes due delays ready, and gives back items whose lease ran out (through
+    /// `give_back`, which moves them into `Acks::out`). Returns whether anything changed.
+    pub(crate) fn promote(&mut self, mut give_back: impl FnMut(u64) -> bool) -> bool {
+        let mut changed = false;
+        let now = self.clock.monotonic();
+        while let Some(&(deadline, seq)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(l) = self.leases.remove(&seq)
+                && give_back(seq)
+            {
+                self.ready.insert(seq, l.loc);
+                changed = true;
+            }
+        }
+        let wall = self.clock.wall_ms();
+        while let Some((&(due, seq), &loc)) = self.delayed.first_key_value() {
+            if due > wall {
+                break;
+            }
+            self.delayed.pop_first();
+            self.delays.remove(&seq);
+            self.ready.insert(seq, loc);
+            changed = true;
+        }
+        let due: Vec<u64> = self
+            .ahead
+            .iter()
+            .filter(|&(_, &d)| d <= wall)
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in due {
+            self.ahead.remove(&seq);
+            self.delays.remove(&seq);
+            changed = true;
+        }
+        changed
+    }
+
+    /// How long until the next lease runs out or delay is over, if any.
+    pub(crate) fn next_timer(&self) -> Option<Duration> {
+        let now = self.clock.monotonic();
+        let lease = self.deadlines.first().map(|&(d, _)| d.saturating_sub(now));
+        let wall = self.clock.wall_ms();
+        let due = self
+            .delayed
+            .first_key_value()
+            .map(|(&(due, _), _)| due)
+            .into_iter()
+            .chain(self.ahead.values().copied())
+            .min()
+            .map(|due| Duration::from_millis(due.saturating_sub(wall)));
+        match (lease, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The oldest item given back and deliverable now.
+    pub(crate) fn first_ready(&self) -> Option<(u64, Loc)> {
+        self.ready.first_key_value().map(|(&s, &l)| (s, l))
+    }
+
+    #[expect(
+        dead_code,
+        reason = "used by stats, browse and the dead letters (next commits)"
+    )]
+    pub(crate) fn ready_items(&self) -> impl Iterator<Item = (u64, Loc)> + '_ {
+        self.ready.iter().map(|(&s, &l)| (s, l))
+    }
+
+    pub(crate) fn remove_ready(&mut self, seq: u64) {
+        self.ready.remove(&seq);
+    }
+
+    /// Whether the item at `read` is a delay recovered at open, not yet due: gets step
+    /// over it (`step_over`).
+    pub(crate) fn is_ahead(&self, seq: u64) -> bool {
+        !self.ahead.is_empty() && self.ahead.contains_key(&seq)
+    }
+
+    /// The reader stepped over delayed item `seq`, whose record is at `loc`.
+    pub(crate) fn step_over(&mut self, seq: u64, loc: Loc) {
+        if let Some(due) = self.ahead.remove(&seq) {
+            self.delayed.insert((due, seq), loc);
+        }
+    }
+
+    /// Records a delivery of `seq` (its record at `loc`): its attempt, and its lease when
+    /// the queue has one.
+    pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
+        let attempt = if seq >= self.delivered {
+            self.delivered = seq + 1;
+            1
+        } else {
+            let n = self
+                .attempts
+                .get(&seq)
+                .copied()
+                .unwrap_or(1)
+                .saturating_add(1);
+            self.attempts.insert(seq, n);
+            self.unwritten_attempts.push((seq, n));
+            n
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        if let Some(lease) = self.lease {
+            self.set_lease(seq, token, lease, loc);
+        }
+        Handed {
+            seq,
+            loc,
+            attempt,
+            token,
+        }
+    }
+
+    /// Takes back delivery `h`, the latest of its item, which was not handed out after all
+    /// (recording it failed): its attempt is not counted, its lease dropped, and the item
+    /// is ready again.
+    pub(crate) fn undeliver(&mut self, h: &Handed) {
+        if h.attempt <= 1 {
+            if self.delivered == h.seq + 1 {
+                self.delivered = h.seq;
+            }
+        } else {
+            self.attempts.insert(h.seq, h.attempt - 1);
+            if let Some(i) = self
+                .unwritten_attempts
+                .iter()
+                .rposition(|&(s, _)| s == h.seq)
+            {
+                self.unwritten_attempts.remove(i);
+            }
+        }
+        self.given_back(h.seq, h.loc, None);
+    }
+
+    /// Deliveries so far of item `seq`.
+    #[expect(
+        dead_code,
+        reason = "used by stats, browse and the dead letters (next commits)"
+    )]
+    pub(crate) fn attempts_of(&self, seq: u64) -> u32 {
+        match self.attempts.get(&seq) {
+            Some(&n) => n,
+            None => u32::from(seq < self.delivered),
+        }
+    }
+
+    fn set_lease(&mut self, seq: u64, token: u64, span: Duration, loc: Loc) {
+        let deadline = self.clock.monotonic().saturating_add(span);
+        if let Some(old) = self.leases.insert(
+            seq,
+            Lease {
+                token,
+                deadline,
+                loc,
+            },
+        ) {
+            self.deadlines.remove(&(old.deadline, seq));
+        }
+        self.deadlines.insert((deadline, seq));
+    }
+
+    /// Whether the holder of delivery `token` of `seq` still holds it; a held lease is
+    /// released when `release`. `leased`: the delivery had a lease.
+    pub(crate) fn holding(&mut self, seq: u64, token: u64, leased: bool, release: bool) -> Holding {
+        if !leased {
+            return Holding::Held;
+        }
+        match self.leases.get(&seq) {
+            Some(l) if l.token == token && l.deadline > self.clock.monotonic() => {
+                if release {
+                    self.unlease(seq);
+                }
+                Holding::Held
+            }
+            Some(_) => Holding::Expired,
+            None => Holding::Gone,
+        }
+    }
+
+    /// Sets the lease of held delivery `token` of `seq` to run out `span` from now.
+    pub(crate) fn extend(&mut self, h: &Handed, leased: bool, span: Duration) -> Holding {
+        let held = self.holding(h.seq, h.token, leased, false);
+        if held != Holding::Held {
+            return held;
+        }
+        self.set_lease(h.seq, h.token, span, h.loc);
+        Holding::Held
+    }
+
+    /// Forgets the lease of `seq` (acknowledged, or given back).
+    pub(crate) fn unlease(&mut self, seq: u64) {
+        if let Some(l) = self.leases.remove(&seq) {
+            self.deadlines.remove(&(l.deadline, seq));
+        }
+    }
+
+    /// Item `seq` was acknowledged.
+    pub(crate) fn acked(&mut self, seq: u64) {
+        if !self.leases.is_empty() {
+            self.unlease(seq);
+        }
+        if !self.attempts.is_empty() {
+            self.attempts.remove(&seq);
+        }
+    }
+
+    /// Item `seq` (at `loc`) was given back, to be delivered again `after` from now, or as
+    /// soon as possible.
+    pub(crate) fn given_back(&mut self, seq: u64, loc: Loc, after: Option<Duration>) {
+        self.unlease(seq);
+        match after.filter(|d| !d.is_zero()) {
+            None => {
+                self.ready.insert(seq, loc);
+            }
+            Some(d) => {
+                let due = self
+                    .clock
+                    .wall_ms()
+                    .saturating_add(d.as_millis().min(u128::from(u64::MAX)) as u64);
+                self.delayed.insert((due, seq), loc);
+                self.delays.insert(seq, due);
+                self.unwritten_delays.push((seq, due));
+            }
+        }
+    }
+
+    /// What the next journal entry records, taken out (see `journaled_back`).
+    pub(crate) fn take_entries(&mut self) -> DeliveryEntries {
+        DeliveryEntries {
+            delivered: (self.delivered > self.delivered_written).then_some(self.delivered),
+            attempts: std::mem::take(&mut self.unwritten_attempts),
+            delays: std::mem::take(&mut self.unwritten_delays),
+        }
+    }
+
+    pub(crate) fn journaled(&mut self, e: &DeliveryEntries) {
+        if let Some(d) = e.delivered {
+            self.delivered_written = self.delivered_written.max(d);
+        }
+    }
+
+    /// The entries were not written: back in line, before later ones.
+    pub(crate) fn not_journaled(&mut self, mut e: DeliveryEntries) {
+        e.attempts.append(&mut self.unwritten_attempts);
+        self.unwritten_attempts = e.attempts;
+        e.delays.append(&mut self.unwritten_delays);
+        self.unwritten_delays = e.delays;
+    }
+
+    /// What a checkpoint records: `delivered`, the attempts and the delays of items not
+    /// acknowledged (`acked` says which are).
+    pub(crate) fn snapshot(&mut self, acked: impl Fn(u64) -> bool) -> WorkState {
+        self.attempts.retain(|&s, _| !acked(s));
+        self.delays.retain(|&s, _| !acked(s));
+        let mut w = WorkState {
+            delivered: self.delivered,
+            attempts: self.attempts.iter().map(|(&s, &n)| (s, n)).collect(),
+            delays: self.delays.iter().map(|(&s, &d)| (s, d)).collect(),
+        };
+        w.attempts.sort_unstable();
+        w.delays.sort_unstable();
+        w
+    }
+
+    /// A checkpoint recorded everything.
+    pub(crate) fn checkpointed(&mut self) {
+        self.delivered_written = self.delivered;
+        self.unwritten_attempts.clear();
+        self.unwritten_delays.clear();
+    }
+}
