@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::queue::Queue;
 use crate::reader::{ChunkReader, Next};
+use crate::retries::Loc;
 use parking_lot::MutexGuard;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,17 +30,45 @@ pub struct Browse<'a, T> {
     /// Items from here on were put after the browse began.
     end: u64,
     done: bool,
+    /// Items given back and waiting when the browse began: shown first, as gets take
+    /// them first (those taken meanwhile are skipped).
+    returned: std::collections::VecDeque<(u64, Loc)>,
 }
 
 impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
-    pub(crate) fn new(queue: &'a Queue<T>, seq: u64, end: u64) -> Browse<'a, T> {
+    pub(crate) fn new(
+        queue: &'a Queue<T>,
+        seq: u64,
+        end: u64,
+        returned: std::collections::VecDeque<(u64, Loc)>,
+    ) -> Browse<'a, T> {
         Browse {
             queue,
             seq,
             reader: None,
             end,
             done: false,
+            returned,
         }
+    }
+
+    /// The next item given back that still waits, read again.
+    fn step_returned(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
+        while let Some((seq, loc)) = self.returned.pop_front() {
+            if !e.retries.is_ready(seq) {
+                continue;
+            }
+            let payload = e.read_again(seq, loc)?;
+            return codec::decode(&payload)
+                .map(Some)
+                .map_err(|source| Error::Decode {
+                    seq,
+                    path: crate::reader::chunk_path(&e.dir, loc.chunk),
+                    offset: loc.offset,
+                    source,
+                });
+        }
+        Ok(None)
     }
 
     /// The next item at or after `self.seq`, or `None` past the end.
@@ -67,7 +96,9 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
             let r = self.reader.as_mut().expect("positioned above");
             match e.next_record(r, self.seq)? {
                 Next::Frame { payload, len } => {
-                    let (seq, skip) = (self.seq, e.acks.skips(self.seq));
+                    let seq = self.seq;
+                    // Acknowledged before a reopen, or waiting out a delay: not waiting.
+                    let skip = e.acks.skips(seq) || e.retries.is_ahead(seq);
                     let item = (!skip).then(|| {
                         codec::decode(r.payload(payload)).map_err(|source| Error::Decode {
                             seq,
@@ -107,7 +138,10 @@ impl<T: Serialize + DeserializeOwned> Iterator for Browse<'_, T> {
             return None;
         }
         let mut e = self.queue.lock_engine();
-        let res = self.step(&mut e);
+        let res = match self.step_returned(&mut e) {
+            Ok(None) => self.step(&mut e),
+            other => other,
+        };
         match res {
             Ok(Some(item)) => Some(Ok(item)),
             Ok(None) => {

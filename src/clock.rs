@@ -17,6 +17,11 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn monotonic(&self) -> Duration;
     /// Milliseconds since the Unix epoch.
     fn wall_ms(&self) -> u64;
+    /// The same, as cheaply as the system allows (a few milliseconds coarse): taken on
+    /// every write, for put times.
+    fn coarse_wall_ms(&self) -> u64 {
+        self.wall_ms()
+    }
     /// Whether blocking calls may sleep until a timer of this clock comes due (false for
     /// a clock that only moves when a test moves it).
     fn sleeps(&self) -> bool {
@@ -48,6 +53,12 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn coarse_wall_ms(&self) -> u64 {
+        // CLOCK_REALTIME_COARSE: the time of the last tick, read without a syscall.
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        (t.tv_sec.max(0) as u64) * 1000 + (t.tv_nsec.max(0) as u64) / 1_000_000
     }
 }
 

@@ -98,14 +98,31 @@ impl Engine {
 
     /// Whether the holder of delivery `h` still holds it; its lease (if any) is released
     /// when `release`. A lease that ran out gives the item back now.
-    pub(crate) fn holding(&mut self, h: &Handed, leased: bool, release: bool) -> Result<()> {
+    /// `deadline`: when the holder's lease runs out, if it has one.
+    pub(crate) fn holding(
+        &mut self,
+        h: &Handed,
+        deadline: Option<Duration>,
+        release: bool,
+    ) -> Result<()> {
         self.check()?;
-        let held = self.retries.holding(h.seq, h.token, leased, release);
+        let held = self
+            .retries
+            .holding(h.seq, h.token, deadline.is_some(), release);
         if held == Holding::Held && !self.acks.is_acked(h.seq) {
             return Ok(());
         }
         self.promote();
-        if held == Holding::Expired || (held == Holding::Gone && !self.acks.is_acked(h.seq)) {
+        // Without a lease now, the item was acknowledged (by `task_done`) while the
+        // lease held, or after it ran out (by whoever got it next).
+        let expired = match held {
+            Holding::Expired => true,
+            Holding::Gone => {
+                deadline.is_some_and(|d| self.retries.passed(d)) || !self.acks.is_acked(h.seq)
+            }
+            Holding::Held => false,
+        };
+        if expired {
             Err(Error::LeaseExpired { seq: h.seq })
         } else {
             Err(Error::AlreadyAcknowledged { seq: h.seq })
@@ -113,8 +130,8 @@ impl Engine {
     }
 
     /// Acknowledges delivery `h`. Returns the generation to wait for.
-    pub(crate) fn ack_delivery(&mut self, h: &Handed, leased: bool) -> Result<u64> {
-        self.holding(h, leased, true)?;
+    pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
+        self.holding(h, deadline, true)?;
         let generation = self.acks.ack_one(h.seq, self.read)?;
         self.retries.acked(h.seq);
         Ok(generation)
@@ -147,10 +164,10 @@ impl Engine {
     pub(crate) fn give_back(
         &mut self,
         h: &Handed,
-        leased: bool,
+        deadline: Option<Duration>,
         after: Option<Duration>,
     ) -> Result<()> {
-        self.holding(h, leased, true)?;
+        self.holding(h, deadline, true)?;
         if !self.acks.give_back(h.seq, self.read) {
             return Err(Error::AlreadyAcknowledged { seq: h.seq });
         }
@@ -159,12 +176,17 @@ impl Engine {
     }
 
     /// Sets the lease of delivery `h` to run out `span` from now.
-    pub(crate) fn extend_lease(&mut self, h: &Handed, leased: bool, span: Duration) -> Result<()> {
-        self.holding(h, leased, false)?;
-        match self.retries.extend(h, leased, span) {
-            Holding::Held => Ok(()),
-            _ => Err(Error::LeaseExpired { seq: h.seq }),
-        }
+    /// Returns the new deadline.
+    pub(crate) fn extend_lease(
+        &mut self,
+        h: &Handed,
+        deadline: Option<Duration>,
+        span: Duration,
+    ) -> Result<Duration> {
+        self.holding(h, deadline, false)?;
+        self.retries
+            .extend(h, deadline.is_some(), span)
+            .map_err(|_| Error::LeaseExpired { seq: h.seq })
     }
 
     /// Steps over the item at `read` when it waits out a delay recovered at open (it goes

@@ -6,31 +6,41 @@ use crate::error::Result;
 use crate::queue::Queue;
 use crate::retries::Handed;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a holder needs to settle one delivery.
 #[derive(Debug)]
 pub(crate) struct Ticket {
     pub(crate) handed: Handed,
-    /// The delivery has a lease (the queue's, or one `extend_lease` set).
-    leased: AtomicBool,
+    /// When the delivery's lease runs out (the queue's, or one `extend_lease` set), in
+    /// nanoseconds of the queue's monotonic clock; [`NO_LEASE`] without one.
+    deadline: AtomicU64,
 }
 
+const NO_LEASE: u64 = u64::MAX;
+
 impl Ticket {
-    pub(crate) fn new(handed: Handed, leased: bool) -> Ticket {
-        Ticket {
+    pub(crate) fn new(handed: Handed) -> Ticket {
+        let t = Ticket {
             handed,
-            leased: AtomicBool::new(leased),
+            deadline: AtomicU64::new(NO_LEASE),
+        };
+        if let Some(d) = handed.deadline {
+            t.set_deadline(d);
         }
+        t
     }
 
-    pub(crate) fn leased(&self) -> bool {
-        self.leased.load(Ordering::Relaxed)
+    /// When its lease runs out, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Duration> {
+        let n = self.deadline.load(Ordering::Relaxed);
+        (n != NO_LEASE).then(|| Duration::from_nanos(n))
     }
 
-    pub(crate) fn set_leased(&self) {
-        self.leased.store(true, Ordering::Relaxed);
+    pub(crate) fn set_deadline(&self, d: Duration) {
+        let n = u64::try_from(d.as_nanos()).unwrap_or(NO_LEASE - 1);
+        self.deadline.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn seq(&self) -> u64 {
@@ -110,7 +120,10 @@ impl<'q, T> Delivery<'q, T> {
     /// The item and its ticket, settled by someone else (a channel).
     pub(crate) fn into_parts(mut self) -> (T, Ticket) {
         self.hold.settled = true;
-        let ticket = Ticket::new(self.hold.ticket.handed, self.hold.ticket.leased());
+        let ticket = Ticket::new(self.hold.ticket.handed);
+        if let Some(d) = self.hold.ticket.deadline() {
+            ticket.set_deadline(d);
+        }
         (self.item, ticket)
     }
 
@@ -220,6 +233,46 @@ impl<'q, T> Delivery<'q, T> {
     pub fn nack_after(mut self, delay: Duration) -> Result<()> {
         self.hold.settled = true;
         self.hold.queue.give_back(&self.hold.ticket, Some(delay))
+    }
+
+    /// Moves the item to the [dead letters](Queue::dead_letters) with `reason`: it is not
+    /// delivered again, but kept, with the reason, its attempts and the time, until
+    /// [`requeue_all`](crate::DeadLetters::requeue_all) or
+    /// [`purge`](crate::DeadLetters::purge). The dead letter is synced before the item is
+    /// acknowledged here: after a crash at any point the item is in one of the two queues,
+    /// or at worst both, never in neither.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"{not json".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// assert!(q.is_empty());
+    /// assert_eq!(q.unfinished(), 0); // join counts it as done
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(d.reason(), "bad input");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`nack`](Self::nack); [`Error::NoSpace`](crate::Error::NoSpace) or
+    /// [`Error::Io`](crate::Error::Io) when the dead letter cannot be stored (the item
+    /// stays in flight here); those of [`ack`](Self::ack).
+    pub fn dead_letter(mut self, reason: impl Into<String>) -> Result<()>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.hold.settled = true;
+        let res = self
+            .hold
+            .queue
+            .dead_letter_ticket(&self.hold.ticket, reason.into());
+        if res.is_err() {
+            // Not stored: the item stays the holder's to settle, or is given back when
+            // dropped.
+            self.hold.settled = false;
+        }
+        res
     }
 
     /// Keeps this delivery `span` longer from now: its lease runs out then instead (a

@@ -8,6 +8,7 @@ use crate::acks::Acks;
 use crate::error::{Error, Result};
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark};
 use crate::inspect::chain::{self, Break};
+use crate::marks::Marks;
 pub(crate) use crate::options::CHUNK_BYTES;
 use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
@@ -161,6 +162,8 @@ pub(crate) struct Engine {
     pub(crate) retries: Retries,
     /// The chunk file last read to deliver an item again (`deliver.rs`).
     pub(crate) retry_file: Option<(u64, Box<dyn StorageFile>)>,
+    /// When items were written (`marks.rs`).
+    pub(crate) marks: Marks,
 }
 
 /// What became of a batch of frames, for the callers that wait on it: unknown while it
@@ -723,6 +726,10 @@ impl Engine {
                 // Only here: an empty `extend` still cost 4% of a 64-byte put.
                 self.chunks.extend(started);
             }
+            if stored > 0 {
+                let ms = self.retries.clock().coarse_wall_ms();
+                self.marks.note(self.written, ms);
+            }
             self.written += stored;
         }
         self.writer = Some(w);
@@ -830,7 +837,9 @@ impl Engine {
         self.write_pending_locked()?;
         self.leave_drained_chunk()?;
         let acks = &self.acks;
-        let work = self.retries.snapshot(|s| acks.is_acked(s));
+        let mut work = self.retries.snapshot(|s| acks.is_acked(s));
+        self.marks.forget_before(self.acks.head());
+        work.marks = self.marks.recorded();
         let w = self.writer.as_ref().expect("writer is home");
         let info = Info {
             acked: self.acks.head(),

@@ -109,6 +109,7 @@ pub fn decode(data: &[u8]) {
             delivered: a,
             attempts: vec![(b, a as u32)],
             delays: vec![(a, b)],
+            marks: vec![(b, a)],
         },
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info.clone()));
@@ -986,11 +987,16 @@ fn check_clean_drain<T: Serialize + Debug>(
     let Some(want) = expected_items(files) else {
         return;
     };
-    let got: Vec<Vec<u8>> = d
-        .items
+    // The items gotten and those that went to the dead letters, in queue order.
+    let mut all: Vec<(u64, Vec<u8>)> = d
+        .seqs
         .iter()
-        .map(|i| codec().serialize(i).expect("serialize"))
+        .zip(&d.items)
+        .map(|(&s, i)| (s, codec().serialize(i).expect("serialize")))
+        .chain(d.buried.iter().cloned())
         .collect();
+    all.sort_by_key(|&(s, _)| s);
+    let got: Vec<Vec<u8>> = all.into_iter().map(|(_, b)| b).collect();
     assert!(
         got == want,
         "a drain from open to Empty returned {} items, {:?}, where the files hold {} \
@@ -1034,6 +1040,10 @@ fn assert_subsequence<T: Serialize + Debug>(items: &[T], records: &[Vec<u8>]) {
 /// What [`drain`] saw.
 struct Drained<T> {
     items: Vec<T>,
+    /// The sequence numbers of `items`.
+    seqs: Vec<u64>,
+    /// Items that did not decode, moved to the dead letters on the way: (seq, payload).
+    buried: Vec<(u64, Vec<u8>)>,
     /// Items gotten and not acknowledged, in order.
     unacked: Vec<T>,
     /// The drain stopped at `Error::Empty` (rather than an error or the step bound).
@@ -1049,6 +1059,8 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
 ) -> Drained<T> {
     let mut d = Drained {
         items: Vec::new(),
+        seqs: Vec::new(),
+        buried: Vec::new(),
         unacked: Vec::new(),
         clean: false,
     };
@@ -1060,9 +1072,13 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
     );
     while d.items.len() < bound {
         let len = q.len();
-        assert_eq!(len, start_len - d.items.len(), "len is off");
-        match q.get_nowait() {
-            Ok(item) => {
+        // Items that do not decode go to the dead letters on the way (issue #17).
+        let buried = q.dead_letters().len();
+        assert_eq!(len, start_len - d.items.len() - buried, "len is off");
+        match q.get_delivery_timeout(std::time::Duration::ZERO) {
+            Ok(delivery) => {
+                d.seqs.push(delivery.seq());
+                let item = delivery.into_inner();
                 let i = d.items.len();
                 if dir_acks(config, i) {
                     // FIFO acknowledgement: acknowledge everything gotten so far.
@@ -1075,8 +1091,9 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
                 }
                 d.items.push(item);
             }
-            Err(Error::Empty) => {
-                assert_eq!(len, 0, "get_nowait said empty while len() is {len}");
+            Err(Error::Timeout) => {
+                let left = q.len();
+                assert_eq!(left, 0, "get said empty while len() is {left}");
                 d.clean = true;
                 break;
             }
@@ -1087,7 +1104,9 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
                     "get failed with {e:?} on a healthy file system"
                 );
                 // Nothing was consumed: the next get reports the same.
-                let again = q.get_nowait();
+                let again = q
+                    .get_delivery_timeout(std::time::Duration::ZERO)
+                    .map(|d| d.into_inner());
                 assert!(
                     matches!(
                         (&e, &again),
@@ -1096,11 +1115,22 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
                     ),
                     "get failed with {e}, then gave {again:?}"
                 );
-                assert_eq!(q.len(), len, "a failed get consumed an item");
+                let buried_now = q.dead_letters().len();
+                assert_eq!(
+                    q.len() + buried_now,
+                    len + buried,
+                    "a failed get consumed an item"
+                );
                 break;
             }
         }
     }
+    d.buried = q
+        .dead_letters()
+        .iter()
+        .map_while(|r| r.ok())
+        .map(|dl| (dl.seq(), dl.bytes().to_vec()))
+        .collect();
     d
 }
 
@@ -1179,7 +1209,7 @@ pub fn open_dir(data: &[u8]) {
             q.close().expect("close on a healthy file system");
             // The head moved by one per task_done and past the singles it reached: at
             // most this far.
-            let acks = (d.items.len() - d.unacked.len() + singles.len()) as u64;
+            let acks = (d.items.len() - d.unacked.len() + d.buried.len() + singles.len()) as u64;
             check_deletions(&st, &files, acked + acks, "drain and close");
 
             match opts.open_on::<Vec<u8>>(Arc::new(st.clone()), DIR) {

@@ -199,6 +199,7 @@ mod channel;
 mod clock;
 mod codec;
 mod commit;
+mod dead_letters;
 mod deliver;
 mod delivery;
 mod engine;
@@ -208,6 +209,7 @@ mod format;
 pub mod fuzzing;
 mod inspect;
 mod intake;
+mod marks;
 mod options;
 mod pause;
 mod queue;
@@ -216,6 +218,8 @@ mod recovery;
 mod repair;
 mod reserve;
 mod retries;
+mod stats;
+mod work;
 
 #[doc(hidden)]
 pub mod storage;
@@ -227,6 +231,7 @@ pub use channel::{
     channel_with, sync_channel,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dead_letters::{DeadLetter, DeadLetterIter, DeadLetters};
 pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
@@ -234,3 +239,4 @@ pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
 pub use queue::Queue;
 pub use recovery::Recovery;
 pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};
+pub use stats::Stats;

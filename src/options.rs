@@ -198,7 +198,9 @@ impl Options {
     /// q.get_delivery()?.nack()?; // first delivery
     /// let d = q.get_delivery()?; // second, the last
     /// assert_eq!(d.attempt(), 2);
-    /// d.ack()?;
+    /// d.nack()?; // to the dead letters instead
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// assert_eq!(q.dead_letters().len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_deliveries(mut self, n: u32) -> Options {

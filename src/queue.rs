@@ -6,13 +6,14 @@ use crate::codec::{self, Frames};
 use crate::commit::{
     Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
 };
+use crate::dead_letters::DeadSlot;
 use crate::delivery::{Delivery, Ticket};
 use crate::engine::{ACK_BATCH, Engine, Fate, WRITE_BATCH, check_dir};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
 use crate::options::{Durability, Options};
 use crate::recovery::{self, LockGuard};
-use crate::retries::{Handed, Loc};
+use crate::retries::Handed;
 use crate::storage::{FsStorage, Storage};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
@@ -59,18 +60,20 @@ thread_local! {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T> {
-    engine: Mutex<Engine>,
+    pub(crate) engine: Mutex<Engine>,
     /// Where puts at the buffered level leave their frames without the queue lock, when
     /// the queue is unbounded (`intake.rs`).
     intake: Option<Intake>,
-    sig: Signals,
-    not_full: Condvar,
-    all_done: Condvar,
+    pub(crate) sig: Signals,
+    pub(crate) not_full: Condvar,
+    pub(crate) all_done: Condvar,
     max_size: u64,
     max_bytes: u64,
-    durability: Durability,
-    /// Deliveries have a lease (`Options::lease`).
-    lease: bool,
+    pub(crate) durability: Durability,
+    /// `Options::max_deliveries`.
+    pub(crate) max_deliveries: Option<u32>,
+    /// The dead letters (`dead_letters.rs`).
+    pub(crate) dead: DeadSlot,
     dir: PathBuf,
     /// What `open` found and cut after a restart of the machine.
     recovered: crate::Recovery,
@@ -141,6 +144,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .clone()
             .unwrap_or_else(|| std::any::type_name::<T>().to_string());
         let (engine, lock, recovered) = recovery::open(storage, dir, &opts, &schema)?;
+        let dead = DeadSlot::open(engine.storage.clone(), dir, engine.retries.clock().clone())?;
         let intake = (opts.durability == Durability::Buffered && !opts.bounded())
             .then(|| Intake::new(engine.poison_flag.clone(), engine.reserve.short_flag()));
         Ok(Queue {
@@ -152,7 +156,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             max_size: opts.max_size as u64,
             max_bytes: opts.max_bytes,
             durability: opts.durability,
-            lease: opts.lease.is_some(),
+            max_deliveries: opts.max_deliveries,
+            dead,
             dir: dir.to_path_buf(),
             recovered,
             _lock: lock,
@@ -418,14 +423,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, wait: Wait) -> Result<T> {
         let mut e = self.engine.lock();
-        self.wait_for_item(&mut e, &wait)?;
-        let (item, handed) = Self::take(&mut e)?;
+        let (item, handed) = self.take_waiting(&mut e, &wait)?;
         self.record_deliveries(&mut e, &[handed])?;
         drop(e);
         if self.bounded() {
             self.not_full.notify_one();
         }
         Ok(item)
+    }
+
+    /// Waits for an item and takes it (moving to the dead letters those that may not be
+    /// delivered on the way).
+    fn take_waiting(&self, e: &mut MutexGuard<'_, Engine>, wait: &Wait) -> Result<(T, Handed)> {
+        loop {
+            self.wait_for_item(e, wait)?;
+            if let Some(got) = self.take(e)? {
+                return Ok(got);
+            }
+        }
     }
 
     /// Records deliveries before their items are handed out, as the level requires
@@ -528,34 +543,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Decodes and hands out the next item: the oldest given back and deliverable, else
-    /// the reader's next, which is written.
-    fn take(e: &mut MutexGuard<'_, Engine>) -> Result<(T, Handed)> {
-        if let Some((seq, item, loc)) = Self::decode_returned(e)? {
-            e.retries.remove_ready(seq);
-            return Ok((item, e.deliver(seq, loc)));
-        }
-        let (item, peeked) = Self::decode_next(e)?;
-        let (seq, loc) = (e.read, e.peeked_loc());
-        e.advance(peeked);
-        Ok((item, e.deliver(seq, loc)))
-    }
-
-    /// The oldest item given back and deliverable now, read again and decoded.
-    fn decode_returned(e: &mut MutexGuard<'_, Engine>) -> Result<Option<(u64, T, Loc)>> {
-        let Some((seq, loc)) = e.retries.first_ready() else {
-            return Ok(None);
-        };
-        let payload = e.read_again(seq, loc)?;
-        let item = codec::decode(&payload).map_err(|source| Error::Decode {
-            seq,
-            path: crate::reader::chunk_path(&e.dir, loc.chunk),
-            offset: loc.offset,
-            source,
-        })?;
-        Ok(Some((seq, item, loc)))
-    }
-
     /// Decodes the next item, which is written, without consuming it.
     fn decode_next(e: &mut MutexGuard<'_, Engine>) -> Result<(T, crate::engine::Peeked)> {
         let peeked = e.peek()?;
@@ -597,9 +584,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         // This thread's buffered puts are shown too; a failure shows at the first item.
         let _ = self.drain_intake(&mut e);
+        e.promote();
         let (read, end) = (e.read, e.accepted());
+        let returned = e.retries.ready_items().collect();
         drop(e);
-        Browse::new(self, read, end)
+        Browse::new(self, read, end, returned)
     }
 
     pub(crate) fn lock_engine(&self) -> MutexGuard<'_, Engine> {
@@ -640,6 +629,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match self.wait_for_item_or_pause(&mut e, &Wait::No(|| Error::Empty), false) {
             Err(Error::Empty) => return Ok(None),
             r => r?,
+        }
+        if let Some((seq, loc)) = e.retries.first_ready() {
+            let payload = e.read_again(seq, loc)?;
+            return codec::decode(&payload)
+                .map(Some)
+                .map_err(|source| Error::Decode {
+                    seq,
+                    path: crate::reader::chunk_path(&e.dir, loc.chunk),
+                    offset: loc.offset,
+                    source,
+                });
         }
         Ok(Some(Self::decode_next(&mut e)?.0))
     }
@@ -738,14 +738,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_delivery_until(&self, wait: Wait) -> Result<Delivery<'_, T>> {
         let mut e = self.engine.lock();
-        self.wait_for_item(&mut e, &wait)?;
-        let (item, handed) = Self::take(&mut e)?;
+        let (item, handed) = self.take_waiting(&mut e, &wait)?;
         self.record_deliveries(&mut e, &[handed])?;
         drop(e);
         if self.bounded() {
             self.not_full.notify_one();
         }
-        Ok(Delivery::new(self, item, Ticket::new(handed, self.lease)))
+        Ok(Delivery::new(self, item, Ticket::new(handed)))
     }
 
     /// Appends items in order, with one write for all of them (and one sync at
@@ -916,15 +915,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         }
                         continue;
                     }
+                    // Every item there went to the dead letters: wait for another.
+                    _ if out.is_empty() => {
+                        self.wait_for_item(&mut e, &wait)?;
+                        continue;
+                    }
                     _ => break,
                 }
             }
             if e.retries.ready() > 0 {
-                match Self::take(&mut e) {
-                    Ok((item, h)) => {
+                match self.take(&mut e) {
+                    Ok(Some((item, h))) => {
                         out.push(item);
                         handed.push(h);
                     }
+                    Ok(None) => {}
                     Err(err) if out.is_empty() => return Err(err),
                     Err(_) => break,
                 }
@@ -950,11 +955,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 continue;
             }
-            match Self::take(&mut e) {
-                Ok((item, h)) => {
+            match self.take(&mut e) {
+                Ok(Some((item, h))) => {
                     out.push(item);
                     handed.push(h);
                 }
+                Ok(None) => {}
                 Err(err) if out.is_empty() => return Err(err),
                 Err(_) => break,
             }
@@ -1021,48 +1027,13 @@ impl<T> Queue<T> {
         self.finish_ack(e, generation)
     }
 
-    /// Acknowledges a delivery (a [`Delivery`]'s, a channel's).
-    pub(crate) fn ack_ticket(&self, t: &Ticket) -> Result<()> {
-        let mut e = self.engine.lock();
-        let generation = e.ack_delivery(&t.handed, t.leased())?;
-        self.finish_ack(e, generation)
-    }
-
     /// When a waiting consumer must look again by itself (see [`timer`]).
     pub(crate) fn timer(&self) -> Option<Duration> {
         timer(&self.engine.lock())
     }
 
-    /// Gives a delivery back, to be delivered again `after` from now (or at once).
-    pub(crate) fn give_back(&self, t: &Ticket, after: Option<Duration>) -> Result<()> {
-        let mut e = self.engine.lock();
-        e.give_back(&t.handed, t.leased(), after)?;
-        if after.is_some_and(|d| !d.is_zero()) {
-            // The due time is recorded as an acknowledgement would be.
-            let generation = e.acks.note_call();
-            self.finish_ack(e, generation)?;
-        } else {
-            drop(e);
-        }
-        // A delay changes the waiters' next timer: all of them look again.
-        if after.is_some() {
-            self.sig.not_empty.notify_all();
-        } else {
-            self.sig.not_empty.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Sets the lease of a delivery to run out `span` from now.
-    pub(crate) fn extend_ticket(&self, t: &Ticket, span: Duration) -> Result<()> {
-        let mut e = self.engine.lock();
-        e.extend_lease(&t.handed, t.leased(), span)?;
-        t.set_leased();
-        Ok(())
-    }
-
     /// Journals an acknowledgement as the level requires: as leader, or waiting for one.
-    fn finish_ack(&self, mut e: MutexGuard<'_, Engine>, generation: u64) -> Result<()> {
+    pub(crate) fn finish_ack(&self, mut e: MutexGuard<'_, Engine>, generation: u64) -> Result<()> {
         if self.durability == Durability::Buffered {
             if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
                 lead_acks(&mut e, &self.sig)?;
@@ -1087,12 +1058,12 @@ impl<T> Queue<T> {
     }
 
     /// Items in the intake, not yet in the engine.
-    fn intake_len(&self) -> u64 {
+    pub(crate) fn intake_len(&self) -> u64 {
         self.intake.as_ref().map_or(0, Intake::len)
     }
 
     /// Moves what the intake holds into the engine.
-    fn drain_intake(&self, e: &mut Engine) -> Result<()> {
+    pub(crate) fn drain_intake(&self, e: &mut Engine) -> Result<()> {
         self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e))
     }
 

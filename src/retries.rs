@@ -40,6 +40,8 @@ pub(crate) struct Handed {
     pub(crate) loc: Loc,
     pub(crate) attempt: u32,
     pub(crate) token: u64,
+    /// When its lease runs out, if it has one.
+    pub(crate) deadline: Option<Duration>,
 }
 
 /// Whether the holder of a delivery still holds it.
@@ -134,10 +136,6 @@ impl Retries {
     }
 
     /// Items waiting out a delay.
-    #[expect(
-        dead_code,
-        reason = "used by stats, browse and the dead letters (next commits)"
-    )]
     pub(crate) fn delayed(&self) -> u64 {
         (self.delayed.len() + self.ahead.len()) as u64
     }
@@ -217,12 +215,12 @@ impl Retries {
         self.ready.first_key_value().map(|(&s, &l)| (s, l))
     }
 
-    #[expect(
-        dead_code,
-        reason = "used by stats, browse and the dead letters (next commits)"
-    )]
     pub(crate) fn ready_items(&self) -> impl Iterator<Item = (u64, Loc)> + '_ {
         self.ready.iter().map(|(&s, &l)| (s, l))
+    }
+
+    pub(crate) fn is_ready(&self, seq: u64) -> bool {
+        self.ready.contains_key(&seq)
     }
 
     pub(crate) fn remove_ready(&mut self, seq: u64) {
@@ -261,14 +259,15 @@ impl Retries {
         };
         let token = self.next_token;
         self.next_token += 1;
-        if let Some(lease) = self.lease {
-            self.set_lease(seq, token, lease, loc);
-        }
+        let deadline = self
+            .lease
+            .map(|lease| self.set_lease(seq, token, lease, loc));
         Handed {
             seq,
             loc,
             attempt,
             token,
+            deadline,
         }
     }
 
@@ -294,10 +293,6 @@ impl Retries {
     }
 
     /// Deliveries so far of item `seq`.
-    #[expect(
-        dead_code,
-        reason = "used by stats, browse and the dead letters (next commits)"
-    )]
     pub(crate) fn attempts_of(&self, seq: u64) -> u32 {
         match self.attempts.get(&seq) {
             Some(&n) => n,
@@ -305,7 +300,8 @@ impl Retries {
         }
     }
 
-    fn set_lease(&mut self, seq: u64, token: u64, span: Duration, loc: Loc) {
+    /// Returns the deadline.
+    fn set_lease(&mut self, seq: u64, token: u64, span: Duration, loc: Loc) -> Duration {
         let deadline = self.clock.monotonic().saturating_add(span);
         if let Some(old) = self.leases.insert(
             seq,
@@ -318,6 +314,12 @@ impl Retries {
             self.deadlines.remove(&(old.deadline, seq));
         }
         self.deadlines.insert((deadline, seq));
+        deadline
+    }
+
+    /// Whether `deadline` has passed.
+    pub(crate) fn passed(&self, deadline: Duration) -> bool {
+        self.clock.monotonic() >= deadline
     }
 
     /// Whether the holder of delivery `token` of `seq` still holds it; a held lease is
@@ -338,14 +340,19 @@ impl Retries {
         }
     }
 
-    /// Sets the lease of held delivery `token` of `seq` to run out `span` from now.
-    pub(crate) fn extend(&mut self, h: &Handed, leased: bool, span: Duration) -> Holding {
+    /// Sets the lease of held delivery `token` of `seq` to run out `span` from now;
+    /// returns the new deadline.
+    pub(crate) fn extend(
+        &mut self,
+        h: &Handed,
+        leased: bool,
+        span: Duration,
+    ) -> Result<Duration, Holding> {
         let held = self.holding(h.seq, h.token, leased, false);
         if held != Holding::Held {
-            return held;
+            return Err(held);
         }
-        self.set_lease(h.seq, h.token, span, h.loc);
-        Holding::Held
+        Ok(self.set_lease(h.seq, h.token, span, h.loc))
     }
 
     /// Forgets the lease of `seq` (acknowledged, or given back).
@@ -417,6 +424,7 @@ impl Retries {
             delivered: self.delivered,
             attempts: self.attempts.iter().map(|(&s, &n)| (s, n)).collect(),
             delays: self.delays.iter().map(|(&s, &d)| (s, d)).collect(),
+            marks: Vec::new(),
         };
         w.attempts.sort_unstable();
         w.delays.sort_unstable();

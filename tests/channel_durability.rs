@@ -512,23 +512,28 @@ fn an_item_that_cannot_be_read_is_a_storage_error_not_a_disconnection() {
     // Another item type is refused at open.
     let err = diskq::channel::<bool>(d.path()).unwrap_err();
     assert!(err.is_type_mismatch(), "{err:?}");
-    // Forced under the stored type's tag, the wrong item type: 7 as four bytes is no bool.
-    let opts = diskq::Options::new().schema("u32");
-    let (tx, rx) = diskq::channel_with::<bool>(&opts, d.path()).unwrap();
+    // A damaged record: a flipped payload byte (after the 28-byte chunk header and the
+    // 8-byte frame header).
+    let chunk = d.path().join("q00000");
+    let mut b = std::fs::read(&chunk).unwrap();
+    b[28 + 8] ^= 0x40;
+    std::fs::write(&chunk, &b).unwrap();
+    let (tx, rx) = diskq::channel::<u32>(d.path()).unwrap();
     let err = rx.recv().unwrap_err();
     assert!(err.is_storage() && !err.is_disconnected(), "{err:?}");
-    assert!(matches!(err.storage_error(), Some(Error::Decode { .. })));
+    assert!(matches!(err.storage_error(), Some(Error::Corrupt { .. })));
     assert!(
         err.to_string()
-            .starts_with("receiving on a durable channel failed: item 0 in")
+            .starts_with("receiving on a durable channel failed: "),
+        "{err}"
     );
     assert!(matches!(
         rx.try_recv(),
-        Err(TryRecvError::Storage(Error::Decode { .. }))
+        Err(TryRecvError::Storage(Error::Corrupt { .. }))
     ));
     assert!(matches!(
         rx.recv_timeout(Duration::ZERO),
-        Err(RecvTimeoutError::Storage(Error::Decode { .. }))
+        Err(RecvTimeoutError::Storage(Error::Corrupt { .. }))
     ));
     drop(tx);
     // Not consumed, so not Disconnected either.
@@ -536,13 +541,33 @@ fn an_item_that_cannot_be_read_is_a_storage_error_not_a_disconnection() {
     // An iterator cannot report it, and must not end as if the items were done.
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.iter().count()));
     let msg = res.unwrap_err().downcast::<String>().unwrap();
-    assert!(msg.starts_with("diskq channel: item 0 in"), "{msg}");
+    assert!(msg.starts_with("diskq channel: "), "{msg}");
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.try_iter().count()));
     assert!(res.is_err());
-    drop(rx);
-    // Still there for the right type.
-    let (_tx, rx) = diskq::channel::<u32>(d.path()).unwrap();
-    assert_eq!(drain(&rx), [7]);
+}
+
+#[test]
+fn an_item_that_does_not_decode_goes_to_the_dead_letters_and_the_channel_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = diskq::Options::new().schema("u32");
+    let (tx, rx) = diskq::channel_with::<u32>(&opts, d.path()).unwrap();
+    tx.send(7).unwrap();
+    drop((tx, rx));
+    // Forced under the stored type's tag, the wrong item type: 7 as four bytes is no bool.
+    let (tx, rx) = diskq::channel_with::<bool>(&opts, d.path()).unwrap();
+    tx.send(true).unwrap();
+    assert!(rx.recv().unwrap());
+    drop((tx, rx));
+    let q: diskq::Queue<u32> = opts.open(d.path()).unwrap();
+    let dl = q.dead_letters();
+    let dead: Vec<_> = dl.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].item(), Some(&7));
+    assert!(
+        dead[0].reason().contains("do not decode"),
+        "{}",
+        dead[0].reason()
+    );
 }
 
 #[test]

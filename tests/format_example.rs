@@ -26,7 +26,14 @@ fn format_md_hex_example_matches_the_files_written() {
     // The simulated storage, whose boot id is 1: `info` records the machine's boot.
     let st = SimStorage::new();
     let dir = Path::new("/sim/q");
-    let open = || -> Queue<String> { Options::new().open_on(Arc::new(st.clone()), dir).unwrap() };
+    // A clock set by hand: `info` records when items were written (its `marks`).
+    let clock = diskq::ManualClock::new(1_700_000_000_000);
+    let open = || -> Queue<String> {
+        Options::new()
+            .clock(Arc::new(clock.clone()))
+            .open_on(Arc::new(st.clone()), dir)
+            .unwrap()
+    };
     let q = open();
     q.put(&"hello".to_string()).unwrap();
     q.put(&"world".to_string()).unwrap();

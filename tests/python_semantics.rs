@@ -482,7 +482,7 @@ fn sample_errors() -> Vec<Error> {
     errs.push(Queue::<u64>::open(sdir.path()).unwrap_err());
     // Decode: stored as String, read as u64 under the same schema tag.
     let qn: Queue<u64> = Options::new().schema("s").open(sdir.path()).unwrap();
-    errs.push(qn.get_nowait().unwrap_err());
+    errs.push(qn.peek().unwrap_err()); // a get moves it to the dead letters
     drop(qn);
 
     // Encode.

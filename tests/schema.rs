@@ -71,15 +71,16 @@ fn a_schema_tag_is_checked_instead_of_the_type_name() {
 }
 
 #[test]
-fn an_undecodable_item_names_its_seq_and_cause_and_is_not_consumed() {
+fn an_undecodable_item_names_its_seq_and_cause_and_goes_to_the_dead_letters() {
     let d = tempfile::tempdir().unwrap();
     let q: Queue<u64> = Options::new().schema("t").open(d.path()).unwrap();
     q.put(&1).unwrap();
     drop(q);
     // Forced under the same tag, the wrong type: eight bytes are no String of length 1.
     let q: Queue<String> = Options::new().schema("t").open(d.path()).unwrap();
+    // `peek` reports it, and leaves it.
     for _ in 0..2 {
-        match q.get_nowait().unwrap_err() {
+        match q.peek().unwrap_err() {
             e @ Error::Decode { seq: 0, .. } => {
                 let msg = e.to_string();
                 assert!(
@@ -91,6 +92,12 @@ fn an_undecodable_item_names_its_seq_and_cause_and_is_not_consumed() {
             e => panic!("expected Decode of item 0, got {e:?}"),
         }
     }
+    // A get moves it to the dead letters, with the cause, and goes on.
+    assert!(q.get_nowait().unwrap_err().is_empty());
+    let dl = q.dead_letters();
+    let d = dl.iter().next().unwrap().unwrap();
+    assert_eq!((d.seq(), d.item()), (0, None));
+    assert!(d.reason().contains("do not decode"), "{}", d.reason());
 }
 
 #[test]

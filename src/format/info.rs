@@ -10,7 +10,7 @@ fn u128_at(b: &[u8], at: usize) -> u128 {
 
 const MAGIC: &[u8; 8] = b"diskqinf";
 /// Length of an encoded `info` file with no single acknowledgements, attempts or delays.
-pub(crate) const INFO_MIN_LEN: usize = 104;
+pub(crate) const INFO_MIN_LEN: usize = 108;
 /// The same in format version 4, which had no deliveries.
 const INFO_V4_MIN_LEN: usize = 88;
 /// The same in format version 3, which had no boot id and flags.
@@ -62,11 +62,14 @@ pub(crate) struct Info {
 /// What a checkpoint records of deliveries: every item before `delivered` was delivered
 /// at least once; items (not acknowledged) delivered more than once, with their count;
 /// items given back until a due time (milliseconds since the Unix epoch). Ascending.
+/// `marks`: (seq, milliseconds since the Unix epoch) of some writes, ascending: items from
+/// that seq on were written then or later (for the age of the oldest item).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct WorkState {
     pub(crate) delivered: u64,
     pub(crate) attempts: Vec<(u64, u32)>,
     pub(crate) delays: Vec<(u64, u64)>,
+    pub(crate) marks: Vec<(u64, u64)>,
 }
 
 /// `Info::flags` bit: `all_synced`.
@@ -128,10 +131,12 @@ impl Info {
                 b.extend_from_slice(&seq.to_le_bytes());
                 b.extend_from_slice(&n.to_le_bytes());
             }
-            b.extend_from_slice(&(w.delays.len() as u32).to_le_bytes());
-            for (seq, due) in &w.delays {
-                b.extend_from_slice(&seq.to_le_bytes());
-                b.extend_from_slice(&due.to_le_bytes());
+            for list in [&w.delays, &w.marks] {
+                b.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for (seq, v) in list {
+                    b.extend_from_slice(&seq.to_le_bytes());
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
             }
         }
         let crc = crc32fast::hash(&b);
@@ -225,6 +230,7 @@ impl WorkState {
             delivered: self.delivered.max(delivered.unwrap_or(0)),
             attempts: a.into_iter().collect(),
             delays: d.into_iter().collect(),
+            marks: self.marks.clone(),
         }
     }
 }
@@ -248,18 +254,30 @@ fn decode_work(b: &[u8], at: usize, expected: usize) -> Result<WorkState, Decode
         return Err(short(expected.saturating_add(a.saturating_mul(12))));
     }
     let d = u32_at(b, d_at) as usize;
-    let total = d_at + 4 + d.saturating_mul(16) + 4;
+    let m_at = d_at.saturating_add(4).saturating_add(d.saturating_mul(16));
+    if m_at.saturating_add(4) > end {
+        return Err(short(m_at.saturating_add(8)));
+    }
+    let m = u32_at(b, m_at) as usize;
+    let total = m_at
+        .saturating_add(4)
+        .saturating_add(m.saturating_mul(16))
+        .saturating_add(4);
     if total != b.len() {
         return Err(short(total));
     }
+    let pairs = |at: usize, n: usize| -> Vec<(u64, u64)> {
+        (0..n)
+            .map(|i| (u64_at(b, at + 16 * i), u64_at(b, at + 8 + 16 * i)))
+            .collect()
+    };
     Ok(WorkState {
         delivered,
         attempts: (0..a)
             .map(|i| (u64_at(b, at + 12 + 12 * i), u32_at(b, at + 20 + 12 * i)))
             .collect(),
-        delays: (0..d)
-            .map(|i| (u64_at(b, d_at + 4 + 16 * i), u64_at(b, d_at + 12 + 16 * i)))
-            .collect(),
+        delays: pairs(d_at + 4, d),
+        marks: pairs(m_at + 4, m),
     })
 }
 
@@ -284,6 +302,7 @@ mod tests {
                     delivered: 123_456_999,
                     attempts: vec![(123_456_790, 3)],
                     delays: vec![(123_456_791, 1_700_000_000_000)],
+                    marks: vec![(123_456_789, 1_699_999_999_000)],
                 },
             };
             let b = info.encode();
@@ -388,7 +407,11 @@ mod tests {
 
     #[test]
     fn huge_delivery_counts_are_refused_without_allocating() {
-        for at in [INFO_MIN_LEN - 4 - 8, INFO_MIN_LEN - 4 - 4] {
+        for at in [
+            INFO_MIN_LEN - 4 - 12,
+            INFO_MIN_LEN - 4 - 8,
+            INFO_MIN_LEN - 4 - 4,
+        ] {
             let mut b = Info::new(0, 0).encode();
             b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
             let n = b.len() - 4;

@@ -11,7 +11,6 @@ pub(crate) mod schema;
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry, Unit};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
 pub(crate) use info::{INFO_MIN_LEN, Info, WorkState};
-#[cfg(test)]
 pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame,

@@ -93,7 +93,6 @@ impl FrameCrc {
 }
 
 /// Appends a frame holding `payload` to `out`.
-#[cfg(test)]
 pub(crate) fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);

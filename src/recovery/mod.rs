@@ -567,6 +567,7 @@ fn build_engine(
     journal: Journal,
 ) -> Engine {
     let acked = r.acked;
+    let marks = crate::marks::Marks::recovered(&r.work.marks);
     Engine {
         storage: storage.clone(),
         dir: Arc::from(dir),
@@ -598,6 +599,7 @@ fn build_engine(
             std::mem::take(&mut r.work),
         ),
         retry_file: None,
+        marks,
         queued_bytes: 0,
         paused: false,
         acks: Acks::recovered(acked, r.singles),

@@ -184,6 +184,16 @@ impl Storage for AnchoredDir {
         if dir == self.root {
             return Ok(self);
         }
+        // A directory inside this one (the dead letters' queue) is reached through this
+        // handle too, so it moves with it.
+        if let Ok(rel) = self.rel(dir) {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(&self.fd, rel, flags, Mode::empty())?;
+            return Ok(Arc::new(AnchoredDir {
+                fd,
+                root: dir.to_path_buf(),
+            }));
+        }
         Ok(Arc::new(AnchoredDir::open(dir)?))
     }
 

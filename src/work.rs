@@ -1,0 +1,277 @@
+//! The work-queue side of [`Queue`]: taking the next item (given-back items first; items
+//! that may not be delivered again go to the dead letters on the way), settling
+//! deliveries (acknowledge, give back, dead-letter, extend a lease), and putting the
+//! dead letters back.
+
+use crate::codec;
+use crate::commit::{journal_through, lead_acks, lead_writes, wait_idle, write_through};
+use crate::dead_letters::{DeadLetters, DeadRecord};
+use crate::delivery::Ticket;
+use crate::engine::{ACK_BATCH, Engine};
+use crate::error::{Error, Result};
+use crate::format::frame_into;
+use crate::options::Durability;
+use crate::queue::Queue;
+use crate::reader::chunk_path;
+use crate::retries::{Handed, Loc};
+use crate::storage::OpenMode;
+use parking_lot::MutexGuard;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Hands out the next item, which is there: the oldest given back and deliverable,
+    /// else the reader's next (written). `None` when that item went to the dead letters
+    /// instead (it used up its deliveries, or does not decode): look again.
+    pub(crate) fn take(&self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<(T, Handed)>> {
+        if let Some((seq, loc)) = e.retries.first_ready() {
+            let payload = e.read_again(seq, loc)?;
+            let decoded = match self.exhausted(e, seq) {
+                Some(reason) => Err(reason),
+                None => codec::decode(&payload).map_err(|err| undecodable(&err)),
+            };
+            return match decoded {
+                Ok(item) => {
+                    e.retries.remove_ready(seq);
+                    Ok(Some((item, e.deliver(seq, loc))))
+                }
+                Err(reason) => {
+                    self.bury_taken(e, seq, loc, payload, reason, true)?;
+                    Ok(None)
+                }
+            };
+        }
+        let peeked = e.peek()?;
+        let (seq, loc) = (e.read, e.peeked_loc());
+        let decoded = match self.exhausted(e, seq) {
+            Some(reason) => Err(reason),
+            // Decoded under the lock: no other consumer takes the item meanwhile.
+            None => codec::decode(e.payload(&peeked)).map_err(|err| undecodable(&err)),
+        };
+        match decoded {
+            Ok(item) => {
+                e.advance(peeked);
+                Ok(Some((item, e.deliver(seq, loc))))
+            }
+            Err(reason) => {
+                let payload = e.payload(&peeked).to_vec();
+                e.advance(peeked);
+                self.bury_taken(e, seq, loc, payload, reason, false)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves item `seq` (at `loc`), taken by a get, to the dead letters and acknowledges
+    /// it. `ready`: it was given back (and is still among the ready items). On failure
+    /// the item waits again, first in line.
+    fn bury_taken(
+        &self,
+        e: &mut MutexGuard<'_, Engine>,
+        seq: u64,
+        loc: Loc,
+        payload: Vec<u8>,
+        reason: String,
+        ready: bool,
+    ) -> Result<()> {
+        let attempts = e.retries.attempts_of(seq);
+        let rec = self.dead_record(seq, attempts, reason, payload);
+        if let Err(err) = self.dead.bury(&rec) {
+            let read = e.read;
+            if !ready && e.acks.give_back(seq, read) {
+                e.retries.given_back(seq, loc, None);
+            }
+            return Err(err);
+        }
+        if ready {
+            e.retries.remove_ready(seq);
+        }
+        let read = e.read;
+        let generation = e.acks.ack_one(seq, read)?;
+        e.retries.acked(seq);
+        self.journal_ack(e, generation)?;
+        if e.unfinished() == 0 {
+            self.all_done.notify_all();
+        }
+        Ok(())
+    }
+
+    /// The dead letters: items taken out for good but kept, with why.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.dead_letters().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dead_letters(&self) -> DeadLetters<'_, T> {
+        DeadLetters::new(self, self.dead.get())
+    }
+}
+
+impl<T> Queue<T> {
+    fn dead_record(&self, seq: u64, attempts: u32, reason: String, payload: Vec<u8>) -> DeadRecord {
+        DeadRecord {
+            seq,
+            attempts,
+            reason,
+            failed_at: self.dead.now_ms(),
+            payload,
+        }
+    }
+
+    /// Why item `seq` may not be delivered again, if so: it used up
+    /// `Options::max_deliveries`.
+    fn exhausted(&self, e: &Engine, seq: u64) -> Option<String> {
+        let max = self.max_deliveries?;
+        let n = e.retries.attempts_of(seq);
+        (n >= max).then(|| {
+            format!("delivered {n} times without an acknowledgement (max_deliveries {max})")
+        })
+    }
+
+    /// Gives a delivery back, to be delivered again `after` from now (or at once); to
+    /// the dead letters instead when it was its last allowed delivery.
+    pub(crate) fn give_back(&self, t: &Ticket, after: Option<Duration>) -> Result<()> {
+        let mut e = self.engine.lock();
+        if let Some(reason) = self.exhausted(&e, t.seq()) {
+            return self.dead_letter_locked(e, t, reason);
+        }
+        e.give_back(&t.handed, t.deadline(), after)?;
+        if after.is_some_and(|d| !d.is_zero()) {
+            // The due time is recorded as an acknowledgement would be.
+            let generation = e.acks.note_call();
+            self.finish_ack(e, generation)?;
+        } else {
+            drop(e);
+        }
+        // A delay changes the waiters' next timer: all of them look again.
+        if after.is_some() {
+            self.sig.not_empty.notify_all();
+        } else {
+            self.sig.not_empty.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves a delivery to the dead letters with `reason` (`Delivery::dead_letter`).
+    pub(crate) fn dead_letter_ticket(&self, t: &Ticket, reason: String) -> Result<()> {
+        let e = self.engine.lock();
+        self.dead_letter_locked(e, t, reason)
+    }
+
+    /// The dead letter is synced before the acknowledgement is written: a crash leaves
+    /// the item in one queue or both. The lock is held throughout, so a lease cannot run
+    /// out half way.
+    fn dead_letter_locked(
+        &self,
+        mut e: MutexGuard<'_, Engine>,
+        t: &Ticket,
+        reason: String,
+    ) -> Result<()> {
+        let h = t.handed;
+        e.holding(&h, t.deadline(), false)?;
+        let payload = e.read_again(h.seq, h.loc)?;
+        self.dead
+            .bury(&self.dead_record(h.seq, h.attempt, reason, payload))?;
+        let generation = e.ack_delivery(&h, t.deadline())?;
+        self.finish_ack(e, generation)
+    }
+
+    /// Acknowledges a delivery (a [`Delivery`](crate::Delivery)'s, a channel's).
+    pub(crate) fn ack_ticket(&self, t: &Ticket) -> Result<()> {
+        let mut e = self.engine.lock();
+        let generation = e.ack_delivery(&t.handed, t.deadline())?;
+        self.finish_ack(e, generation)
+    }
+
+    /// Sets the lease of a delivery to run out `span` from now.
+    pub(crate) fn extend_ticket(&self, t: &Ticket, span: Duration) -> Result<()> {
+        let mut e = self.engine.lock();
+        let deadline = e.extend_lease(&t.handed, t.deadline(), span)?;
+        t.set_deadline(deadline);
+        Ok(())
+    }
+
+    /// Journals acknowledging call `generation` as the level requires, keeping the lock.
+    pub(crate) fn journal_ack(
+        &self,
+        e: &mut MutexGuard<'_, Engine>,
+        generation: u64,
+    ) -> Result<()> {
+        if self.durability == Durability::Buffered {
+            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
+                lead_acks(e, &self.sig)?;
+            }
+            Ok(())
+        } else {
+            journal_through(e, &self.sig, generation)
+        }
+    }
+
+    /// Appends items given as their stored bytes (dead letters going back) and syncs
+    /// them, whatever the level, before returning: the caller removes them from where
+    /// they were kept only then. Not bounded by `max_size`.
+    pub(crate) fn put_raw_synced(&self, payloads: &[&[u8]]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        for p in payloads {
+            frame_into(&mut frames, p);
+        }
+        let mut e = self.engine.lock();
+        self.drain_intake(&mut e)?;
+        e.room_for_puts()?;
+        let first_chunk = e.writer_chunk;
+        let last = e.enqueue_many(&frames, payloads.len() as u64)?;
+        if self.durability == Durability::Buffered {
+            wait_idle(&mut e, &self.sig);
+            lead_writes(&mut e, &self.sig)?;
+        } else {
+            let fate = e.fate();
+            write_through(&mut e, &self.sig, last, &fate)?;
+        }
+        if self.durability != Durability::Synced {
+            sync_chunks_since(&mut e, &self.sig, first_chunk)?;
+        }
+        drop(e);
+        self.sig.not_empty.notify_all();
+        Ok(())
+    }
+}
+
+/// Syncs the chunk files from `first` to the writer's, and the directory (a chunk
+/// created below `Synced` is not yet durable).
+fn sync_chunks_since(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &crate::commit::Signals,
+    first: u64,
+) -> Result<()> {
+    wait_idle(e, sig);
+    for no in first..=e.writer_chunk {
+        let path = chunk_path(&e.dir, no);
+        let res = if no == e.writer_chunk {
+            let w = e.writer.as_mut().expect("writer is home");
+            w.file.sync_data()
+        } else {
+            e.storage
+                .open(&path, OpenMode::Read)
+                .and_then(|mut f| f.sync_data())
+        };
+        if let Err(err) = res {
+            return Err(e.poison(Error::io("sync", &path, err)));
+        }
+    }
+    let dir = e.dir.clone();
+    if let Err(err) = e.storage.sync_dir(&dir) {
+        return Err(e.poison(Error::io("sync directory", &*dir, err)));
+    }
+    Ok(())
+}
+
+/// The reason a dead letter gives for an item that does not decode.
+fn undecodable(err: &bincode::Error) -> String {
+    format!("its bytes do not decode as the queue's item type: {err}")
+}
