@@ -231,10 +231,54 @@ pub(crate) fn journal_through(
     Ok(())
 }
 
+/// The fast path of a get at `Written`: when nothing but this get's delivery waits to be
+/// journaled and the journal is home, appends the one *delivered* entry in place (a copy
+/// into the mapped journal) without the leader's hand-over. `None` when it does not
+/// apply, or the append failed (the general path then tries again and reports).
+pub(crate) fn journal_delivery(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+) -> Option<Result<()>> {
+    if e.durability != crate::options::Durability::Written || e.acks.unjournaled() > 0 {
+        return None;
+    }
+    let delivered = e.retries.take_delivered_alone()?;
+    let j = e.journal.as_mut()?;
+    let entry = AckEntry::Delivered(delivered).encode_marked(false);
+    let res = catch_unwind(AssertUnwindSafe(|| j.file.append(&entry)));
+    match res {
+        Ok(Ok(())) => {
+            j.len += ACK_ENTRY_LEN as u64;
+            j.all_synced = false;
+            let full = j.len >= e.journal_limit;
+            e.retries.delivered_journaled(delivered);
+            if full {
+                e.checkpoint_wanted = true;
+                return Some(checkpoint_if_due(e, sig));
+            }
+            Some(Ok(()))
+        }
+        Ok(Err(_)) => {
+            // Whatever reached the file is cut off; the general path writes it again.
+            let cut = j.file.set_len(j.len);
+            if cut.is_err() {
+                return Some(Err(e.poison(Error::Poisoned)));
+            }
+            None
+        }
+        Err(panic) => {
+            e.set_poisoned();
+            resume_unwind(panic);
+        }
+    }
+}
+
 /// Journals acknowledgements until call `generation` is journaled (or all are).
 fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u64) -> Result<()> {
     let _wake = WakeOnPanic(sig);
-    while e.acks.unjournaled() > 0 && !e.acks.journaled_through(generation) {
+    while (e.acks.unjournaled() > 0 || e.retries.unwritten())
+        && !e.acks.journaled_through(generation)
+    {
         e.check()?;
         let entry = e.acks.take_entry();
         let work = e.retries.take_entries();
@@ -245,13 +289,11 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             // The first entry of a synced append after a synced journal carries the sync
             // mark (FORMAT.md §acks).
             let mark = sync && j.all_synced;
-            let buf = journal_entries(&entry, &work, head_changed, mark);
             j.all_synced = false;
             // A full disk is `NoSpace` (see `journal_failed`); a failed sync is not.
-            j.file
-                .append(&buf)
+            let appended = append_entries(j, &entry, &work, head_changed, mark)
                 .map_err(|err| Error::write("append to", &j.path, err))?;
-            j.len += buf.len() as u64;
+            j.len += appended as u64;
             if sync {
                 j.file
                     .sync_data()
@@ -294,77 +336,48 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
     checkpoint_if_due(e, sig)
 }
 
-/// The bytes of one journal append: deliveries, attempts and delays, the singles, and the
-/// head when it moved (or when nothing else is to be written); the first entry carries
-/// the sync mark when `mark`. Two entries or fewer (the common cases: an acknowledgement,
-/// a get, or both) are built without an allocation.
-fn journal_entries(
+/// Appends one journal append's entries: deliveries, attempts and delays, the singles,
+/// and the head when it moved (or when nothing else is to be written); the first entry
+/// carries the sync mark when `mark`. Returns the bytes appended. The common cases (an
+/// acknowledgement, a get, or both) are built on the stack.
+fn append_entries(
+    j: &mut Journal,
     entry: &ToJournal,
     work: &DeliveryEntries,
     head_changed: bool,
     mark: bool,
-) -> SmallBuf {
-    let mut entries = Vec::new();
-    let mut two = [None; 2];
-    let simple = entry.singles.is_empty() && work.attempts.is_empty() && work.delays.is_empty();
+) -> std::io::Result<usize> {
     let head = (head_changed || (entry.singles.is_empty() && work.is_empty()))
         .then_some(AckEntry::Head(entry.head));
     let delivered = work.delivered.map(AckEntry::Delivered);
-    if simple {
-        two = [delivered, head];
-    } else {
-        entries.extend(
-            work.attempts
-                .iter()
-                .map(|&(seq, n)| AckEntry::Attempts { seq, n }),
-        );
-        entries.extend(
+    if entry.singles.is_empty() && work.attempts.is_empty() && work.delays.is_empty() {
+        let mut buf = [0u8; 2 * ACK_ENTRY_LEN];
+        let mut n = 0;
+        for e in [delivered, head].into_iter().flatten() {
+            buf[n..n + ACK_ENTRY_LEN].copy_from_slice(&e.encode_marked(mark && n == 0));
+            n += ACK_ENTRY_LEN;
+        }
+        j.file.append(&buf[..n])?;
+        return Ok(n);
+    }
+    let mut buf = Vec::new();
+    let entries = work
+        .attempts
+        .iter()
+        .map(|&(seq, n)| AckEntry::Attempts { seq, n })
+        .chain(
             work.delays
                 .iter()
                 .map(|&(seq, due)| AckEntry::Delay { seq, due }),
-        );
-        entries.extend(delivered);
-        entries.extend(entry.singles.iter().map(|&s| AckEntry::Single(s)));
-        entries.extend(head);
+        )
+        .chain(delivered)
+        .chain(entry.singles.iter().map(|&s| AckEntry::Single(s)))
+        .chain(head);
+    for (i, e) in entries.enumerate() {
+        e.encode_into(mark && i == 0, &mut buf);
     }
-    let mut buf = SmallBuf::default();
-    for (i, e) in two.iter().flatten().chain(&entries).enumerate() {
-        buf.push(e, mark && i == 0);
-    }
-    buf
-}
-
-/// Journal bytes: two one-unit entries inline, more on the heap.
-#[derive(Default)]
-struct SmallBuf {
-    inline: [u8; 2 * ACK_ENTRY_LEN],
-    len: usize,
-    heap: Vec<u8>,
-}
-
-impl SmallBuf {
-    fn push(&mut self, e: &AckEntry, mark: bool) {
-        if self.heap.is_empty() && e.len() == ACK_ENTRY_LEN && self.len < self.inline.len() {
-            self.inline[self.len..self.len + ACK_ENTRY_LEN].copy_from_slice(&e.encode_marked(mark));
-            self.len += ACK_ENTRY_LEN;
-            return;
-        }
-        if self.heap.is_empty() {
-            self.heap.extend_from_slice(&self.inline[..self.len]);
-        }
-        e.encode_into(mark, &mut self.heap);
-    }
-}
-
-impl std::ops::Deref for SmallBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        if self.heap.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
-        }
-    }
+    j.file.append(&buf)?;
+    Ok(buf.len())
 }
 
 /// After a failed journal append. A full disk poisons nothing: the acknowledgements stay

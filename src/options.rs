@@ -11,7 +11,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
 
 /// The journal is folded into `info` (a checkpoint) once it reaches this size, which
 /// bounds what recovery reads.
-pub(crate) const JOURNAL_LIMIT: u64 = 256 * 1024;
+pub(crate) const JOURNAL_LIMIT: u64 = 512 * 1024;
 
 /// Chunk files larger than this are not started: the writer moves to a new chunk before
 /// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the

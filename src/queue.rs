@@ -4,7 +4,8 @@
 use crate::browse::Browse;
 use crate::codec::{self, Frames};
 use crate::commit::{
-    Signals, journal_through, lead_acks, lead_writes, wait_idle, write_alone, write_through,
+    Signals, journal_delivery, journal_through, lead_acks, lead_writes, wait_idle, write_alone,
+    write_through,
 };
 use crate::dead_letters::DeadSlot;
 use crate::delivery::{Delivery, Ticket};
@@ -448,15 +449,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// returned instead; but on a full disk they are handed out, their record kept in
     /// memory for the next journal write that finds room: a full disk must drain.
     fn record_deliveries(&self, e: &mut MutexGuard<'_, Engine>, handed: &[Handed]) -> Result<()> {
-        let generation = e.acks.note_call();
-        let res = if self.durability == Durability::Buffered {
-            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
-                lead_acks(e, &self.sig)
-            } else {
-                Ok(())
-            }
-        } else {
-            journal_through(e, &self.sig, generation)
+        let res = match self.durability {
+            // Written with the next journal append or checkpoint, as acknowledgements
+            // are: a crash may forget them.
+            Durability::Buffered => return Ok(()),
+            _ => match journal_delivery(e, &self.sig) {
+                Some(res) => res,
+                None => {
+                    let generation = e.acks.note_call();
+                    journal_through(e, &self.sig, generation)
+                }
+            },
         };
         match res {
             Err(err) if err.is_no_space() || matches!(err, Error::AckNotDurable { .. }) => Ok(()),
@@ -1201,7 +1204,7 @@ impl<T> Queue<T> {
             wait_idle(&mut e, &self.sig);
             if e.pending_count > 0 {
                 write_pending(&mut e, &self.sig)?;
-            } else if e.acks.unjournaled() > 0 {
+            } else if e.acks.unjournaled() > 0 || e.retries.unwritten() {
                 lead_acks(&mut e, &self.sig)?;
             } else {
                 return Ok(());

@@ -415,6 +415,27 @@ impl Retries {
         self.unwritten_delays = e.delays;
     }
 
+    /// Whether deliveries or delays wait to be journaled.
+    pub(crate) fn unwritten(&self) -> bool {
+        self.delivered > self.delivered_written
+            || !self.unwritten_attempts.is_empty()
+            || !self.unwritten_delays.is_empty()
+    }
+
+    /// Takes the delivered mark alone for a journal entry, when nothing else of
+    /// deliveries waits (the fast path of a get): `Some(delivered)`.
+    pub(crate) fn take_delivered_alone(&mut self) -> Option<u64> {
+        (self.unwritten_attempts.is_empty()
+            && self.unwritten_delays.is_empty()
+            && self.delivered > self.delivered_written)
+            .then_some(self.delivered)
+    }
+
+    /// The delivered mark `d` was journaled by itself.
+    pub(crate) fn delivered_journaled(&mut self, d: u64) {
+        self.delivered_written = self.delivered_written.max(d);
+    }
+
     /// What a checkpoint records: `delivered`, the attempts and the delays of items not
     /// acknowledged (`acked` says which are).
     pub(crate) fn snapshot(&mut self, acked: impl Fn(u64) -> bool) -> WorkState {
