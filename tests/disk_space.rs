@@ -191,7 +191,10 @@ fn journal_stays_bounded_without_rollovers() {
             // Folded at 512 KiB; the file may hold up to 1 MiB more of zero bytes
             // reserved for more entries (FORMAT.md §Preallocation: windows double up to
             // 1 MiB).
-            assert!(acks <= (512 + 1024) * 1024 + 64, "acks journal is {acks} bytes");
+            assert!(
+                acks <= (512 + 1024) * 1024 + 64,
+                "acks journal is {acks} bytes"
+            );
         }
     }
     assert_eq!(chunk_count(tmp.path()), 1);
