@@ -364,10 +364,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
+    /// Items given back ([`Delivery::nack`], a lease that ran out) come first, oldest
+    /// first. An item whose bytes do not decode as `T`, or that used up
+    /// [`Options::max_deliveries`], is moved to the [dead letters](Self::dead_letters) on
+    /// the way, and the get goes on to the next item.
+    ///
     /// # Errors
-    /// [`Error::Corrupt`] when the item's record is damaged and [`Error::Decode`] when it
-    /// is not a `T`; the item is not consumed, so every later `get` reports the same.
-    /// [`Error::Io`] when reading fails.
+    /// [`Error::Corrupt`] when the item's record is damaged: the item is not consumed, so
+    /// every later `get` reports the same. [`Error::Io`] when reading fails, or when the
+    /// delivery cannot be recorded in the journal (the queue is then poisoned; the item
+    /// stays first in line).
     pub fn get(&self) -> Result<T> {
         self.get_until(Wait::Forever)
     }
