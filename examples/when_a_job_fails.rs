@@ -31,7 +31,9 @@ fn run(job: &Job, attempt: u32, roll: u64) -> Result<(), Failure> {
     }
     match roll % 10 {
         0 if attempt == 1 => Err(Failure::Transient),
-        1 if job.id % 97 == 0 => Err(Failure::Permanent(format!("job {} is malformed", job.id))),
+        1 if job.id.is_multiple_of(97) => {
+            Err(Failure::Permanent(format!("job {} is malformed", job.id)))
+        }
         _ => Ok(()),
     }
 }
@@ -70,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     roll ^= roll << 13;
                     roll ^= roll >> 7;
                     roll ^= roll << 17;
-                    if roll % 500 == 0 {
+                    if roll.is_multiple_of(500) {
                         // A worker that panics: its Delivery is dropped and the job given back.
                         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let _d = d;
