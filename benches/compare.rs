@@ -205,7 +205,29 @@ enum Backend {
     /// `diskq::channel` (default level): `send`, and `recv` in a `for` loop, which
     /// acknowledges each item when the next is asked for (W2 only).
     DiskqChannel,
+    /// W7: diskq at `Written` settling deliveries one way ([`WorkMode`]).
+    Work(WorkMode),
 }
+
+/// How W7 takes and settles each item.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum WorkMode {
+    /// `get_delivery` + `ack`, default options.
+    Deliveries,
+    /// The same with `max_deliveries(5)` and a 30 s lease.
+    Leased,
+    /// Leased; every item `nack`ed once, then acknowledged.
+    NackOnce,
+    /// Leased; one item in 100 `nack_after(1 ms)` on its first delivery.
+    Retry1Pct,
+}
+
+const WORK_MODES: [WorkMode; 4] = [
+    WorkMode::Deliveries,
+    WorkMode::Leased,
+    WorkMode::NackOnce,
+    WorkMode::Retry1Pct,
+];
 
 use Backend::*;
 
@@ -247,6 +269,10 @@ impl Backend {
             Crossbeam => "crossbeam-channel (memory, no durability)",
             Mpsc => "std mpsc (memory, no durability)",
             DiskqChannel => "diskq channel (Written)",
+            Work(WorkMode::Deliveries) => "diskq Written, get_delivery + ack",
+            Work(WorkMode::Leased) => "diskq Written, max_deliveries + lease",
+            Work(WorkMode::NackOnce) => "diskq Written, get + nack + get + ack",
+            Work(WorkMode::Retry1Pct) => "diskq Written, 1% nack_after",
         }
     }
 
@@ -274,6 +300,10 @@ impl Backend {
             Crossbeam => "crossbeam",
             Mpsc => "mpsc",
             DiskqChannel => "diskq-channel",
+            Work(WorkMode::Deliveries) => "work-deliveries",
+            Work(WorkMode::Leased) => "work-leased",
+            Work(WorkMode::NackOnce) => "work-nack-once",
+            Work(WorkMode::Retry1Pct) => "work-retry-1pct",
         }
     }
 
@@ -294,6 +324,7 @@ impl Backend {
             DiskqChannel,
         ]
         .into_iter()
+        .chain(WORK_MODES.map(Work))
         .find(|b| b.key() == key)
         .unwrap_or_else(|| panic!("unknown backend {key}"))
     }
@@ -306,6 +337,7 @@ impl Backend {
             }
             RawFile => unreachable!("the raw file is only W4's floor"),
             DiskqChannel => unreachable!("the channel is only in W2"),
+            Work(_) => unreachable!("the work modes are only in W7"),
             QFile { sync } => {
                 let mut q = QueueFile::open(dir.join("queue")).unwrap();
                 q.set_sync_writes(sync);
@@ -532,6 +564,8 @@ enum Job {
     Reopen { n: usize },
     /// W6: [put, get+ack] items/s.
     Batches { n: usize },
+    /// W7: [get+settle items/s].
+    Settle { n: usize },
 }
 
 impl Job {
@@ -543,6 +577,7 @@ impl Job {
             Job::DurablePuts { n, threads } => ("durable-puts", n, threads),
             Job::Reopen { n } => ("reopen", n, 0),
             Job::Batches { n } => ("batches", n, 0),
+            Job::Settle { n } => ("settle", n, 0),
         };
         [kind.to_string(), a.to_string(), b.to_string()]
     }
@@ -561,6 +596,7 @@ impl Job {
             },
             "reopen" => Job::Reopen { n: num(1) },
             "batches" => Job::Batches { n: num(1) },
+            "settle" => Job::Settle { n: num(1) },
             other => panic!("unknown measurement {other}"),
         }
     }
@@ -577,6 +613,7 @@ impl Job {
             }
             Job::Reopen { n } => reopen(b, n, &payloads(SMALL)).to_vec(),
             Job::Batches { n } => batches(b, n, &payloads(SMALL)).to_vec(),
+            Job::Settle { n } => vec![settle(b, n, &payloads(SMALL))],
         }
     }
 }
@@ -803,6 +840,7 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
             t.elapsed()
         }
         RawFile => unreachable!("the raw file is only W4's floor"),
+        Work(_) => unreachable!("the work modes are only in W7"),
         DiskqChannel => {
             let (tx, rx) = diskq::channel::<Vec<u8>>(dir.path()).unwrap();
             let t = Instant::now();
@@ -1056,6 +1094,73 @@ fn w6(n: usize) -> Vec<Row> {
 }
 
 // ---------------------------------------------------------------------------------------
+// W7: the work queue: deliveries settled one by one, with attempts counted, leases and
+// retries, against W1's get + task_done at Written in the same run.
+
+/// get+settle items/s of one run: the items are put first (in batches), then taken and
+/// settled until every one is acknowledged.
+fn settle(backend: Backend, n: usize, pool: &[Item]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new().durability(Durability::Written);
+    if matches!(backend, Work(m) if m != WorkMode::Deliveries) {
+        opts = opts.max_deliveries(5).lease(Duration::from_secs(30));
+    }
+    let q: Queue<Vec<u8>> = opts.open(dir.path()).unwrap();
+    for first in (0..n).step_by(BATCH) {
+        let items = (first..(first + BATCH).min(n)).map(|i| &pool[i % pool.len()].0);
+        q.put_many(items).unwrap();
+    }
+    let t = Instant::now();
+    let mut acked = 0;
+    while acked < n {
+        match backend {
+            Work(mode) => {
+                let d = q.get_delivery().unwrap();
+                let again = match mode {
+                    WorkMode::NackOnce => d.attempt() == 1,
+                    WorkMode::Retry1Pct => d.attempt() == 1 && d.seq().is_multiple_of(100),
+                    _ => false,
+                };
+                if !again {
+                    d.ack().unwrap();
+                    acked += 1;
+                } else if mode == WorkMode::NackOnce {
+                    d.nack().unwrap();
+                } else {
+                    d.nack_after(Duration::from_millis(1)).unwrap();
+                }
+            }
+            _ => {
+                q.get().unwrap();
+                q.task_done().unwrap();
+                acked += 1;
+            }
+        }
+    }
+    let r = rate(n, t.elapsed());
+    q.close().unwrap();
+    r
+}
+
+fn w7(n: usize) -> Vec<Row> {
+    let mut backends = vec![WRITTEN];
+    backends.extend(WORK_MODES.map(Work));
+    let results = rounds(&format!("W7 ({n} items)"), &backends, Job::Settle { n });
+    backends
+        .iter()
+        .zip(results)
+        .map(|(&b, [r])| {
+            let note = if b == WRITTEN {
+                "get + task_done (W1's drain)"
+            } else {
+                ""
+            };
+            Row::new("W7 get + settle", b, SMALL).rate(r).note(note)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // Peak memory: a child process per backend puts N items and reports VmHWM.
 
 fn vm_hwm_kib() -> u64 {
@@ -1242,6 +1347,9 @@ fn main() {
     }
     if want("w6") {
         rows.extend(w6(n1));
+    }
+    if want("w7") {
+        rows.extend(w7(n1));
     }
     if want("memory") {
         rows.extend(memory(n_mem));

@@ -17,12 +17,13 @@
 //!   hold the head back until they are delivered again and acknowledged.
 
 use crate::error::{Error, Result};
+use crate::seqset::SeqSet;
 use std::collections::BTreeSet;
 
 #[derive(Debug, Default)]
 pub(crate) struct Acks {
     head: u64,
-    singles: BTreeSet<u64>,
+    singles: SeqSet,
     skip_ahead: u64,
     unwritten: Vec<u64>,
     calls: u64,
@@ -46,7 +47,7 @@ impl Acks {
         Acks {
             head,
             skip_ahead: singles.len() as u64,
-            singles,
+            singles: singles.into_iter().collect(),
             head_written: head,
             ..Acks::default()
         }
@@ -60,7 +61,7 @@ impl Acks {
         self.head_written
     }
 
-    pub(crate) fn singles(&self) -> &BTreeSet<u64> {
+    pub(crate) fn singles(&self) -> &SeqSet {
         &self.singles
     }
 

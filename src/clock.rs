@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of time for a queue's leases and delays. [`SystemClock`] unless a test sets
 /// another with `Options::clock`.
@@ -29,24 +29,27 @@ pub trait Clock: Send + Sync + fmt::Debug {
     }
 }
 
-/// The machine's clocks.
+/// The machine's clocks, read coarsely: `CLOCK_MONOTONIC_COARSE` and
+/// `CLOCK_REALTIME_COARSE`, the time of the last scheduler tick (1-4 ms), read without a
+/// system call or a TSC read. Every lease decision uses the same clock, so a lease still
+/// runs out exactly once and a late call after it fails; it just runs out up to a tick
+/// late. (A precise clock read on every get and acknowledgement cost more than the rest
+/// of a lease's bookkeeping: BENCHMARKS.md, W7.)
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct SystemClock {
-    origin: Instant,
-}
+#[derive(Debug, Default)]
+pub struct SystemClock;
 
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock {
-            origin: Instant::now(),
-        }
-    }
+fn coarse(id: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(id);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl Clock for SystemClock {
     fn monotonic(&self) -> Duration {
-        self.origin.elapsed()
+        coarse(rustix::time::ClockId::MonotonicCoarse)
     }
 
     fn wall_ms(&self) -> u64 {
@@ -56,9 +59,7 @@ impl Clock for SystemClock {
     }
 
     fn coarse_wall_ms(&self) -> u64 {
-        // CLOCK_REALTIME_COARSE: the time of the last tick, read without a syscall.
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        (t.tv_sec.max(0) as u64) * 1000 + (t.tv_nsec.max(0) as u64) / 1_000_000
+        coarse(rustix::time::ClockId::RealtimeCoarse).as_millis() as u64
     }
 }
 
@@ -97,5 +98,5 @@ impl Clock for ManualClock {
 }
 
 pub(crate) fn system() -> Arc<dyn Clock> {
-    Arc::new(SystemClock::default())
+    Arc::new(SystemClock)
 }

@@ -16,6 +16,7 @@ const FIRST_READ: usize = 4096;
 impl Engine {
     /// Timers that came due: items whose lease ran out are given back, delays that are
     /// over make their items deliverable. Cheap when no timer runs.
+    #[inline]
     pub(crate) fn promote(&mut self) -> bool {
         if !self.retries.timers() {
             return false;
@@ -25,6 +26,7 @@ impl Engine {
     }
 
     /// Where the record just peeked is.
+    #[inline]
     pub(crate) fn peeked_loc(&self) -> Loc {
         Loc {
             chunk: self.reader.chunk,
@@ -33,6 +35,7 @@ impl Engine {
     }
 
     /// Records that item `seq`, at `loc`, is handed out now.
+    #[inline]
     pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
         if self.acks.any_out() {
             self.acks.take_back(seq);
@@ -53,6 +56,12 @@ impl Engine {
 
     /// The payload of item `seq`, given back earlier, read again from its record at `loc`.
     pub(crate) fn read_again(&mut self, seq: u64, loc: Loc) -> Result<Vec<u8>> {
+        if self.reader.chunk == loc.chunk
+            && let Some(b) = self.reader.buffered_from(loc.offset)
+            && let Ok((payload, _)) = decode_frame(b)
+        {
+            return Ok(payload.to_vec());
+        }
         let path = chunk_path(&self.dir, loc.chunk);
         if self
             .retry_file

@@ -855,7 +855,7 @@ impl Engine {
             boot_id: Some(self.storage.boot_id()),
             // Below `Synced` the writes since open are not synced.
             all_synced: self.synced() && self.opened_synced,
-            singles: self.acks.singles().iter().copied().collect(),
+            singles: self.acks.singles().iter().collect(),
             work,
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);

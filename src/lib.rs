@@ -209,6 +209,7 @@ mod format;
 pub mod fuzzing;
 mod inspect;
 mod intake;
+mod leases;
 mod marks;
 mod options;
 mod pause;
@@ -218,6 +219,7 @@ mod recovery;
 mod repair;
 mod reserve;
 mod retries;
+mod seqset;
 mod stats;
 mod work;
 

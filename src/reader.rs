@@ -165,6 +165,14 @@ impl ChunkReader {
         Ok(all_zero(&b[..got]))
     }
 
+    /// The bytes buffered from file offset `at` on, while the buffer still holds them
+    /// (records just consumed: an item given back soon after it was read is read again
+    /// from here, without a system call).
+    pub(crate) fn buffered_from(&self, at: u64) -> Option<&[u8]> {
+        let start = usize::try_from(at.checked_sub(self.buf_off)?).ok()?;
+        (start < self.end).then(|| &self.buf[start..self.end])
+    }
+
     /// File offset of the next record.
     pub(crate) fn offset(&self) -> u64 {
         self.buf_off + self.pos as u64

@@ -15,7 +15,8 @@
 
 use crate::clock::Clock;
 use crate::format::WorkState;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::leases::{Lease, Leases, SeqMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +25,6 @@ use std::time::Duration;
 pub(crate) struct Loc {
     pub(crate) chunk: u64,
     pub(crate) offset: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Lease {
-    token: u64,
-    deadline: Duration,
-    loc: Loc,
 }
 
 /// What a delivery hands its holder: enough to acknowledge or give back exactly it.
@@ -78,13 +72,12 @@ pub(crate) struct Retries {
     delayed: BTreeMap<(u64, u64), Loc>,
     /// seq -> due, of delayed items at or after `read` (recovered at open).
     ahead: BTreeMap<u64, u64>,
-    leases: HashMap<u64, Lease>,
-    deadlines: BTreeSet<(Duration, u64)>,
+    leases: Leases,
     next_token: u64,
     delivered: u64,
-    attempts: HashMap<u64, u32>,
+    attempts: SeqMap<u32>,
     /// Every delay not yet over, by item (for checkpoints).
-    delays: HashMap<u64, u64>,
+    delays: SeqMap<u64>,
     /// Not yet journaled.
     delivered_written: u64,
     unwritten_attempts: Vec<(u64, u32)>,
@@ -104,8 +97,7 @@ impl Retries {
                 .copied()
                 .filter(|&(_, due)| due > now)
                 .collect(),
-            leases: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            leases: Leases::default(),
             next_token: 1,
             delivered: r.delivered,
             attempts: r.attempts.into_iter().collect(),
@@ -126,11 +118,13 @@ impl Retries {
     }
 
     /// Whether any timer runs: then gets look at the clock.
+    #[inline]
     pub(crate) fn timers(&self) -> bool {
-        !self.deadlines.is_empty() || !self.delayed.is_empty() || !self.ahead.is_empty()
+        !self.leases.is_empty() || !self.delayed.is_empty() || !self.ahead.is_empty()
     }
 
     /// Items given back and deliverable now.
+    #[inline]
     pub(crate) fn ready(&self) -> u64 {
         self.ready.len() as u64
     }
@@ -141,11 +135,13 @@ impl Retries {
     }
 
     /// Delayed items at or after `read`: not counted as waiting.
+    #[inline]
     pub(crate) fn ahead(&self) -> u64 {
         self.ahead.len() as u64
     }
 
     /// Items in flight under a lease.
+    #[inline]
     pub(crate) fn leased(&self) -> u64 {
         self.leases.len() as u64
     }
@@ -154,20 +150,19 @@ impl Retries {
     /// `give_back`, which moves them into `Acks::out`). Returns whether anything changed.
     pub(crate) fn promote(&mut self, mut give_back: impl FnMut(u64) -> bool) -> bool {
         let mut changed = false;
-        let now = self.clock.monotonic();
-        while let Some(&(deadline, seq)) = self.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            if let Some(l) = self.leases.remove(&seq)
-                && give_back(seq)
-            {
-                self.ready.insert(seq, l.loc);
-                changed = true;
+        if !self.leases.is_empty() {
+            let now = self.clock.monotonic();
+            while let Some((seq, l)) = self.leases.pop_expired(now) {
+                if give_back(seq) {
+                    self.ready.insert(seq, l.loc);
+                    changed = true;
+                }
             }
         }
-        let wall = self.clock.wall_ms();
+        if self.delayed.is_empty() && self.ahead.is_empty() {
+            return changed;
+        }
+        let wall = self.clock.coarse_wall_ms();
         while let Some((&(due, seq), &loc)) = self.delayed.first_key_value() {
             if due > wall {
                 break;
@@ -194,8 +189,8 @@ impl Retries {
     /// How long until the next lease runs out or delay is over, if any.
     pub(crate) fn next_timer(&self) -> Option<Duration> {
         let now = self.clock.monotonic();
-        let lease = self.deadlines.first().map(|&(d, _)| d.saturating_sub(now));
-        let wall = self.clock.wall_ms();
+        let lease = self.leases.first_deadline().map(|d| d.saturating_sub(now));
+        let wall = self.clock.coarse_wall_ms();
         let due = self
             .delayed
             .first_key_value()
@@ -211,6 +206,7 @@ impl Retries {
     }
 
     /// The oldest item given back and deliverable now.
+    #[inline]
     pub(crate) fn first_ready(&self) -> Option<(u64, Loc)> {
         self.ready.first_key_value().map(|(&s, &l)| (s, l))
     }
@@ -229,6 +225,7 @@ impl Retries {
 
     /// Whether the item at `read` is a delay recovered at open, not yet due: gets step
     /// over it (`step_over`).
+    #[inline]
     pub(crate) fn is_ahead(&self, seq: u64) -> bool {
         !self.ahead.is_empty() && self.ahead.contains_key(&seq)
     }
@@ -242,6 +239,7 @@ impl Retries {
 
     /// Records a delivery of `seq` (its record at `loc`): its attempt, and its lease when
     /// the queue has one.
+    #[inline]
     pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
         let attempt = if seq >= self.delivered {
             self.delivered = seq + 1;
@@ -293,6 +291,7 @@ impl Retries {
     }
 
     /// Deliveries so far of item `seq`.
+    #[inline]
     pub(crate) fn attempts_of(&self, seq: u64) -> u32 {
         match self.attempts.get(&seq) {
             Some(&n) => n,
@@ -303,17 +302,14 @@ impl Retries {
     /// Returns the deadline.
     fn set_lease(&mut self, seq: u64, token: u64, span: Duration, loc: Loc) -> Duration {
         let deadline = self.clock.monotonic().saturating_add(span);
-        if let Some(old) = self.leases.insert(
+        self.leases.insert(
             seq,
             Lease {
                 token,
                 deadline,
                 loc,
             },
-        ) {
-            self.deadlines.remove(&(old.deadline, seq));
-        }
-        self.deadlines.insert((deadline, seq));
+        );
         deadline
     }
 
@@ -328,7 +324,7 @@ impl Retries {
         if !leased {
             return Holding::Held;
         }
-        match self.leases.get(&seq) {
+        match self.leases.get(seq) {
             Some(l) if l.token == token && l.deadline > self.clock.monotonic() => {
                 if release {
                     self.unlease(seq);
@@ -357,9 +353,7 @@ impl Retries {
 
     /// Forgets the lease of `seq` (acknowledged, or given back).
     pub(crate) fn unlease(&mut self, seq: u64) {
-        if let Some(l) = self.leases.remove(&seq) {
-            self.deadlines.remove(&(l.deadline, seq));
-        }
+        self.leases.remove(seq);
     }
 
     /// Item `seq` was acknowledged.
@@ -424,6 +418,7 @@ impl Retries {
 
     /// Takes the delivered mark alone for a journal entry, when nothing else of
     /// deliveries waits (the fast path of a get): `Some(delivered)`.
+    #[inline]
     pub(crate) fn take_delivered_alone(&mut self) -> Option<u64> {
         (self.unwritten_attempts.is_empty()
             && self.unwritten_delays.is_empty()
@@ -432,6 +427,7 @@ impl Retries {
     }
 
     /// The delivered mark `d` was journaled by itself.
+    #[inline]
     pub(crate) fn delivered_journaled(&mut self, d: u64) {
         self.delivered_written = self.delivered_written.max(d);
     }

@@ -52,10 +52,44 @@ pub(crate) enum Unit {
     Invalid,
 }
 
+/// CRC-32 (IEEE, as `crc32fast::hash`) by table: an entry's 8 or 16 bytes are checked
+/// on every get and acknowledgement, and `crc32fast::hash` detects the CPU's features on
+/// every call, which cost more than the table walk for so few bytes.
+fn crc(parts: &[&[u8]]) -> u32 {
+    let mut c = !0u32;
+    for p in parts {
+        for &b in *p {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+    }
+    !c
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn unit(v: u64, kind: u32) -> [u8; ACK_ENTRY_LEN] {
     let mut b = [0u8; ACK_ENTRY_LEN];
     b[0..8].copy_from_slice(&v.to_le_bytes());
-    let crc = crc32fast::hash(&b[..8]) ^ kind;
+    let crc = crc(&[&b[..8]]) ^ kind;
     b[8..12].copy_from_slice(&crc.to_le_bytes());
     b
 }
@@ -63,10 +97,8 @@ fn unit(v: u64, kind: u32) -> [u8; ACK_ENTRY_LEN] {
 fn pair_value(key: &[u8], v: u64) -> [u8; ACK_ENTRY_LEN] {
     let mut b = [0u8; ACK_ENTRY_LEN];
     b[0..8].copy_from_slice(&v.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&key[..8]);
-    h.update(&b[..8]);
-    b[8..12].copy_from_slice(&(h.finalize() ^ KIND_PAIR_VALUE).to_le_bytes());
+    let c = crc(&[&key[..8], &b[..8]]);
+    b[8..12].copy_from_slice(&(c ^ KIND_PAIR_VALUE).to_le_bytes());
     b
 }
 
@@ -130,7 +162,7 @@ impl AckEntry {
         }
         let v = u64_at(b, 0);
         let (mark, value) = (v & MARK != 0, v & !MARK);
-        let kind = u32_at(b, 8) ^ crc32fast::hash(&b[..8]);
+        let kind = u32_at(b, 8) ^ crc(&[&b[..8]]);
         match kind {
             0 if value & SINGLE != 0 => Unit::Entry(AckEntry::Single(value & !SINGLE), mark),
             0 => Unit::Entry(AckEntry::Head(value), mark),
@@ -152,7 +184,7 @@ impl AckEntry {
         let k = u64_at(key, 0);
         let (mark, seq) = (k & MARK != 0, k & !MARK);
         let v = u64_at(b, 0);
-        let kind = u32_at(key, 8) ^ crc32fast::hash(&key[..8]);
+        let kind = u32_at(key, 8) ^ crc(&[&key[..8]]);
         let entry = match kind {
             KIND_ATTEMPTS => AckEntry::Attempts {
                 seq,
@@ -190,6 +222,20 @@ mod tests {
             }
         }
         assert_eq!(AckEntry::decode(&[0u8; ACK_ENTRY_LEN]), None);
+    }
+
+    #[test]
+    fn the_table_crc_is_crc32fast() {
+        let mut x = 7u64;
+        for len in 0..40 {
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 33) as u8
+                })
+                .collect();
+            assert_eq!(crc(&[&b]), crc32fast::hash(&b));
+        }
     }
 
     #[test]
