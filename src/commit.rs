@@ -231,20 +231,29 @@ pub(crate) fn journal_through(
     Ok(())
 }
 
-/// The fast path of a get at `Written`: when nothing but this get's delivery waits to be
+/// The fast path of a get at `Written` (and at `Synced` when `unsynced`, see
+/// `Queue::record_deliveries`): when nothing but this get's delivery waits to be
 /// journaled and the journal is home, appends the one *delivered* entry in place (a copy
-/// into the mapped journal) without the leader's hand-over. `None` when it does not
-/// apply, or the append failed (the general path then tries again and reports).
+/// into the mapped journal) without the leader's hand-over, and without a sync. `None`
+/// when it does not apply, or the append failed (the general path then tries again and
+/// reports).
 pub(crate) fn journal_delivery(
     e: &mut MutexGuard<'_, Engine>,
     sig: &Signals,
+    unsynced: bool,
 ) -> Option<Result<()>> {
-    if e.durability != crate::options::Durability::Written || e.acks.unjournaled() > 0 {
+    use crate::options::Durability;
+    let level_ok = e.durability == Durability::Written || (unsynced && e.synced());
+    if !level_ok || e.acks.unjournaled() > 0 {
         return None;
     }
     let delivered = e.retries.take_delivered_alone()?;
+    let synced_level = e.synced();
     let j = e.journal.as_mut()?;
-    let entry = AckEntry::Delivered(delivered).encode_marked(false);
+    // At `Synced`, an entry appended when every byte before it is synced carries the
+    // sync mark even though it is not synced itself: what the mark vouches for is what
+    // comes before it (FORMAT.md §acks), and so damage there stays detectable.
+    let entry = AckEntry::Delivered(delivered).encode_marked(synced_level && j.all_synced);
     let res = catch_unwind(AssertUnwindSafe(|| j.file.append(&entry)));
     match res {
         Ok(Ok(())) => {

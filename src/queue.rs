@@ -451,15 +451,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Records deliveries before their items are handed out, as the level requires
-    /// (FORMAT.md §get). When that fails, the items are given back and the error
-    /// returned instead; but on a full disk they are handed out, their record kept in
-    /// memory for the next journal write that finds room: a full disk must drain.
+    /// (FORMAT.md §Deliveries): written at `Written`; at `Synced` synced when
+    /// `max_deliveries` is set (the count then decides the item's fate), else written (a
+    /// power loss may forget it: one attempt fewer); at `Buffered` with the next journal
+    /// write. When that fails, the items are given back and the error returned instead;
+    /// but on a full disk they are handed out, their record kept in memory for the next
+    /// journal write that finds room: a full disk must drain.
     fn record_deliveries(&self, e: &mut MutexGuard<'_, Engine>, handed: &[Handed]) -> Result<()> {
         let res = match self.durability {
             // Written with the next journal append or checkpoint, as acknowledgements
             // are: a crash may forget them.
             Durability::Buffered => return Ok(()),
-            _ => match journal_delivery(e, &self.sig) {
+            _ => match journal_delivery(e, &self.sig, self.max_deliveries.is_none()) {
                 Some(res) => res,
                 None => {
                     let generation = e.acks.note_call();

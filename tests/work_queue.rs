@@ -285,7 +285,16 @@ fn sim_open(st: &SimStorage, level: Durability, clock: &ManualClock) -> Queue<u3
 
 #[test]
 fn a_delivery_cut_short_by_a_crash_counts_as_an_attempt() {
-    // Written keeps every delivery through a process crash; Synced through a power loss.
+    // Written keeps every delivery through a process crash; Synced through a power loss
+    // (with max_deliveries, which makes it sync each delivery).
+    let sim_open = |st: &SimStorage, level, clock: &ManualClock| -> Queue<u32> {
+        Options::new()
+            .durability(level)
+            .max_deliveries(100)
+            .clock(Arc::new(clock.clone()))
+            .open_on(Arc::new(st.clone()), SIM_DIR)
+            .unwrap()
+    };
     for (level, crash) in [
         (Durability::Written, Crash::Process),
         (Durability::Synced, Crash::Process),
