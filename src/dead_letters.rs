@@ -185,6 +185,16 @@ impl<'q, T> DeadLetters<'q, T> {
     }
 
     /// Dead letters kept.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert_eq!(q.dead_letters().len(), 0); // none yet: no `dead` directory either
+    /// q.put(&1)?;
+    /// q.get_delivery()?.dead_letter("no")?;
+    /// assert_eq!(q.dead_letters().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.dead.as_ref().map_or(0, |q| q.len())
     }
@@ -301,6 +311,26 @@ impl<T: Serialize + DeserializeOwned> Iterator for DeadLetterIter<'_, T> {
 
 /// One dead letter: the item (when its bytes decode), why it failed, its attempts and
 /// when.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let q: diskq::Queue<u32> = diskq::Options::new().schema("n").open(dir.path())?;
+/// q.put(&41)?;
+/// let d = q.get_delivery()?;
+/// d.dead_letter("out of range")?;
+/// let dl = q.dead_letters();
+/// let d = dl.iter().next().unwrap()?;
+/// assert_eq!((d.seq(), d.attempts(), d.reason(), d.item()), (0, 1, "out of range", Some(&41)));
+/// assert!(d.failed_at() <= std::time::SystemTime::now());
+/// assert_eq!(d.bytes(), 41u32.to_le_bytes()); // as stored (bincode)
+/// drop(q);
+/// // Read as another type, its bytes do not decode: `item()` is `None`, the bytes stay.
+/// let q: diskq::Queue<String> = diskq::Options::new().schema("n").open(dir.path())?;
+/// let dl = q.dead_letters();
+/// let d = dl.iter().next().unwrap()?;
+/// assert_eq!((d.item(), d.bytes().len()), (None, 4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DeadLetter<T> {
     rec: DeadRecord,

@@ -197,6 +197,8 @@ impl<'q, T> Delivery<'q, T> {
     /// one.nack()?;
     /// let again = q.get_delivery()?;
     /// assert_eq!((*again, again.attempt()), (1, 2));
+    /// q.task_done()?; // FIFO: acknowledges the oldest item in flight, 1 again
+    /// assert!(matches!(again.nack(), Err(diskq::Error::AlreadyAcknowledged { seq: 0 })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -251,6 +253,11 @@ impl<'q, T> Delivery<'q, T> {
     /// assert_eq!(q.unfinished(), 0); // join counts it as done
     /// let d = q.dead_letters().iter().next().unwrap()?;
     /// assert_eq!(d.reason(), "bad input");
+    /// q.put(&"next".to_string())?;
+    /// let d = q.get_delivery()?;
+    /// q.task_done()?;
+    /// assert!(d.dead_letter("late").is_err()); // already acknowledged: nothing changes
+    /// assert_eq!(q.dead_letters().len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -290,6 +297,10 @@ impl<'q, T> Delivery<'q, T> {
     /// std::thread::sleep(Duration::from_millis(60));
     /// assert!(q.get_nowait().unwrap_err().is_empty()); // still held
     /// d.ack()?;
+    /// q.put(&2)?;
+    /// let late = q.get_delivery()?;
+    /// std::thread::sleep(Duration::from_millis(60)); // its lease runs out
+    /// assert!(late.extend_lease(Duration::from_secs(60)).unwrap_err().is_lease_expired());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

@@ -204,6 +204,21 @@ pub enum Error {
 
 impl Error {
     /// True for [`Error::LeaseExpired`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new()
+    ///     .lease(Duration::from_millis(10))
+    ///     .open(dir.path())?;
+    /// q.put(&1)?;
+    /// let d = q.get_delivery()?;
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// let err = d.ack().unwrap_err();
+    /// assert!(err.is_lease_expired());
+    /// assert!(err.to_string().contains("lease of item 0 ran out"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_lease_expired(&self) -> bool {
         matches!(self, Error::LeaseExpired { .. })
     }

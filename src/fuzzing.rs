@@ -1125,13 +1125,17 @@ fn drain<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug>(
             }
         }
     }
-    d.buried = q
-        .dead_letters()
+    d.buried = buried(q);
+    d
+}
+
+/// The items a queue moved to its dead letters: (seq, payload).
+fn buried<T: Serialize + DeserializeOwned>(q: &Queue<T>) -> Vec<(u64, Vec<u8>)> {
+    q.dead_letters()
         .iter()
         .map_while(|r| r.ok())
         .map(|dl| (dl.seq(), dl.bytes().to_vec()))
-        .collect();
-    d
+        .collect()
 }
 
 /// An `info` of zero bytes only (or none), what a power loss leaves when it keeps the

@@ -935,37 +935,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     _ => break,
                 }
             }
-            if e.retries.ready() > 0 {
-                match self.take(&mut e) {
-                    Ok(Some((item, h))) => {
-                        out.push(item);
-                        handed.push(h);
-                    }
-                    Ok(None) => {}
+            // Items given back go first, without the reader.
+            if e.retries.ready() == 0 {
+                let stepped = e
+                    .skip_acknowledged()
+                    .and_then(|s| Ok(s || e.step_over_delayed()?));
+                match stepped {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    // The items taken are returned; the error comes with the next call.
                     Err(err) if out.is_empty() => return Err(err),
                     Err(_) => break,
                 }
-                continue;
-            }
-            match e
-                .skip_acknowledged()
-                .and_then(|s| Ok(s || e.step_over_delayed()?))
-            {
-                Ok(true) => continue,
-                Ok(false) => {}
-                // The items taken are returned; the error comes with the next call.
-                Err(err) if out.is_empty() => return Err(err),
-                Err(_) => break,
-            }
-            if e.read >= e.written {
-                // Buffered: write the rest before reading on.
-                if e.writer.is_none() {
-                    break;
+                if e.read >= e.written {
+                    // Buffered: write the rest before reading on.
+                    if e.writer.is_none() {
+                        break;
+                    }
+                    if let Err(err) = lead_writes(&mut e, &self.sig) {
+                        return if out.is_empty() { Err(err) } else { Ok(out) };
+                    }
+                    continue;
                 }
-                if let Err(err) = lead_writes(&mut e, &self.sig) {
-                    return if out.is_empty() { Err(err) } else { Ok(out) };
-                }
-                continue;
             }
             match self.take(&mut e) {
                 Ok(Some((item, h))) => {
