@@ -1,12 +1,16 @@
-//! The queue's state on disk and in memory, at the level of bytes: appending frames,
-//! reading them back in order, acknowledging, checkpointing. One `Engine` lives behind
-//! the queue's mutex. Appends to the chunk files and the journal are done by a *leader*
-//! that borrows the file out of the engine and writes without holding the lock (see
-//! `commit.rs`); everything here runs under the lock.
+//! The queue's state on disk and in memory, at the level of bytes: the pending frames,
+//! the read cursor and its chunks, and the parts kept by concept in modules of their
+//! own: the writer (`writer.rs`), acknowledgements (`acks.rs`), deliveries, leases and
+//! retries (`retries.rs`, `leases.rs`, `deliver.rs`), checkpoints (`checkpoint.rs`),
+//! put times (`marks.rs`). One `Engine` lives behind the queue's mutex. Appends to the
+//! chunk files and the journal are done by a *leader* that borrows the file out of the
+//! engine and writes without holding the lock (see `commit.rs`); everything here runs
+//! under the lock.
 
 use crate::acks::Acks;
+pub(crate) use crate::checkpoint::{write_atomic, write_info};
 use crate::error::{Error, Result};
-use crate::format::{CHUNK_HEADER_LEN, ChunkHeader, FRAME_HEADER_LEN, Info, mark};
+use crate::format::{CHUNK_HEADER_LEN, Info};
 use crate::inspect::chain::{self, Break};
 use crate::marks::Marks;
 pub(crate) use crate::options::CHUNK_BYTES;
@@ -14,7 +18,9 @@ use crate::options::Durability;
 use crate::reader::{ChunkReader, Next, chunk_path};
 use crate::reserve::{RESERVE, Reserve};
 use crate::retries::Retries;
-use crate::storage::{OpenMode, Storage, StorageFile, remove_if_exists};
+use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::writer::split_frames;
+pub(crate) use crate::writer::{Writer, create_chunk, write_frames};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -29,7 +35,7 @@ pub(crate) const ACK_BATCH: u64 = 4096;
 pub(crate) const INFO: &str = "info";
 /// The size a disk writes whole (a sector): an `info` this long or shorter is never
 /// found half written after a power loss.
-const INFO_ATOMIC: usize = 512;
+pub(crate) const INFO_ATOMIC: usize = 512;
 pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
@@ -57,24 +63,6 @@ pub(crate) struct ChunkMeta {
     /// Sequence number of its first record, once known (read from its header when the
     /// reader enters it, or set by the writer that created it).
     pub(crate) first_seq: Option<u64>,
-}
-
-/// The chunk being appended to.
-#[derive(Debug)]
-pub(crate) struct Writer {
-    pub(crate) chunk: u64,
-    pub(crate) path: PathBuf,
-    pub(crate) file: Box<dyn StorageFile>,
-    pub(crate) first_seq: u64,
-    /// Records written to the chunk.
-    pub(crate) count: u64,
-    /// Bytes handed to the OS (header included).
-    pub(crate) written: u64,
-    /// Length of the last record's frame, 0 if there is none (for `info`'s tail mark).
-    pub(crate) last_len: u32,
-    /// Every byte of the chunk is synced: the next synced write marks its first frame
-    /// (FORMAT.md §Records, sync mark).
-    pub(crate) all_synced: bool,
 }
 
 /// The append-only acknowledgement journal.
@@ -777,291 +765,6 @@ impl Engine {
         let fate = self.pending_fate.take();
         self.settle(fate, &Ok(()));
     }
-
-    /// Whether every item is written, gotten and acknowledged while the writer's chunk
-    /// has grown past [`DRAINED_CHUNK_BYTES`]: the chunk holds only dead bytes. (The
-    /// checkpoint that then leaves it makes the acknowledgements durable before it
-    /// deletes anything.)
-    pub(crate) fn drained_chunk_is_large(&self) -> bool {
-        self.pending_count == 0
-            && self.writing == 0
-            && self.read == self.written
-            && self.acks.head() == self.written
-            && self.writer.as_ref().is_some_and(|w| {
-                // Never more than a full chunk (tests make them small, to exercise this).
-                w.count > 0 && w.written >= DRAINED_CHUNK_BYTES.min(self.chunk_limit.bytes)
-            })
-    }
-
-    /// Starts a new chunk when the writer's is large and fully acknowledged
-    /// ([`drained_chunk_is_large`](Self::drained_chunk_is_large)), so that the checkpoint
-    /// after it can delete the old one: a drained queue frees its disk even when its
-    /// chunks are large (up to 64 MiB of 4 KiB items) and no more puts come. The chunk
-    /// is created as a put's rollover would create it, so recovery sees nothing new. The
-    /// writer must be home. A full disk leaves the old chunk in place (puts then fail
-    /// the same way).
-    fn leave_drained_chunk(&mut self) -> Result<()> {
-        if !self.drained_chunk_is_large() {
-            return Ok(());
-        }
-        let w = self.writer.as_mut().expect("writer is home");
-        let sync = self.durability == Durability::Synced;
-        let next = create_chunk(&*self.storage, &self.dir, w.chunk + 1, self.written, sync);
-        let next = match next {
-            Ok(next) => next,
-            Err(e) if e.is_no_space() => return Ok(()),
-            Err(e) => return Err(self.poison(e)),
-        };
-        // The old file's reserved zeros go with it; it is deleted below it anyway.
-        let _ = w.file.set_len(w.written);
-        self.chunks.push_back(ChunkMeta {
-            no: next.chunk,
-            first_seq: Some(next.first_seq),
-        });
-        self.writer_chunk = next.chunk;
-        self.writer_end = next.written;
-        self.writer = Some(next);
-        self.checkpoint_wanted = true;
-        Ok(())
-    }
-
-    /// Folds the journal into a new `info`: write everything pending, replace `info`
-    /// atomically, then empty the journal. A crash between the last two steps leaves
-    /// journal entries no newer than `info`, which recovery's maximum ignores. Both files
-    /// must be home.
-    pub(crate) fn checkpoint(&mut self) -> Result<()> {
-        self.check()?;
-        if let Err(e) = check_dir(&*self.storage, &self.dir) {
-            return Err(self.poison(e));
-        }
-        self.write_pending_locked()?;
-        self.leave_drained_chunk()?;
-        let acks = &self.acks;
-        let mut work = self.retries.snapshot(|s| acks.is_acked(s));
-        self.marks.forget_before(self.acks.head());
-        work.marks = self.marks.recorded();
-        let w = self.writer.as_ref().expect("writer is home");
-        let info = Info {
-            acked: self.acks.head(),
-            tail_chunk: w.chunk,
-            // Everything up to here is written (and synced, at the synced level): the
-            // next recovery scans only what comes after.
-            tail_end: w.written,
-            tail_count: w.count,
-            tail_last_len: w.last_len,
-            // Chunks are deleted oldest first, after this, so it stays a lower bound of
-            // the oldest chunk file (a chunk whose deletion failed is still listed).
-            head_chunk: self.chunks.front().map(|c| c.no),
-            boot_id: Some(self.storage.boot_id()),
-            // Below `Synced` the writes since open are not synced.
-            all_synced: self.synced() && self.opened_synced,
-            singles: self.acks.singles().iter().collect(),
-            work,
-        };
-        let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
-        if journal_empty && self.info_on_disk.as_ref() == Some(&info) {
-            // Nothing changed since `info` was written or read (a queue opened and
-            // closed untouched): a new `info` would be the same bytes, and creating
-            // `info.tmp` costs 0.1-0.7 ms on an ext4 without journal.
-            self.checkpoint_wanted = false;
-            self.delete_acked_chunks(true);
-            return Ok(());
-        }
-        let durable = self.synced() || self.durable_info_once;
-        let (st, dir) = (&*self.storage, &self.dir);
-        if let Err(e) = self
-            .reserve
-            .with_room(st, dir, || write_info(st, dir, &info, durable))
-        {
-            self.info_on_disk = None;
-            // A full disk changed nothing: `info` is the old one, tried again later.
-            return Err(if e.is_no_space() { e } else { self.poison(e) });
-        }
-        self.durable_info_once = false;
-        self.info_on_disk = Some(info);
-        let sync = self.synced();
-        let j = self.journal.as_mut().expect("journal is home");
-        // At the synced level the emptied journal is made durable before new entries are
-        // appended over the old ones' place: a power loss then cannot mix the two.
-        let res = j
-            .file
-            .set_len(0)
-            .map_err(|e| Error::io("truncate", &j.path, e));
-        let res = res.and_then(|()| {
-            if sync {
-                j.file
-                    .sync_data()
-                    .map_err(|e| Error::io("sync", &j.path, e))
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = res {
-            return Err(self.poison(e));
-        }
-        j.len = 0;
-        j.all_synced = sync;
-        self.acks.checkpointed();
-        self.retries.checkpointed();
-        self.checkpoint_wanted = false;
-        self.delete_acked_chunks(true);
-        Ok(())
-    }
-}
-
-/// Appends a batch of frames to the writer's chunk, starting new chunks at `limit`
-/// (each full chunk synced first at the synced level) and listing them in `started`.
-/// On a full disk (`NoSpace`) the frames before the failed append are written, and
-/// nothing of the rest is left in any file.
-pub(crate) fn write_frames(
-    storage: &dyn Storage,
-    dir: &Path,
-    w: &mut Writer,
-    mut batch: &[u8],
-    limit: ChunkLimit,
-    sync: bool,
-    started: &mut Vec<ChunkMeta>,
-) -> Result<()> {
-    while !batch.is_empty() {
-        // Whatever fits by count and by size; an empty chunk takes its first record
-        // whatever its size. Nothing fits: the chunk is full.
-        let room = limit.bytes.saturating_sub(w.written);
-        let (bytes, n, last_len) = split_frames(
-            batch,
-            limit.records.saturating_sub(w.count),
-            room,
-            w.count == 0,
-        );
-        if n == 0 {
-            // Give back the space reserved after the last record: a full chunk ends at
-            // its last record (FORMAT.md §Preallocation).
-            w.file
-                .set_len(w.written)
-                .map_err(|e| Error::io("truncate", &w.path, e))?;
-            if sync {
-                w.file
-                    .sync_data()
-                    .map_err(|e| Error::io("sync", &w.path, e))?;
-            }
-            *w = create_chunk(storage, dir, w.chunk + 1, w.first_seq + w.count, sync)?;
-            started.push(ChunkMeta {
-                no: w.chunk,
-                first_seq: Some(w.first_seq),
-            });
-            continue;
-        }
-        append_frames(w, &batch[..bytes], sync)?;
-        w.count += n;
-        w.written += bytes as u64;
-        w.last_len = last_len;
-        batch = &batch[bytes..];
-    }
-    if sync {
-        w.file
-            .sync_data()
-            .map_err(|e| Error::io("sync", &w.path, e))?;
-        w.all_synced = true;
-    }
-    Ok(())
-}
-
-/// Appends whole frames to the writer's chunk. A synced write into a chunk whose every
-/// byte is synced gives its first frame the sync mark, in a copy of the batch (which may
-/// be handed to a reader as it is; one copy costs less than a second `pwrite`, next to
-/// the `fdatasync` that follows): a valid marked frame on disk proves that everything
-/// before it was synced, which is how recovery after a restart tells damage from a torn
-/// write.
-fn append_frames(w: &mut Writer, frames: &[u8], sync: bool) -> Result<()> {
-    let res = if sync && w.all_synced {
-        let len = u32::from_le_bytes(frames[..4].try_into().expect("4 bytes"));
-        let first = FRAME_HEADER_LEN + len as usize;
-        let mut buf = frames.to_vec();
-        mark(&mut buf[..first]);
-        w.file.append(&buf)
-    } else {
-        w.file.append(frames)
-    };
-    w.all_synced = false;
-    let Err(e) = res else { return Ok(()) };
-    let err = Error::write("append to", &w.path, e);
-    if err.is_no_space() {
-        // A write cut short by a full disk may have left part of the frames: cut them
-        // off, so that the file ends at its last whole record again.
-        w.file
-            .set_len(w.written)
-            .map_err(|e| Error::io("truncate", &w.path, e))?;
-    }
-    Err(err)
-}
-
-/// The length and count of the leading frames of `batch`, at most `max` of them and at
-/// most `room` bytes (but the first one regardless when `first_free`), and the length of
-/// the last of those frames. The frames were built by this process, so their length
-/// fields are trusted.
-fn split_frames(batch: &[u8], max: u64, room: u64, first_free: bool) -> (usize, u64, u32) {
-    let (mut at, mut n, mut last) = (0, 0, 0);
-    while at < batch.len() && n < max {
-        let len = u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes"));
-        let frame = FRAME_HEADER_LEN as u32 + len;
-        if (at + frame as usize) as u64 > room && !(n == 0 && first_free) {
-            break;
-        }
-        last = frame;
-        at += frame as usize;
-        n += 1;
-    }
-    (at, n, last)
-}
-
-/// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory).
-/// Below `Synced` nothing is synced: a power loss can then persist the rename without the
-/// data, leaving `info` empty or zero, which `open` rebuilds after a restart (FORMAT.md
-/// §open, step 3a); an fdatasync here would make ext4 (data=ordered) write back every
-/// dirty page of the queue first.
-pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: bool) -> Result<()> {
-    let bytes = info.encode();
-    // One sector is written whole; a longer `info` (more than 53 single
-    // acknowledgements) could come back half written, which nothing could rebuild.
-    let sync_data = sync || bytes.len() > INFO_ATOMIC;
-    write_atomic(storage, dir, INFO, INFO_TMP, &bytes, sync_data, sync)
-}
-
-/// Replaces `<dir>/<name>` by `bytes` atomically: written to `<dir>/<tmp>`, synced when
-/// `sync_data`, renamed over `name`, the directory synced when `sync_dir`. Every durable
-/// metadata update goes through here.
-pub(crate) fn write_atomic(
-    storage: &dyn Storage,
-    dir: &Path,
-    name: &str,
-    tmp: &str,
-    bytes: &[u8],
-    sync_data: bool,
-    sync_dir: bool,
-) -> Result<()> {
-    let (tmp, path) = (dir.join(tmp), dir.join(name));
-    // A leftover of an interrupted write is removed, not truncated and reused: below
-    // `Synced` a power loss could keep the rename below and give the file back its old,
-    // unsynced bytes (a stale or partial `info`). A new file comes back empty or zero,
-    // which `open` rebuilds.
-    remove_if_exists(storage, &tmp).map_err(|e| Error::io("remove", &tmp, e))?;
-    let mut f = storage
-        .open(&tmp, OpenMode::Truncate)
-        .map_err(|e| create_error(storage, dir, &tmp, e))?;
-    f.append(bytes)
-        .map_err(|e| Error::write("write", &tmp, e))?;
-    if sync_data {
-        f.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
-    }
-    drop(f);
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| Error::write("rename over", &path, e))?;
-    if sync_dir {
-        storage
-            .sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir, e))?;
-    }
-    Ok(())
 }
 
 /// [`Error::DirectoryDeleted`] when the queue's directory was deleted (one `fstat`).
@@ -1075,51 +778,16 @@ pub(crate) fn check_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
 
 /// The error of creating `path`: a file cannot be created in a deleted directory
 /// (`ENOENT`), which is said so.
-fn create_error(storage: &dyn Storage, dir: &Path, path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn create_error(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    e: std::io::Error,
+) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound
         && let Err(gone @ Error::DirectoryDeleted { .. }) = check_dir(storage, dir)
     {
         return gone;
     }
     Error::write("create", path, e)
-}
-
-/// Creates chunk file `chunk` holding only its header.
-pub(crate) fn create_chunk(
-    storage: &dyn Storage,
-    dir: &Path,
-    chunk: u64,
-    first_seq: u64,
-    sync: bool,
-) -> Result<Writer> {
-    let path = chunk_path(dir, chunk);
-    let mut file = storage
-        .open(&path, OpenMode::CreateNew)
-        .map_err(|e| create_error(storage, dir, &path, e))?;
-    let header = ChunkHeader { chunk, first_seq }.encode();
-    if let Err(e) = file.append(&header) {
-        let err = Error::write("write", &path, e);
-        // A chunk without its header would be damage: a full disk leaves no file.
-        drop(file);
-        return match storage.remove(&path) {
-            Err(e) if err.is_no_space() => Err(Error::io("remove", &path, e)),
-            _ => Err(err),
-        };
-    }
-    if sync {
-        file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
-        storage
-            .sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir, e))?;
-    }
-    Ok(Writer {
-        chunk,
-        path,
-        file,
-        first_seq,
-        count: 0,
-        written: CHUNK_HEADER_LEN as u64,
-        last_len: 0,
-        all_synced: sync,
-    })
 }

@@ -196,6 +196,7 @@
 mod acks;
 mod browse;
 mod channel;
+mod checkpoint;
 mod clock;
 mod codec;
 mod commit;
@@ -222,6 +223,7 @@ mod retries;
 mod seqset;
 mod stats;
 mod work;
+mod writer;
 
 #[doc(hidden)]
 pub mod storage;
