@@ -55,7 +55,7 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
     /// The next item given back that still waits, read again.
     fn step_returned(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
         while let Some((seq, loc)) = self.returned.pop_front() {
-            if !e.retries.is_ready(seq) {
+            if !e.retries.is_ready(seq) || self.queue.is_exhausted(e, seq) {
                 continue;
             }
             let payload = e.read_again(seq, loc)?;
@@ -98,7 +98,9 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
                 Next::Frame { payload, len } => {
                     let seq = self.seq;
                     // Acknowledged before a reopen, or waiting out a delay: not waiting.
-                    let skip = e.acks.skips(seq) || e.retries.is_ahead(seq);
+                    let skip = e.acks.skips(seq)
+                        || e.retries.is_ahead(seq)
+                        || self.queue.is_exhausted(e, seq);
                     let item = (!skip).then(|| {
                         codec::decode(r.payload(payload)).map_err(|source| Error::Decode {
                             seq,

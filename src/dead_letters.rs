@@ -76,6 +76,9 @@ pub(crate) struct DeadSlot {
     /// Set once, never taken: borrowers see it as long as the queue lives.
     queue: OnceLock<Box<Queue<DeadRecord>>>,
     opening: Mutex<()>,
+    /// Held by `requeue_all` and `purge`, one at a time: each acknowledges (FIFO) exactly
+    /// the batch it took, which holds only while no other batch is in flight.
+    pub(crate) moving: Mutex<()>,
 }
 
 impl fmt::Debug for DeadSlot {
@@ -100,6 +103,7 @@ impl DeadSlot {
             clock,
             queue: OnceLock::new(),
             opening: Mutex::new(()),
+            moving: Mutex::new(()),
         };
         if slot.storage.clone().anchor(&slot.dir).is_ok() {
             let _ = slot.queue.set(Box::new(slot.open_queue()?));
@@ -242,17 +246,23 @@ impl<'q, T: Serialize + DeserializeOwned> DeadLetters<'q, T> {
         let Some(dead) = self.dead else {
             return Ok(0);
         };
+        let _moving = self.queue.dead.moving.lock();
         let mut moved = 0;
         loop {
-            let batch = match dead.get_many_timeout(1024, Duration::ZERO) {
-                Ok(b) => b,
-                Err(Error::Timeout) => return Ok(moved),
-                Err(e) => return Err(e),
-            };
-            let payloads: Vec<&[u8]> = batch.iter().map(|r| &r.payload[..]).collect();
+            let batch = take_batch(dead)?;
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            let payloads: Vec<&[u8]> = batch.iter().map(|d| &d.payload[..]).collect();
+            // On failure the batch is dropped, so given back: still dead letters.
             self.queue.put_raw_synced(&payloads)?;
-            dead.task_done_n(batch.len())?;
-            moved += batch.len();
+            let n = batch.len();
+            for d in batch {
+                d.into_inner();
+            }
+            // Exactly this batch is in flight (`moving`): one synced entry for all.
+            dead.task_done_n(n)?;
+            moved += n;
         }
     }
 
@@ -274,18 +284,35 @@ impl<'q, T: Serialize + DeserializeOwned> DeadLetters<'q, T> {
         let Some(dead) = self.dead else {
             return Ok(0);
         };
+        let _moving = self.queue.dead.moving.lock();
         let mut purged = 0;
         loop {
-            match dead.get_many_timeout(1024, Duration::ZERO) {
-                Ok(b) => {
-                    dead.task_done_n(b.len())?;
-                    purged += b.len();
-                }
-                Err(Error::Timeout) => return Ok(purged),
-                Err(e) => return Err(e),
+            let batch = take_batch(dead)?;
+            if batch.is_empty() {
+                return Ok(purged);
             }
+            let n = batch.len();
+            for d in batch {
+                d.into_inner();
+            }
+            dead.task_done_n(n)?;
+            purged += n;
         }
     }
+}
+
+/// Up to 1,024 dead letters, taken (in flight) from the dead letters' queue: given back
+/// if dropped.
+fn take_batch(dead: &Queue<DeadRecord>) -> Result<Vec<crate::Delivery<'_, DeadRecord>>> {
+    let mut batch = Vec::new();
+    while batch.len() < 1024 {
+        match dead.get_delivery_timeout(Duration::ZERO) {
+            Ok(d) => batch.push(d),
+            Err(Error::Timeout) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(batch)
 }
 
 /// The dead letters, oldest first ([`DeadLetters::iter`]).

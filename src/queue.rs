@@ -637,10 +637,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// either way.
     pub fn peek(&self) -> Result<Option<T>> {
         let mut e = self.engine.lock();
-        // Not a get: a pause does not hide the item.
-        match self.wait_for_item_or_pause(&mut e, &Wait::No(|| Error::Empty), false) {
-            Err(Error::Empty) => return Ok(None),
-            r => r?,
+        loop {
+            // Not a get: a pause does not hide the item.
+            match self.wait_for_item_or_pause(&mut e, &Wait::No(|| Error::Empty), false) {
+                Err(Error::Empty) => return Ok(None),
+                r => r?,
+            }
+            // An item a get would move to the dead letters is moved now, not shown.
+            if !self.bury_exhausted_front(&mut e)? {
+                break;
+            }
         }
         if let Some((seq, loc)) = e.retries.first_ready() {
             let payload = e.read_again(seq, loc)?;

@@ -63,6 +63,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
+    /// Moves the item a get would take next to the dead letters when it used up its
+    /// deliveries (for `peek`, which shows what a get returns); true when it did.
+    pub(crate) fn bury_exhausted_front(&self, e: &mut MutexGuard<'_, Engine>) -> Result<bool> {
+        if self.max_deliveries.is_none() {
+            return Ok(false);
+        }
+        if let Some((seq, loc)) = e.retries.first_ready() {
+            let Some(reason) = self.exhausted(e, seq) else {
+                return Ok(false);
+            };
+            let payload = e.read_again(seq, loc)?;
+            self.bury_taken(e, seq, loc, payload, reason, true)?;
+            return Ok(true);
+        }
+        let seq = e.read;
+        let Some(reason) = self.exhausted(e, seq) else {
+            return Ok(false);
+        };
+        let peeked = e.peek()?;
+        let loc = e.peeked_loc();
+        let payload = e.payload(&peeked).to_vec();
+        e.advance(peeked);
+        self.bury_taken(e, seq, loc, payload, reason, false)?;
+        Ok(true)
+    }
+
     /// Moves item `seq` (at `loc`), taken by a get, to the dead letters and acknowledges
     /// it. `ready`: it was given back (and is still among the ready items). On failure
     /// the item waits again, first in line.
@@ -119,6 +145,13 @@ impl<T> Queue<T> {
             failed_at: self.dead.now_ms(),
             payload,
         }
+    }
+
+    /// Whether item `seq` used up its deliveries (a get moves it to the dead letters, so
+    /// `browse` does not show it).
+    pub(crate) fn is_exhausted(&self, e: &Engine, seq: u64) -> bool {
+        self.max_deliveries
+            .is_some_and(|max| e.retries.attempts_of(seq) >= max)
     }
 
     /// Why item `seq` may not be delivered again, if so: it used up

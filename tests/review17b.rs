@@ -91,7 +91,11 @@ fn bug_requeue_all_after_a_failed_one_acknowledges_the_wrong_dead_letter() {
     eprintln!("after reopen: main {main:?}, dead {dead:?}");
     let count = |v: u32| main.iter().chain(&dead).filter(|&&x| x == v).count();
     assert_eq!(count(10), 1, "item 10 lost (main {main:?}, dead {dead:?})");
-    assert_eq!(count(20), 1, "item 20 duplicated (main {main:?}, dead {dead:?})");
+    assert_eq!(
+        count(20),
+        1,
+        "item 20 duplicated (main {main:?}, dead {dead:?})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -138,20 +142,34 @@ fn a_torn_format5_journal_recovers_at_every_crash_point() {
                 .unwrap_or_else(|e| panic!("n={n} tear={tear}: reopen failed: {e}"));
             let mut got = Vec::new();
             while let Ok(d) = q.get_delivery_timeout(Duration::ZERO) {
-                assert!(d.attempt() >= 1 && d.attempt() <= 4, "n={n}: attempt {}", d.attempt());
+                assert!(
+                    d.attempt() >= 1 && d.attempt() <= 4,
+                    "n={n}: attempt {}",
+                    d.attempt()
+                );
                 got.push(d.ack().unwrap());
             }
             got.sort();
             let mut dups = got.clone();
             dups.dedup();
-            assert_eq!(dups.len(), got.len(), "n={n} tear={tear}: duplicates {got:?}");
+            assert_eq!(
+                dups.len(),
+                got.len(),
+                "n={n} tear={tear}: duplicates {got:?}"
+            );
             for i in 0..5u32 {
                 if !acked.contains(&i) && n > 0 {
-                    assert!(got.contains(&i), "n={n} tear={tear}: item {i} lost: {got:?}");
+                    assert!(
+                        got.contains(&i),
+                        "n={n} tear={tear}: item {i} lost: {got:?}"
+                    );
                 }
             }
             for a in &acked {
-                assert!(!got.contains(a), "n={n} tear={tear}: acked {a} came back: {got:?} ({done:?})");
+                assert!(
+                    !got.contains(a),
+                    "n={n} tear={tear}: acked {a} came back: {got:?} ({done:?})"
+                );
             }
             if !crashed {
                 break;
@@ -179,7 +197,11 @@ fn counts_after_a_reopen_with_a_delayed_item_and_an_out_of_order_ack() {
     }
     let q = sim(&st, Durability::Synced, &clock, None);
     let s = q.stats();
-    assert_eq!((q.len(), s.delayed, s.in_flight, s.unfinished), (2, 1, 0, 3), "{s:?}");
+    assert_eq!(
+        (q.len(), s.delayed, s.in_flight, s.unfinished),
+        (2, 1, 0, 3),
+        "{s:?}"
+    );
     assert_eq!(q.peek().unwrap(), Some(2));
     assert_eq!(q.get_nowait().unwrap(), 2);
     clock.advance(Duration::from_secs(61));
