@@ -247,20 +247,34 @@ pub(crate) fn journal_delivery(
     if !level_ok || e.acks.unjournaled() > 0 {
         return None;
     }
-    let delivered = e.retries.take_delivered_alone()?;
+    let (delivered, attempts) = e.retries.take_simple()?;
     let synced_level = e.synced();
     let j = e.journal.as_mut()?;
     // At `Synced`, an entry appended when every byte before it is synced carries the
     // sync mark even though it is not synced itself: what the mark vouches for is what
     // comes before it (FORMAT.md §acks), and so damage there stays detectable.
-    let entry = AckEntry::Delivered(delivered).encode_marked(synced_level && j.all_synced);
-    let res = catch_unwind(AssertUnwindSafe(|| j.file.append(&entry)));
+    let mut mark = synced_level && j.all_synced;
+    let mut buf = [0u8; 3 * ACK_ENTRY_LEN];
+    let mut n = 0;
+    if let Some((seq, count)) = attempts {
+        let mut v = Vec::with_capacity(2 * ACK_ENTRY_LEN);
+        AckEntry::Attempts { seq, n: count }.encode_into(mark, &mut v);
+        buf[..v.len()].copy_from_slice(&v);
+        n = v.len();
+        mark = false;
+    }
+    if let Some(d) = delivered {
+        buf[n..n + ACK_ENTRY_LEN].copy_from_slice(&AckEntry::Delivered(d).encode_marked(mark));
+        n += ACK_ENTRY_LEN;
+    }
+    let entry = &buf[..n];
+    let res = catch_unwind(AssertUnwindSafe(|| j.file.append(entry)));
     match res {
         Ok(Ok(())) => {
-            j.len += ACK_ENTRY_LEN as u64;
+            j.len += n as u64;
             j.all_synced = false;
             let full = j.len >= e.journal_limit;
-            e.retries.delivered_journaled(delivered);
+            e.retries.simple_journaled(delivered, attempts.is_some());
             if full {
                 e.checkpoint_wanted = true;
                 return Some(checkpoint_if_due(e, sig));

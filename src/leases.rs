@@ -67,7 +67,7 @@ impl Leases {
 
     /// Sets the lease of `seq` (replacing any).
     pub(crate) fn insert(&mut self, seq: u64, lease: Lease) {
-        self.by_seq.insert(seq, lease);
+        let replaced = self.by_seq.insert(seq, lease).is_some();
         let e = (lease.deadline, seq, lease.token);
         if self.in_order.back().is_none_or(|b| b.0 <= lease.deadline) {
             self.in_order.push_back(e);
@@ -77,8 +77,10 @@ impl Leases {
         if self.in_order.len() + self.out_of_order.len() > 2 * self.by_seq.len() + 1024 {
             self.rebuild();
         }
-        // A replaced lease's entry may be at a front.
-        self.trim();
+        if replaced {
+            // The replaced lease's entry may be at a front.
+            self.trim();
+        }
     }
 
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Lease> {

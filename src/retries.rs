@@ -49,6 +49,10 @@ pub(crate) enum Holding {
     Gone,
 }
 
+/// A get's journal entry on the fast path: the delivered mark if it moved, and at most
+/// one (seq, attempts).
+pub(crate) type SimpleEntry = (Option<u64>, Option<(u64, u32)>);
+
 /// What the next journal entry records of deliveries and delays.
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryEntries {
@@ -416,20 +420,27 @@ impl Retries {
             || !self.unwritten_delays.is_empty()
     }
 
-    /// Takes the delivered mark alone for a journal entry, when nothing else of
-    /// deliveries waits (the fast path of a get): `Some(delivered)`.
+    /// What a get's journal entry records when that is all that waits (the fast path):
+    /// the delivered mark if it moved, and at most one attempt count, no delay.
     #[inline]
-    pub(crate) fn take_delivered_alone(&mut self) -> Option<u64> {
-        (self.unwritten_attempts.is_empty()
-            && self.unwritten_delays.is_empty()
-            && self.delivered > self.delivered_written)
-            .then_some(self.delivered)
+    pub(crate) fn take_simple(&self) -> Option<SimpleEntry> {
+        if !self.unwritten_delays.is_empty() || self.unwritten_attempts.len() > 1 {
+            return None;
+        }
+        let delivered = (self.delivered > self.delivered_written).then_some(self.delivered);
+        let attempts = self.unwritten_attempts.first().copied();
+        (delivered.is_some() || attempts.is_some()).then_some((delivered, attempts))
     }
 
-    /// The delivered mark `d` was journaled by itself.
+    /// The entry of [`take_simple`](Self::take_simple) was journaled.
     #[inline]
-    pub(crate) fn delivered_journaled(&mut self, d: u64) {
-        self.delivered_written = self.delivered_written.max(d);
+    pub(crate) fn simple_journaled(&mut self, delivered: Option<u64>, attempts: bool) {
+        if let Some(d) = delivered {
+            self.delivered_written = self.delivered_written.max(d);
+        }
+        if attempts {
+            self.unwritten_attempts.clear();
+        }
     }
 
     /// What a checkpoint records: `delivered`, the attempts and the delays of items not
