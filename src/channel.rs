@@ -249,7 +249,9 @@ impl<T: Serialize + DeserializeOwned> Shared<T> {
     fn recv_until(&self, deadline: Deadline) -> Result<(T, Ticket), RecvFail> {
         loop {
             // Loaded before looking: a sender's items are in the queue before its drop.
-            let disconnected = self.senders.load(SeqCst) == 0;
+            // An item waiting out a delay, or held under a lease that may run out, is
+            // still to come.
+            let disconnected = self.senders.load(SeqCst) == 0 && !self.queue.has_timers();
             if let Some(got) = self.take().map_err(RecvFail::Storage)? {
                 self.after_take();
                 return Ok(got);
@@ -262,7 +264,7 @@ impl<T: Serialize + DeserializeOwned> Shared<T> {
             }
             let mut guard = self.lock.lock();
             self.recv_waiting.fetch_add(1, SeqCst);
-            let disconnected = self.senders.load(SeqCst) == 0;
+            let disconnected = self.senders.load(SeqCst) == 0 && !self.queue.has_timers();
             let res = self.take();
             if matches!(res, Ok(None)) && !disconnected {
                 // A lease that runs out or a delay that ends makes an item deliverable
@@ -1143,9 +1145,10 @@ impl<T> fmt::Debug for IntoIter<T> {
 /// exactly it. It owns what it needs (no borrow of the receiver), so it can move to
 /// another thread.
 ///
-/// Dereferences to the item. Dropped without [`ack`](Self::ack), the item stays
-/// unacknowledged: a new channel on the directory receives it again after a restart (in
-/// this run it is not received again). While it exists, the queue stays open and its
+/// Dereferences to the item. Dropped without [`ack`](Self::ack) or
+/// [`nack`](Self::nack), it is given back at once, as by `nack` (received again, first);
+/// [`into_inner`](Self::into_inner) keeps it in flight instead (received again after a
+/// restart). While it exists, the queue stays open and its
 /// directory locked, even when every sender and receiver is gone.
 ///
 /// ```

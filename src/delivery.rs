@@ -263,23 +263,16 @@ impl<'q, T> Delivery<'q, T> {
     ///
     /// # Errors
     /// Those of [`nack`](Self::nack); [`Error::NoSpace`](crate::Error::NoSpace) or
-    /// [`Error::Io`](crate::Error::Io) when the dead letter cannot be stored (the item
-    /// stays in flight here); those of [`ack`](Self::ack).
+    /// [`Error::Io`](crate::Error::Io) when the dead letter cannot be stored (the item is
+    /// given back, as by `nack`); those of [`ack`](Self::ack).
     pub fn dead_letter(mut self, reason: impl Into<String>) -> Result<()>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.hold.settled = true;
-        let res = self
-            .hold
+        self.hold
             .queue
-            .dead_letter_ticket(&self.hold.ticket, reason.into());
-        if res.is_err() {
-            // Not stored: the item stays the holder's to settle, or is given back when
-            // dropped.
-            self.hold.settled = false;
-        }
-        res
+            .dead_letter_ticket(&self.hold.ticket, reason.into())
     }
 
     /// Keeps this delivery `span` longer from now: its lease runs out then instead (a

@@ -203,7 +203,8 @@ impl Engine {
 
     /// Items accepted and not yet gotten: what `max_size` bounds.
     pub(crate) fn queued(&self) -> u64 {
-        self.accepted() - self.read - self.acks.skip_ahead()
+        // Items waiting out a delay recovered at open are not waiting, as in `len`.
+        (self.accepted() - self.read - self.acks.skip_ahead()).saturating_sub(self.retries.ahead())
     }
 
     /// Items waiting to be gotten: not yet delivered (but not those waiting out a delay

@@ -245,7 +245,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Whether a bound (`max_size` or `max_bytes`) is set.
-    fn bounded(&self) -> bool {
+    pub(crate) fn bounded(&self) -> bool {
         self.max_size > 0 || self.max_bytes > 0
     }
 
@@ -1034,6 +1034,12 @@ impl<T> Queue<T> {
         let mut e = self.engine.lock();
         let generation = e.ack(n as u64)?;
         self.finish_ack(e, generation)
+    }
+
+    /// Whether an item waits out a delay or is held under a lease: it may become
+    /// deliverable without a put.
+    pub(crate) fn has_timers(&self) -> bool {
+        self.engine.lock().retries.timers()
     }
 
     /// When a waiting consumer must look again by itself (see [`timer`]).

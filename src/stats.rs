@@ -54,11 +54,16 @@ impl<T> Queue<T> {
         e.promote();
         let intake = self.intake_len();
         let len = (e.len() + intake) as usize;
-        let oldest = e
-            .retries
-            .first_ready()
-            .map(|(s, _)| s)
-            .or((e.len() > 0).then_some(e.read));
+        // The first item a get could take: given back, else the reader's next that is
+        // neither acknowledged before a reopen nor waiting out a delay.
+        let next_fresh = || {
+            let mut s = e.read;
+            while s < e.tail() && (e.acks.skips(s) || e.retries.is_ahead(s)) {
+                s += 1;
+            }
+            (s < e.tail()).then_some(s)
+        };
+        let oldest = e.retries.first_ready().map(|(s, _)| s).or_else(next_fresh);
         let now = e.retries.clock().wall_ms();
         let oldest_age = oldest
             .and_then(|s| e.marks.time_of(s))

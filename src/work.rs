@@ -120,6 +120,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if e.unfinished() == 0 {
             self.all_done.notify_all();
         }
+        if self.bounded() {
+            // The item left the waiting ones: a producer blocked on max_size may go on.
+            self.not_full.notify_all();
+        }
         Ok(())
     }
 
@@ -204,11 +208,26 @@ impl<T> Queue<T> {
         reason: String,
     ) -> Result<()> {
         let h = t.handed;
-        e.holding(&h, t.deadline(), false)?;
-        let payload = e.read_again(h.seq, h.loc)?;
-        self.dead
-            .bury(&self.dead_record(h.seq, h.attempt, reason, payload))?;
-        let generation = e.ack_delivery(&h, t.deadline())?;
+        // Settled here, once: the lease ends now, so a deadline passing during the sync
+        // below cannot give the item back after its dead letter is stored.
+        e.holding(&h, t.deadline(), true)?;
+        let stored = e.read_again(h.seq, h.loc).and_then(|payload| {
+            self.dead
+                .bury(&self.dead_record(h.seq, h.attempt, reason, payload))
+        });
+        if let Err(err) = stored {
+            // Not stored: the item is given back, as a nack would.
+            let read = e.read;
+            if e.acks.give_back(h.seq, read) {
+                e.retries.given_back(h.seq, h.loc, None);
+            }
+            drop(e);
+            self.sig.not_empty.notify_one();
+            return Err(err);
+        }
+        let read = e.read;
+        let generation = e.acks.ack_one(h.seq, read)?;
+        e.retries.acked(h.seq);
         self.finish_ack(e, generation)
     }
 
