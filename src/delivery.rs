@@ -212,10 +212,13 @@ impl<'q, T> Delivery<'q, T> {
     }
 
     /// Gives the item back, to be delivered again no earlier than `delay` from now,
-    /// without holding back the items behind it. Once due, it goes before any item not
-    /// yet delivered (as after [`nack`](Self::nack)). The due time is recorded on disk
-    /// at the queue's durability level, so it holds across a reopen (it is wall-clock
-    /// time).
+    /// without holding back the items behind it: it is appended again at the end of the
+    /// queue (a copy with a new [`seq`](Self::seq), its attempts kept) and the original
+    /// acknowledged. Once due, it comes in that place: after the items waiting now,
+    /// before those put after this call. The due time is recorded on disk at the queue's
+    /// durability level, so it holds across a reopen (it is wall-clock time). A crash
+    /// during the call may leave both the original and the copy (delivered twice, never
+    /// lost).
     ///
     /// ```
     /// use std::time::Duration;

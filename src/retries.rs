@@ -16,7 +16,7 @@
 use crate::clock::Clock;
 use crate::format::WorkState;
 use crate::leases::{Lease, Leases, SeqMap};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub(crate) struct Retries {
     delayed: BTreeMap<(u64, u64), Loc>,
     /// seq -> due, of delayed items at or after `read` (recovered at open).
     ahead: BTreeMap<u64, u64>,
+    /// The same, by due time.
+    ahead_due: BTreeSet<(u64, u64)>,
     leases: Leases,
     next_token: u64,
     delivered: u64,
@@ -100,6 +102,12 @@ impl Retries {
                 .iter()
                 .copied()
                 .filter(|&(_, due)| due > now)
+                .collect(),
+            ahead_due: r
+                .delays
+                .iter()
+                .filter(|&&(_, due)| due > now)
+                .map(|&(s, d)| (d, s))
                 .collect(),
             leases: Leases::default(),
             next_token: 1,
@@ -176,13 +184,11 @@ impl Retries {
             self.ready.insert(seq, loc);
             changed = true;
         }
-        let due: Vec<u64> = self
-            .ahead
-            .iter()
-            .filter(|&(_, &d)| d <= wall)
-            .map(|(&s, _)| s)
-            .collect();
-        for seq in due {
+        while let Some(&(due, seq)) = self.ahead_due.first() {
+            if due > wall {
+                break;
+            }
+            self.ahead_due.pop_first();
             self.ahead.remove(&seq);
             self.delays.remove(&seq);
             changed = true;
@@ -200,7 +206,7 @@ impl Retries {
             .first_key_value()
             .map(|(&(due, _), _)| due)
             .into_iter()
-            .chain(self.ahead.values().copied())
+            .chain(self.ahead_due.first().map(|&(due, _)| due))
             .min()
             .map(|due| Duration::from_millis(due.saturating_sub(wall)));
         match (lease, due) {
@@ -237,6 +243,7 @@ impl Retries {
     /// The reader stepped over delayed item `seq`, whose record is at `loc`.
     pub(crate) fn step_over(&mut self, seq: u64, loc: Loc) {
         if let Some(due) = self.ahead.remove(&seq) {
+            self.ahead_due.remove(&(due, seq));
             self.delayed.insert((due, seq), loc);
         }
     }
@@ -245,20 +252,19 @@ impl Retries {
     /// the queue has one.
     #[inline]
     pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
-        let attempt = if seq >= self.delivered {
-            self.delivered = seq + 1;
-            1
-        } else {
-            let n = self
-                .attempts
-                .get(&seq)
-                .copied()
-                .unwrap_or(1)
-                .saturating_add(1);
-            self.attempts.insert(seq, n);
-            self.unwritten_attempts.push((seq, n));
-            n
+        // A copy appended by `nack_after` carries its item's count in `attempts`.
+        let prev = match self.attempts.get(&seq) {
+            Some(&n) => n,
+            None => u32::from(seq < self.delivered),
         };
+        let attempt = prev.saturating_add(1);
+        if seq >= self.delivered {
+            self.delivered = seq + 1;
+        }
+        if attempt > 1 {
+            self.attempts.insert(seq, attempt);
+            self.unwritten_attempts.push((seq, attempt));
+        }
         let token = self.next_token;
         self.next_token += 1;
         let deadline = self
@@ -271,6 +277,35 @@ impl Retries {
             token,
             deadline,
         }
+    }
+
+    /// Item `old`, given back with a delay, is appended again as item `copy` (FORMAT.md
+    /// §nack_after): the copy keeps its deliveries and waits out the delay where it is.
+    pub(crate) fn delay_copy(&mut self, copy: u64, old: u64, delay: Duration) {
+        let n = self.attempts_of(old);
+        if n > 0 {
+            self.attempts.insert(copy, n);
+            self.unwritten_attempts.push((copy, n));
+        }
+        let due = self
+            .clock
+            .wall_ms()
+            .saturating_add(delay.as_millis().min(u128::from(u64::MAX)) as u64);
+        self.ahead.insert(copy, due);
+        self.ahead_due.insert((due, copy));
+        self.delays.insert(copy, due);
+        self.unwritten_delays.push((copy, due));
+    }
+
+    /// The copy of [`delay_copy`](Self::delay_copy) was not stored after all.
+    pub(crate) fn undo_copy(&mut self, copy: u64) {
+        self.attempts.remove(&copy);
+        self.unwritten_attempts.retain(|&(s, _)| s != copy);
+        if let Some(due) = self.ahead.remove(&copy) {
+            self.ahead_due.remove(&(due, copy));
+        }
+        self.delays.remove(&copy);
+        self.unwritten_delays.retain(|&(s, _)| s != copy);
     }
 
     /// Takes back delivery `h`, the latest of its item, which was not handed out after all

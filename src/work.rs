@@ -175,13 +175,12 @@ impl<T> Queue<T> {
         if let Some(reason) = self.exhausted(&e, t.seq()) {
             return self.dead_letter_locked(e, t, reason);
         }
-        e.give_back(&t.handed, t.deadline(), after)?;
-        if after.is_some_and(|d| !d.is_zero()) {
-            // The due time is recorded as an acknowledgement would be.
-            let generation = e.acks.note_call();
-            self.finish_ack(e, generation)?;
-        } else {
-            drop(e);
+        match after.filter(|d| !d.is_zero()) {
+            Some(delay) => self.delay_by_copy(e, t, delay)?,
+            None => {
+                e.give_back(&t.handed, t.deadline(), None)?;
+                drop(e);
+            }
         }
         // A delay changes the waiters' next timer: all of them look again.
         if after.is_some() {
@@ -190,6 +189,60 @@ impl<T> Queue<T> {
             self.sig.not_empty.notify_one();
         }
         Ok(())
+    }
+
+    /// `nack_after`: the item is appended again (a copy, its deliveries and due time
+    /// journaled) and the original acknowledged, so that it holds back neither the
+    /// acknowledgement head nor the deletion of its chunk while it waits (FORMAT.md
+    /// §nack_after). The copy is written before the acknowledgement is journaled: a crash
+    /// leaves the original, the copy, or both.
+    fn delay_by_copy(
+        &self,
+        mut e: MutexGuard<'_, Engine>,
+        t: &Ticket,
+        delay: Duration,
+    ) -> Result<()> {
+        let h = t.handed;
+        e.holding(&h, t.deadline(), true)?;
+        if let Err(err) = self.append_copy(&mut e, &h, delay) {
+            let read = e.read;
+            if e.acks.give_back(h.seq, read) {
+                e.retries.given_back(h.seq, h.loc, None);
+            }
+            return Err(err);
+        }
+        let read = e.read;
+        let generation = e.acks.ack_one(h.seq, read)?;
+        e.retries.acked(h.seq);
+        self.finish_ack(e, generation)
+    }
+
+    /// Appends item `h`'s record again, delayed, and writes it (at every level).
+    fn append_copy(
+        &self,
+        e: &mut MutexGuard<'_, Engine>,
+        h: &crate::retries::Handed,
+        delay: Duration,
+    ) -> Result<()> {
+        let payload = e.read_again(h.seq, h.loc)?;
+        let mut frame = Vec::with_capacity(payload.len() + crate::format::FRAME_HEADER_LEN);
+        frame_into(&mut frame, &payload);
+        self.drain_intake(e)?;
+        let copy = e.enqueue(&frame)?;
+        // Delayed before the lock is let go for the write: no consumer takes it early.
+        e.retries.delay_copy(copy, h.seq, delay);
+        let res = if self.durability == Durability::Buffered {
+            wait_idle(e, &self.sig);
+            lead_writes(e, &self.sig)
+        } else {
+            let fate = e.fate();
+            write_through(e, &self.sig, copy, &fate)
+        };
+        if res.is_err() && e.accepted() <= copy {
+            // Not stored (a full disk drops it; its number goes to the next put).
+            e.retries.undo_copy(copy);
+        }
+        res
     }
 
     /// Moves a delivery to the dead letters with `reason` (`Delivery::dead_letter`).

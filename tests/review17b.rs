@@ -150,10 +150,15 @@ fn a_torn_format5_journal_recovers_at_every_crash_point() {
                 got.push(d.ack().unwrap());
             }
             got.sort();
+            // Item 1 is given back with a delay, which appends a copy and then
+            // acknowledges the original: a crash between the two leaves both (FORMAT.md
+            // §nack_after). Nothing else may come twice.
             let mut dups = got.clone();
             dups.dedup();
+            let ones = got.iter().filter(|&&x| x == 1).count();
+            assert!(ones <= 2, "n={n} tear={tear}: item 1 three times: {got:?}");
             assert_eq!(
-                dups.len(),
+                dups.len() + ones.saturating_sub(1),
                 got.len(),
                 "n={n} tear={tear}: duplicates {got:?}"
             );
@@ -206,7 +211,8 @@ fn counts_after_a_reopen_with_a_delayed_item_and_an_out_of_order_ack() {
     assert_eq!(q.get_nowait().unwrap(), 2);
     clock.advance(Duration::from_secs(61));
     assert_eq!(q.len(), 2);
-    assert_eq!(q.get_many(10).unwrap(), vec![0, 3]);
+    // The delayed item was appended again when given back: after 3, which waited then.
+    assert_eq!(q.get_many(10).unwrap(), vec![3, 0]);
     q.task_done_n(3).unwrap();
     assert_eq!(q.unfinished(), 0);
 }

@@ -5,7 +5,9 @@
 //! The model: each item is waiting, held (by one delivery, until its lease runs out),
 //! delayed (until a due time), acknowledged or dead, and counts its deliveries. A get
 //! returns the waiting item with the lowest sequence number (given-back items were all
-//! delivered before, so they are before every item not yet delivered), moving on the way
+//! delivered before, so they are before every item not yet delivered; an item given back
+//! with a delay is appended again, so it takes its place after the items waiting then),
+//! moving on the way
 //! the ones that used up their deliveries to the dead letters. A kill (SIGKILL, as the
 //! simulated storage models it) or a reopen makes every held item waiting again, its
 //! delivery counted; delays keep their due time.
@@ -72,12 +74,15 @@ enum State {
 struct Item {
     state: State,
     attempts: u32,
+    /// Its place in the queue: the order of puts, and of the copies `nack_after` appends.
+    pos: u64,
 }
 
 struct Model {
     items: Vec<Item>,
     now: u64,
     next_token: u64,
+    next_pos: u64,
 }
 
 impl Model {
@@ -100,7 +105,10 @@ impl Model {
     /// that used up their deliveries go to the dead letters on the way).
     fn get(&mut self) -> Option<(u32, u32, u64)> {
         self.tick();
-        for (id, it) in self.items.iter_mut().enumerate() {
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        order.sort_by_key(|&i| self.items[i].pos);
+        for id in order {
+            let it = &mut self.items[id];
             if it.state != State::Waiting {
                 continue;
             }
@@ -126,11 +134,14 @@ impl Model {
     }
 
     /// Gives `id` back (to the dead letters when it used up its deliveries).
+    /// A delay appends a copy at the end (FORMAT.md §nack_after).
     fn give_back(&mut self, id: u32, delay_ms: u64) {
         let it = &mut self.items[id as usize];
         it.state = if it.attempts >= MAX {
             State::Dead
         } else if delay_ms > 0 {
+            it.pos = self.next_pos;
+            self.next_pos += 1;
             State::Delayed {
                 due: self.now + delay_ms,
             }
@@ -190,7 +201,7 @@ fn settle(m: &mut Model, held: &mut Vec<Held<'_>>, i: u8, op: Op) {
         return;
     }
     let h = held.swap_remove(usize::from(i) % held.len());
-    let id = *h.d;
+    let (id, seq) = (*h.d, h.d.seq());
     let holds = m.holds(id, h.token);
     let res = match op {
         Op::Ack(_) => h.d.ack().map(|_| ()),
@@ -210,7 +221,8 @@ fn settle(m: &mut Model, held: &mut Vec<Held<'_>>, i: u8, op: Op) {
             _ => m.give_back(id, 0),
         },
         (false, Ok(())) if matches!(op, Op::Drop(_)) => {}
-        (false, Err(Error::LeaseExpired { seq })) => assert_eq!(seq, u64::from(id)),
+        // A delayed item's copy has a sequence number of its own.
+        (false, Err(Error::LeaseExpired { seq: s })) => assert_eq!(s, seq),
         (holds, res) => panic!("{op:?} of item {id} (held: {holds}): {res:?}"),
     }
 }
@@ -221,6 +233,7 @@ fn run(ops: &[Op]) -> TestResult {
         items: Vec::new(),
         now: 1_700_000_000_000,
         next_token: 0,
+        next_pos: 0,
     };
     let mut st = SimStorage::new();
     let mut ops = ops.iter().copied();
@@ -236,7 +249,9 @@ fn run(ops: &[Op]) -> TestResult {
                     m.items.push(Item {
                         state: State::Waiting,
                         attempts: 0,
+                        pos: m.next_pos,
                     });
+                    m.next_pos += 1;
                 }
                 Op::Get => {
                     let want = m.get();
