@@ -285,7 +285,6 @@ impl Retries {
         let n = self.attempts_of(old);
         if n > 0 {
             self.attempts.insert(copy, n);
-            self.unwritten_attempts.push((copy, n));
         }
         let due = self
             .clock
@@ -294,18 +293,28 @@ impl Retries {
         self.ahead.insert(copy, due);
         self.ahead_due.insert((due, copy));
         self.delays.insert(copy, due);
-        self.unwritten_delays.push((copy, due));
+    }
+
+    /// The copy of [`delay_copy`](Self::delay_copy) is stored: its count and delay go to
+    /// the journal (with the original's acknowledgement). Not before: a journal append by
+    /// another thread while the copy is written must not record them for a number that a
+    /// failed write gives to the next put.
+    pub(crate) fn copy_stored(&mut self, copy: u64) {
+        if let Some(&n) = self.attempts.get(&copy) {
+            self.unwritten_attempts.push((copy, n));
+        }
+        if let Some(&due) = self.delays.get(&copy) {
+            self.unwritten_delays.push((copy, due));
+        }
     }
 
     /// The copy of [`delay_copy`](Self::delay_copy) was not stored after all.
     pub(crate) fn undo_copy(&mut self, copy: u64) {
         self.attempts.remove(&copy);
-        self.unwritten_attempts.retain(|&(s, _)| s != copy);
         if let Some(due) = self.ahead.remove(&copy) {
             self.ahead_due.remove(&(due, copy));
         }
         self.delays.remove(&copy);
-        self.unwritten_delays.retain(|&(s, _)| s != copy);
     }
 
     /// Takes back delivery `h`, the latest of its item, which was not handed out after all

@@ -204,26 +204,31 @@ impl<T> Queue<T> {
     ) -> Result<()> {
         let h = t.handed;
         e.holding(&h, t.deadline(), true)?;
-        if let Err(err) = self.append_copy(&mut e, &h, delay) {
-            let read = e.read;
-            if e.acks.give_back(h.seq, read) {
-                e.retries.given_back(h.seq, h.loc, None);
+        let copy = match self.append_copy(&mut e, &h, delay) {
+            Ok(copy) => copy,
+            Err(err) => {
+                let read = e.read;
+                if e.acks.give_back(h.seq, read) {
+                    e.retries.given_back(h.seq, h.loc, None);
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
+        };
+        e.retries.copy_stored(copy);
         let read = e.read;
         let generation = e.acks.ack_one(h.seq, read)?;
         e.retries.acked(h.seq);
         self.finish_ack(e, generation)
     }
 
-    /// Appends item `h`'s record again, delayed, and writes it (at every level).
+    /// Appends item `h`'s record again, delayed, and writes it (at every level). Returns
+    /// the copy's sequence number.
     fn append_copy(
         &self,
         e: &mut MutexGuard<'_, Engine>,
         h: &crate::retries::Handed,
         delay: Duration,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let payload = e.read_again(h.seq, h.loc)?;
         let mut frame = Vec::with_capacity(payload.len() + crate::format::FRAME_HEADER_LEN);
         frame_into(&mut frame, &payload);
@@ -242,7 +247,7 @@ impl<T> Queue<T> {
             // Not stored (a full disk drops it; its number goes to the next put).
             e.retries.undo_copy(copy);
         }
-        res
+        res.map(|()| copy)
     }
 
     /// Moves a delivery to the dead letters with `reason` (`Delivery::dead_letter`).
