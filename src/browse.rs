@@ -58,15 +58,7 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
             if !e.retries.is_ready(seq) || self.queue.is_exhausted(e, seq) {
                 continue;
             }
-            let payload = e.read_again(seq, loc)?;
-            return codec::decode(&payload)
-                .map(Some)
-                .map_err(|source| Error::Decode {
-                    seq,
-                    path: crate::reader::chunk_path(&e.dir, loc.chunk),
-                    offset: loc.offset,
-                    source,
-                });
+            return e.decode_again(seq, loc).map(Some);
         }
         Ok(None)
     }

@@ -54,6 +54,30 @@ impl Engine {
         }
     }
 
+    /// Item `seq` (at `loc`), in flight, waits again, first in line: after a settlement
+    /// that failed part way. Nothing if it is not in flight.
+    pub(crate) fn return_to_ready(&mut self, seq: u64, loc: Loc) {
+        if self.acks.give_back(seq, self.read) {
+            self.retries.given_back(seq, loc, None);
+        }
+    }
+
+    /// Item `seq`, given back earlier, read again from its record at `loc` and decoded
+    /// (for `peek` and `browse`).
+    pub(crate) fn decode_again<T: serde::de::DeserializeOwned>(
+        &mut self,
+        seq: u64,
+        loc: Loc,
+    ) -> Result<T> {
+        let payload = self.read_again(seq, loc)?;
+        crate::codec::decode(&payload).map_err(|source| Error::Decode {
+            seq,
+            path: chunk_path(&self.dir, loc.chunk),
+            offset: loc.offset,
+            source,
+        })
+    }
+
     /// The payload of item `seq`, given back earlier, read again from its record at `loc`.
     pub(crate) fn read_again(&mut self, seq: u64, loc: Loc) -> Result<Vec<u8>> {
         if self.reader.chunk == loc.chunk

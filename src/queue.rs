@@ -649,15 +649,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
         }
         if let Some((seq, loc)) = e.retries.first_ready() {
-            let payload = e.read_again(seq, loc)?;
-            return codec::decode(&payload)
-                .map(Some)
-                .map_err(|source| Error::Decode {
-                    seq,
-                    path: crate::reader::chunk_path(&e.dir, loc.chunk),
-                    offset: loc.offset,
-                    source,
-                });
+            return e.decode_again(seq, loc).map(Some);
         }
         Ok(Some(Self::decode_next(&mut e)?.0))
     }

@@ -104,9 +104,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let attempts = e.retries.attempts_of(seq);
         let rec = self.dead_record(seq, attempts, reason, payload);
         if let Err(err) = self.dead.bury(&rec) {
-            let read = e.read;
-            if !ready && e.acks.give_back(seq, read) {
-                e.retries.given_back(seq, loc, None);
+            if !ready {
+                e.return_to_ready(seq, loc);
             }
             return Err(err);
         }
@@ -207,10 +206,7 @@ impl<T> Queue<T> {
         let copy = match self.append_copy(&mut e, &h, delay) {
             Ok(copy) => copy,
             Err(err) => {
-                let read = e.read;
-                if e.acks.give_back(h.seq, read) {
-                    e.retries.given_back(h.seq, h.loc, None);
-                }
+                e.return_to_ready(h.seq, h.loc);
                 return Err(err);
             }
         };
@@ -257,8 +253,7 @@ impl<T> Queue<T> {
     }
 
     /// The dead letter is synced before the acknowledgement is written: a crash leaves
-    /// the item in one queue or both. The lock is held throughout, so a lease cannot run
-    /// out half way.
+    /// the item in one queue or both.
     fn dead_letter_locked(
         &self,
         mut e: MutexGuard<'_, Engine>,
@@ -275,10 +270,7 @@ impl<T> Queue<T> {
         });
         if let Err(err) = stored {
             // Not stored: the item is given back, as a nack would.
-            let read = e.read;
-            if e.acks.give_back(h.seq, read) {
-                e.retries.given_back(h.seq, h.loc, None);
-            }
+            e.return_to_ready(h.seq, h.loc);
             drop(e);
             self.sig.not_empty.notify_one();
             return Err(err);
