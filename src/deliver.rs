@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame};
 use crate::reader::{chunk_path, describe};
-use crate::retries::{Handed, Holding, Loc};
+use crate::retries::{Handed, Loc};
 use crate::storage::{OpenMode, read_full_at};
 use std::time::Duration;
 
@@ -40,7 +40,9 @@ impl Engine {
         if self.acks.any_out() {
             self.acks.take_back(seq);
         }
-        self.retries.deliver(seq, loc)
+        let (acks, read) = (&self.acks, self.read);
+        let in_flight = (acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        self.retries.deliver(seq, loc, in_flight)
     }
 
     /// Takes back deliveries whose recording failed, latest first: the items wait again,
@@ -129,53 +131,53 @@ impl Engine {
         Ok(buf)
     }
 
-    /// Whether the holder of delivery `h` still holds it; its lease (if any) is released
-    /// when `release`. A lease that ran out gives the item back now.
-    /// `deadline`: when the holder's lease runs out, if it has one.
-    pub(crate) fn holding(
-        &mut self,
-        h: &Handed,
-        deadline: Option<Duration>,
-        release: bool,
-    ) -> Result<()> {
+    /// Whether the holder of delivery `h` still holds it. `deadline`: when the holder's
+    /// lease runs out, if it has one. A lease that ran out gives the item back now.
+    ///
+    /// No lookup: only a lease running out hands an item to someone else while its
+    /// holder may still settle it (every other way of giving an item back takes the
+    /// holder's `Delivery`), and the holder knows its deadline. The latest token of an
+    /// item delivered again is checked besides, which costs nothing in the common case.
+    pub(crate) fn holding(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
         self.check()?;
-        let held = self
-            .retries
-            .holding(h.seq, h.token, deadline.is_some(), release);
-        if held == Holding::Held && !self.acks.is_acked(h.seq) {
-            return Ok(());
-        }
-        self.promote();
-        // Without a lease now, the item was acknowledged (by `task_done`) while the
-        // lease held, or after it ran out (by whoever got it next).
-        let expired = match held {
-            Holding::Expired => true,
-            Holding::Gone => {
-                deadline.is_some_and(|d| self.retries.passed(d)) || !self.acks.is_acked(h.seq)
-            }
-            Holding::Held => false,
-        };
+        let acked = self.acks.is_acked(h.seq);
+        let expired = deadline.is_some_and(|d| self.retries.passed(d))
+            || self.retries.delivered_again(h)
+            || (!acked && !self.acks.is_in_flight(h.seq, self.read));
         if expired {
+            self.promote();
             Err(Error::LeaseExpired { seq: h.seq })
-        } else {
+        } else if acked {
             Err(Error::AlreadyAcknowledged { seq: h.seq })
+        } else {
+            Ok(())
         }
     }
 
     /// Acknowledges delivery `h`. Returns the generation to wait for.
     pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
-        self.holding(h, deadline, true)?;
+        self.holding(h, deadline)?;
         let generation = self.acks.ack_one(h.seq, self.read)?;
         self.retries.acked(h.seq);
+        self.trim_leases();
         Ok(generation)
+    }
+
+    /// Drops ended leases from the front (after acknowledgements).
+    #[inline]
+    fn trim_leases(&mut self) {
+        let (acks, read) = (&self.acks, self.read);
+        self.retries.trim_leases(|s| acks.is_in_flight(s, read));
     }
 
     /// Acknowledges the `n` oldest items in flight (FIFO `task_done`).
     pub(crate) fn ack_oldest(&mut self, n: u64) -> Result<u64> {
         self.check()?;
         self.promote();
-        if !self.acks.any_out() && self.retries.leased() == 0 {
-            return self.acks.ack(n, self.read);
+        if !self.acks.any_out() && self.retries.no_lease_state_per_item() {
+            let generation = self.acks.ack(n, self.read)?;
+            self.trim_leases();
+            return Ok(generation);
         }
         if n > self.acks.in_flight(self.read) {
             return Err(Error::NothingToAcknowledge);
@@ -189,6 +191,7 @@ impl Engine {
             generation = self.acks.ack_one(seq, self.read)?;
             self.retries.acked(seq);
         }
+        self.trim_leases();
         Ok(generation)
     }
 
@@ -200,7 +203,7 @@ impl Engine {
         deadline: Option<Duration>,
         after: Option<Duration>,
     ) -> Result<()> {
-        self.holding(h, deadline, true)?;
+        self.holding(h, deadline)?;
         if !self.acks.give_back(h.seq, self.read) {
             return Err(Error::AlreadyAcknowledged { seq: h.seq });
         }
@@ -216,10 +219,8 @@ impl Engine {
         deadline: Option<Duration>,
         span: Duration,
     ) -> Result<Duration> {
-        self.holding(h, deadline, false)?;
-        self.retries
-            .extend(h, deadline.is_some(), span)
-            .map_err(|_| Error::LeaseExpired { seq: h.seq })
+        self.holding(h, deadline)?;
+        Ok(self.retries.extend(h, span))
     }
 
     /// Steps over the item at `read` when it waits out a delay recovered at open (it goes

@@ -1,9 +1,7 @@
-//! The leases of the deliveries in flight: by item, and by deadline for the timer. Part
-//! of `Retries`. Leases of the queue's one span are taken in deadline order (one
-//! monotonic clock), so they go in a queue, O(1) each; a lease extended by another span
-//! goes in an ordered set. Entries are dropped from those lazily (a lease ended when its
-//! item's entry in `by_seq` no longer matches), and rebuilt when the stale ones outnumber
-//! the live ones, so memory stays in proportion to the deliveries in flight.
+//! The leases of the deliveries in flight, in deadline order for the timer. Part of
+//! `Retries`. Leases of the queue's one span are taken in deadline order (one monotonic
+//! clock), so they go in a queue, O(1) each; a lease extended by another span goes in an
+//! ordered set. See [`Leases`] for how an ended lease is told from a live one.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -35,88 +33,144 @@ impl Hasher for SeqHasher {
 /// A map keyed by sequence number.
 pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lease {
-    pub(crate) token: u64,
-    pub(crate) deadline: Duration,
-    pub(crate) loc: Loc,
-}
+/// A lease: (deadline, seq, token, where the item's record is). Ordered by deadline.
+pub(crate) type Entry = (Duration, u64, u64, Loc);
 
-/// (deadline, seq, token).
-type Entry = (Duration, u64, u64);
-
+/// The leases of deliveries in flight, by deadline. An entry is not removed when its
+/// delivery ends: it is *dead* once its item is no longer in flight (acknowledged, given
+/// back), once the item was delivered again (`tokens` holds the newer delivery's token),
+/// or once its lease was extended (`extended` holds the newer deadline). Dead entries are
+/// dropped from the fronts as acknowledgements come, and all at once when they would
+/// outnumber the live ones, so memory stays in proportion to the deliveries in flight.
+/// This keeps a get and an acknowledgement free of any per-item map: they are the hot
+/// path, while deliveries again and extensions are rare.
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
-    by_seq: SeqMap<Lease>,
     in_order: VecDeque<Entry>,
     out_of_order: BTreeSet<Entry>,
+    /// The token of the latest delivery of items delivered more than once.
+    tokens: SeqMap<u64>,
+    /// The deadline of the latest delivery of items whose lease was extended.
+    extended: SeqMap<Duration>,
 }
 
 impl Leases {
-    pub(crate) fn len(&self) -> usize {
-        self.by_seq.len()
-    }
-
+    /// Whether no entry is kept (dead ones included): then no lease can run out.
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_seq.is_empty()
+        self.in_order.is_empty() && self.out_of_order.is_empty()
     }
 
-    pub(crate) fn get(&self, seq: u64) -> Option<&Lease> {
-        self.by_seq.get(&seq)
+    /// The token of the latest delivery of `seq`, when it was delivered more than once.
+    pub(crate) fn latest_token(&self, seq: u64) -> Option<u64> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        self.tokens.get(&seq).copied()
     }
 
-    /// Sets the lease of `seq` (replacing any).
-    pub(crate) fn insert(&mut self, seq: u64, lease: Lease) {
-        let replaced = self.by_seq.insert(seq, lease).is_some();
-        let e = (lease.deadline, seq, lease.token);
-        if self.in_order.back().is_none_or(|b| b.0 <= lease.deadline) {
+    /// Whether nothing per item is kept: acknowledgements may skip [`acked`](Self::acked).
+    pub(crate) fn nothing_per_item(&self) -> bool {
+        self.tokens.is_empty() && self.extended.is_empty()
+    }
+
+    /// A delivery of `seq`, `token`, leased until `deadline`. `again`: the item may have
+    /// been delivered before in this process. `in_flight`: deliveries in flight now.
+    pub(crate) fn insert(&mut self, e: Entry, again: bool, in_flight: u64, in_flight_now: impl Fn(u64) -> bool) {
+        let (_, seq, token, _) = e;
+        if again || (!self.tokens.is_empty() && self.tokens.contains_key(&seq)) {
+            self.tokens.insert(seq, token);
+            if !self.extended.is_empty() {
+                self.extended.remove(&seq);
+            }
+        }
+        self.push(e);
+        let kept = (self.in_order.len() + self.out_of_order.len()) as u64;
+        if kept > 2 * in_flight + 1024 {
+            self.rebuild(in_flight_now);
+        }
+    }
+
+    /// The lease of `e`, held, now runs out at `deadline`.
+    pub(crate) fn extend(&mut self, e: Entry) {
+        self.extended.insert(e.1, e.0);
+        self.push(e);
+    }
+
+    fn push(&mut self, e: Entry) {
+        if self.in_order.back().is_none_or(|b| b.0 <= e.0) {
             self.in_order.push_back(e);
         } else {
             self.out_of_order.insert(e);
         }
-        if self.in_order.len() + self.out_of_order.len() > 2 * self.by_seq.len() + 1024 {
-            self.rebuild();
+    }
+
+    /// Delivery `token` of `seq` did not happen after all (recording it failed): its
+    /// entry must never count, also once the item is delivered again.
+    pub(crate) fn cancel(&mut self, seq: u64, token: u64) {
+        if self
+            .in_order
+            .back()
+            .is_some_and(|b| b.1 == seq && b.2 == token)
+        {
+            self.in_order.pop_back();
+        } else {
+            // No delivery has token 0: every entry of `seq` is dead until the next one.
+            self.tokens.insert(seq, 0);
         }
-        if replaced {
-            // The replaced lease's entry may be at a front.
-            self.trim();
+    }
+
+    /// Item `seq` was acknowledged: nothing of it is needed any more.
+    pub(crate) fn acked(&mut self, seq: u64) {
+        if !self.tokens.is_empty() {
+            self.tokens.remove(&seq);
+        }
+        if !self.extended.is_empty() {
+            self.extended.remove(&seq);
         }
     }
 
-    pub(crate) fn remove(&mut self, seq: u64) -> Option<Lease> {
-        let l = self.by_seq.remove(&seq);
-        self.trim();
-        l
+    /// Whether entry `e` is its item's current lease, the item being in flight.
+    fn current(&self, e: &Entry) -> bool {
+        (self.tokens.is_empty() || self.tokens.get(&e.1).is_none_or(|&t| t == e.2))
+            && (self.extended.is_empty() || self.extended.get(&e.1).is_none_or(|&d| d == e.0))
     }
 
-    fn live(&self, e: &Entry) -> bool {
-        self.by_seq
-            .get(&e.1)
-            .is_some_and(|l| l.token == e.2 && l.deadline == e.0)
+    fn live(&self, e: &Entry, in_flight: &impl Fn(u64) -> bool) -> bool {
+        in_flight(e.1) && self.current(e)
     }
 
-    /// Drops ended leases from the fronts.
-    fn trim(&mut self) {
-        while self.in_order.front().is_some_and(|e| !self.live(e)) {
+    /// Drops dead entries from the fronts.
+    pub(crate) fn trim(&mut self, in_flight: impl Fn(u64) -> bool) {
+        while self
+            .in_order
+            .front()
+            .is_some_and(|e| !self.live(e, &in_flight))
+        {
             self.in_order.pop_front();
         }
-        while self.out_of_order.first().is_some_and(|e| !self.live(e)) {
+        while self
+            .out_of_order
+            .first()
+            .is_some_and(|e| !self.live(e, &in_flight))
+        {
             self.out_of_order.pop_first();
         }
     }
 
-    fn rebuild(&mut self) {
+    fn rebuild(&mut self, in_flight: impl Fn(u64) -> bool) {
         let mut v: Vec<Entry> = self
-            .by_seq
+            .in_order
             .iter()
-            .map(|(&s, l)| (l.deadline, s, l.token))
+            .chain(self.out_of_order.iter())
+            .filter(|e| self.live(e, &in_flight))
+            .copied()
             .collect();
         v.sort_unstable();
         self.in_order = v.into();
         self.out_of_order.clear();
     }
 
-    /// The earliest deadline.
+    /// The earliest deadline kept (perhaps a dead entry's: a waiter then wakes early).
     pub(crate) fn first_deadline(&self) -> Option<Duration> {
         let a = self.in_order.front().map(|e| e.0);
         let b = self.out_of_order.first().map(|e| e.0);
@@ -126,64 +180,103 @@ impl Leases {
         }
     }
 
-    /// Removes and returns a lease that ran out by `now`, if any.
-    pub(crate) fn pop_expired(&mut self, now: Duration) -> Option<(u64, Lease)> {
-        self.trim();
-        let first = match (self.in_order.front(), self.out_of_order.first()) {
-            (Some(a), Some(b)) => *a.min(b),
-            (Some(a), None) => *a,
-            (None, Some(b)) => *b,
-            (None, None) => return None,
-        };
-        if first.0 > now {
-            return None;
+    /// Removes and returns the earliest entry that ran out by `now` and is its item's
+    /// current lease, if any (whether the item is still in flight, the caller checks);
+    /// dead ones that ran out are dropped on the way.
+    pub(crate) fn pop_expired(&mut self, now: Duration) -> Option<(u64, Loc)> {
+        loop {
+            let a = self.in_order.front().filter(|e| e.0 <= now);
+            let b = self.out_of_order.first().filter(|e| e.0 <= now);
+            let e = match (a, b) {
+                (Some(a), Some(b)) if b < a => self.out_of_order.pop_first()?,
+                (Some(_), _) => self.in_order.pop_front()?,
+                (None, Some(_)) => self.out_of_order.pop_first()?,
+                (None, None) => return None,
+            };
+            if self.current(&e) {
+                return Some((e.1, e.3));
+            }
         }
-        let lease = self.by_seq.remove(&first.1)?;
-        self.trim();
-        Some((first.1, lease))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
-    fn lease(token: u64, ms: u64) -> Lease {
-        Lease {
-            token,
-            deadline: Duration::from_millis(ms),
-            loc: Loc {
-                chunk: 0,
-                offset: 0,
-            },
-        }
+    const AT: Loc = Loc {
+        chunk: 0,
+        offset: 0,
+    };
+
+    fn e(seq: u64, token: u64, ms: u64) -> Entry {
+        (Duration::from_millis(ms), seq, token, AT)
+    }
+
+    fn expired(l: &mut Leases, ms: u64) -> Vec<u64> {
+        std::iter::from_fn(|| l.pop_expired(Duration::from_millis(ms)))
+            .map(|(s, _)| s)
+            .collect()
     }
 
     #[test]
-    fn leases_expire_in_deadline_order_and_stale_ones_are_dropped() {
+    fn leases_expire_in_deadline_order_and_ended_ones_do_not() {
         let mut l = Leases::default();
-        l.insert(1, lease(1, 10));
-        l.insert(2, lease(2, 20));
-        l.insert(3, lease(3, 15)); // out of order
-        l.insert(1, lease(4, 30)); // extended
-        assert_eq!(l.first_deadline(), Some(Duration::from_millis(15)));
-        assert!(l.pop_expired(Duration::from_millis(14)).is_none());
-        let got: Vec<u64> = std::iter::from_fn(|| l.pop_expired(Duration::from_millis(25)))
-            .map(|(s, _)| s)
-            .collect();
-        assert_eq!(got, [3, 2]);
-        assert_eq!(l.len(), 1);
-        assert_eq!(
-            l.pop_expired(Duration::from_millis(30))
-                .map(|(s, x)| (s, x.token)),
-            Some((1, 4))
-        );
+        let all = |_: u64| true;
+        l.insert(e(1, 1, 10), false, 1, all);
+        l.insert(e(2, 2, 20), false, 2, all);
+        l.insert(e(3, 3, 15), false, 3, all); // out of order
+        l.extend(e(1, 1, 30)); // the lease of 1 now runs out at 30
+        assert_eq!(l.first_deadline(), Some(Duration::from_millis(10)));
+        assert!(expired(&mut l, 9).is_empty());
+        // The entry of 1 at 10 is dead (extended): only 3 and 2 run out by 25.
+        assert_eq!(expired(&mut l, 25), [3, 2]);
+        assert_eq!(expired(&mut l, 30), [1]);
         assert!(l.is_empty());
-        // Acknowledged leases leave no stale entries behind for long.
-        for s in 0..10_000 {
-            l.insert(s, lease(s, 100 + s));
-            l.remove(s);
+    }
+
+    #[test]
+    fn an_item_delivered_again_counts_only_its_latest_lease() {
+        let mut l = Leases::default();
+        l.insert(e(7, 1, 10), false, 1, |_| true);
+        // Given back (the engine no longer has it in flight) and delivered again.
+        l.insert(e(7, 2, 20), true, 1, |_| true);
+        assert_eq!(l.latest_token(7), Some(2));
+        assert_eq!(expired(&mut l, 15), Vec::<u64>::new());
+        assert_eq!(expired(&mut l, 20), [7]);
+        l.acked(7);
+        assert!(l.nothing_per_item());
+    }
+
+    #[test]
+    fn a_cancelled_delivery_never_runs_out() {
+        let mut l = Leases::default();
+        l.insert(e(1, 1, 10), false, 1, |_| true);
+        l.insert(e(2, 2, 10), false, 2, |_| true);
+        l.cancel(1, 1); // not at the back: marked
+        l.cancel(2, 2); // at the back: dropped
+        assert!(expired(&mut l, 10).is_empty());
+        // Delivered again for real, even as a first attempt: that one counts.
+        l.insert(e(1, 3, 20), false, 1, |_| true);
+        assert_eq!(expired(&mut l, 20), [1]);
+    }
+
+    #[test]
+    fn ended_leases_leave_no_entries_behind_for_long() {
+        let mut l = Leases::default();
+        let mut acked = HashSet::new();
+        // Item 0 stays in flight for good; the others are acknowledged at once.
+        for s in 0..10_000u64 {
+            let in_flight = |x: u64| x == 0 || (x <= s && !acked.contains(&x));
+            l.insert(e(s, s + 1, 100 + s), false, 1 + u64::from(s > 0), in_flight);
+            acked.insert(s);
+            acked.remove(&0);
+            l.trim(|x: u64| x == 0);
         }
-        assert!(l.in_order.len() + l.out_of_order.len() <= 1024);
+        assert!(l.in_order.len() + l.out_of_order.len() <= 2 * 2 + 1024 + 1);
+        // The one in flight runs out first (whether the others still are, the engine
+        // checks as it gives them back).
+        assert_eq!(expired(&mut l, u64::MAX / 2_000_000).first(), Some(&0));
     }
 }

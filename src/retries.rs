@@ -7,7 +7,8 @@
 //!   it is read again without the reader;
 //! - `ahead` holds the delays recovered at open of items at or after `read`: gets step
 //!   over such an item (into `delayed`) until it is due, and it is not counted waiting;
-//! - `leases` holds the items in flight with a lease, `deadlines` the same by deadline;
+//! - `leases` holds a lease of every item in flight with one, in deadline order (and
+//!   ended ones not yet dropped, see `Leases`);
 //! - `delivered`: every item before it was delivered at least once; `attempts` counts the
 //!   deliveries of items delivered more than once (1 is implied below `delivered`).
 //!
@@ -15,13 +16,13 @@
 
 use crate::clock::Clock;
 use crate::format::WorkState;
-use crate::leases::{Lease, Leases, SeqMap};
+use crate::leases::{Leases, SeqMap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Where an item's record is: its chunk file and the offset of its frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Loc {
     pub(crate) chunk: u64,
     pub(crate) offset: u64,
@@ -36,17 +37,6 @@ pub(crate) struct Handed {
     pub(crate) token: u64,
     /// When its lease runs out, if it has one.
     pub(crate) deadline: Option<Duration>,
-}
-
-/// Whether the holder of a delivery still holds it.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Holding {
-    /// Yes; its lease (if any) is released.
-    Held,
-    /// Its lease ran out (the item was, or is now, given back).
-    Expired,
-    /// The item has no lease now: acknowledged, or its lease ran out.
-    Gone,
 }
 
 /// A get's journal entry on the fast path: the delivered mark if it moved, and at most
@@ -152,10 +142,24 @@ impl Retries {
         self.ahead.len() as u64
     }
 
-    /// Items in flight under a lease.
+    /// Whether acknowledgements may skip [`acked`](Self::acked) as far as leases go.
     #[inline]
-    pub(crate) fn leased(&self) -> u64 {
-        self.leases.len() as u64
+    pub(crate) fn no_lease_state_per_item(&self) -> bool {
+        self.leases.nothing_per_item()
+    }
+
+    /// Drops ended leases from the front (after acknowledgements: memory).
+    #[inline]
+    pub(crate) fn trim_leases(&mut self, in_flight: impl Fn(u64) -> bool) {
+        if !self.leases.is_empty() {
+            self.leases.trim(in_flight);
+        }
+    }
+
+    /// Whether delivery `h` is not its item's latest: the item was delivered again.
+    #[inline]
+    pub(crate) fn delivered_again(&self, h: &Handed) -> bool {
+        self.leases.latest_token(h.seq).is_some_and(|t| t != h.token)
     }
 
     /// Makes due delays ready, and gives back items whose lease ran out (through
@@ -164,9 +168,9 @@ impl Retries {
         let mut changed = false;
         if !self.leases.is_empty() {
             let now = self.clock.monotonic();
-            while let Some((seq, l)) = self.leases.pop_expired(now) {
+            while let Some((seq, loc)) = self.leases.pop_expired(now) {
                 if give_back(seq) {
-                    self.ready.insert(seq, l.loc);
+                    self.ready.insert(seq, loc);
                     changed = true;
                 }
             }
@@ -251,7 +255,14 @@ impl Retries {
     /// Records a delivery of `seq` (its record at `loc`): its attempt, and its lease when
     /// the queue has one.
     #[inline]
-    pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
+    /// `in_flight`: deliveries in flight now, and whether an item is in flight (for the
+    /// leases' memory).
+    pub(crate) fn deliver(
+        &mut self,
+        seq: u64,
+        loc: Loc,
+        in_flight: (u64, impl Fn(u64) -> bool),
+    ) -> Handed {
         // A copy appended by `nack_after` carries its item's count in `attempts`.
         let prev = match self.attempts.get(&seq) {
             Some(&n) => n,
@@ -267,9 +278,13 @@ impl Retries {
         }
         let token = self.next_token;
         self.next_token += 1;
-        let deadline = self
-            .lease
-            .map(|lease| self.set_lease(seq, token, lease, loc));
+        let deadline = self.lease.map(|span| {
+            let deadline = self.clock.monotonic().saturating_add(span);
+            let (n, live) = in_flight;
+            self.leases
+                .insert((deadline, seq, token, loc), attempt > 1, n, live);
+            deadline
+        });
         Handed {
             seq,
             loc,
@@ -321,6 +336,9 @@ impl Retries {
     /// (recording it failed): its attempt is not counted, its lease dropped, and the item
     /// is ready again.
     pub(crate) fn undeliver(&mut self, h: &Handed) {
+        if h.deadline.is_some() {
+            self.leases.cancel(h.seq, h.token);
+        }
         if h.attempt <= 1 {
             if self.delivered == h.seq + 1 {
                 self.delivered = h.seq;
@@ -348,67 +366,22 @@ impl Retries {
     }
 
     /// Returns the deadline.
-    fn set_lease(&mut self, seq: u64, token: u64, span: Duration, loc: Loc) -> Duration {
-        let deadline = self.clock.monotonic().saturating_add(span);
-        self.leases.insert(
-            seq,
-            Lease {
-                token,
-                deadline,
-                loc,
-            },
-        );
-        deadline
-    }
-
     /// Whether `deadline` has passed.
     pub(crate) fn passed(&self, deadline: Duration) -> bool {
         self.clock.monotonic() >= deadline
     }
 
-    /// Whether the holder of delivery `token` of `seq` still holds it; a held lease is
-    /// released when `release`. `leased`: the delivery had a lease.
-    pub(crate) fn holding(&mut self, seq: u64, token: u64, leased: bool, release: bool) -> Holding {
-        if !leased {
-            return Holding::Held;
-        }
-        match self.leases.get(seq) {
-            Some(l) if l.token == token && l.deadline > self.clock.monotonic() => {
-                if release {
-                    self.unlease(seq);
-                }
-                Holding::Held
-            }
-            Some(_) => Holding::Expired,
-            None => Holding::Gone,
-        }
-    }
-
-    /// Sets the lease of held delivery `token` of `seq` to run out `span` from now;
-    /// returns the new deadline.
-    pub(crate) fn extend(
-        &mut self,
-        h: &Handed,
-        leased: bool,
-        span: Duration,
-    ) -> Result<Duration, Holding> {
-        let held = self.holding(h.seq, h.token, leased, false);
-        if held != Holding::Held {
-            return Err(held);
-        }
-        Ok(self.set_lease(h.seq, h.token, span, h.loc))
-    }
-
-    /// Forgets the lease of `seq` (acknowledged, or given back).
-    pub(crate) fn unlease(&mut self, seq: u64) {
-        self.leases.remove(seq);
+    /// Sets the lease of delivery `h`, held, to run out `span` from now; returns the new
+    /// deadline.
+    pub(crate) fn extend(&mut self, h: &Handed, span: Duration) -> Duration {
+        let deadline = self.clock.monotonic().saturating_add(span);
+        self.leases.extend((deadline, h.seq, h.token, h.loc));
+        deadline
     }
 
     /// Item `seq` was acknowledged.
     pub(crate) fn acked(&mut self, seq: u64) {
-        if !self.leases.is_empty() {
-            self.unlease(seq);
-        }
+        self.leases.acked(seq);
         if !self.attempts.is_empty() {
             self.attempts.remove(&seq);
         }
@@ -416,8 +389,8 @@ impl Retries {
 
     /// Item `seq` (at `loc`) was given back, to be delivered again `after` from now, or as
     /// soon as possible.
+    /// Its lease (if any) ended: the item is no longer in flight.
     pub(crate) fn given_back(&mut self, seq: u64, loc: Loc, after: Option<Duration>) {
-        self.unlease(seq);
         match after.filter(|d| !d.is_zero()) {
             None => {
                 self.ready.insert(seq, loc);
