@@ -3,35 +3,11 @@
 //! clock), so they go in a queue, O(1) each; a lease extended by another span goes in an
 //! ordered set. See [`Leases`] for how an ended lease is told from a live one.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::retries::Loc;
-
-/// A hasher for sequence numbers: one multiplication (SipHash costs more than the rest of
-/// a lease's bookkeeping, and these keys are not chosen by an adversary).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by sequence number.
-pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+use crate::seqmap::SeqMap;
 
 /// A lease: (deadline, seq, token, where the item's record is). Ordered by deadline.
 pub(crate) type Entry = (Duration, u64, u64, Loc);
@@ -75,7 +51,13 @@ impl Leases {
 
     /// A delivery of `seq`, `token`, leased until `deadline`. `again`: the item may have
     /// been delivered before in this process. `in_flight`: deliveries in flight now.
-    pub(crate) fn insert(&mut self, e: Entry, again: bool, in_flight: u64, in_flight_now: impl Fn(u64) -> bool) {
+    pub(crate) fn insert(
+        &mut self,
+        e: Entry,
+        again: bool,
+        in_flight: u64,
+        in_flight_now: impl Fn(u64) -> bool,
+    ) {
         let (_, seq, token, _) = e;
         if again || (!self.tokens.is_empty() && self.tokens.contains_key(&seq)) {
             self.tokens.insert(seq, token);

@@ -220,6 +220,7 @@ mod recovery;
 mod repair;
 mod reserve;
 mod retries;
+mod seqmap;
 mod seqset;
 mod stats;
 mod work;

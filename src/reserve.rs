@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) const RESERVE: &str = "reserve";
 /// Enough for the journal to reach its checkpoint size with its preallocation window
-/// (256 + 128 KiB), a new `info`, and what `open` writes, with room to spare.
+/// (512 + 256 KiB), a new `info`, and what `open` writes, with room to spare.
 pub(crate) const RESERVE_BYTES: u64 = 1 << 20;
 /// How often a put retries making the reserve while it is missing.
 const RETRY: Duration = Duration::from_millis(20);

@@ -16,7 +16,8 @@
 
 use crate::clock::Clock;
 use crate::format::WorkState;
-use crate::leases::{Leases, SeqMap};
+use crate::leases::Leases;
+use crate::seqmap::{LowMap, SeqMap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +72,7 @@ pub(crate) struct Retries {
     leases: Leases,
     next_token: u64,
     delivered: u64,
-    attempts: SeqMap<u32>,
+    attempts: LowMap<u32>,
     /// Every delay not yet over, by item (for checkpoints).
     delays: SeqMap<u64>,
     /// Not yet journaled.
@@ -159,7 +160,9 @@ impl Retries {
     /// Whether delivery `h` is not its item's latest: the item was delivered again.
     #[inline]
     pub(crate) fn delivered_again(&self, h: &Handed) -> bool {
-        self.leases.latest_token(h.seq).is_some_and(|t| t != h.token)
+        self.leases
+            .latest_token(h.seq)
+            .is_some_and(|t| t != h.token)
     }
 
     /// Makes due delays ready, and gives back items whose lease ran out (through

@@ -1,0 +1,122 @@
+//! Maps keyed by sequence number: a cheap hasher, and a map that answers for numbers
+//! below its lowest key without hashing (attempt counts, looked up on every get, are
+//! mostly kept for the newest items: copies appended by `nack_after`).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for sequence numbers: one multiplication (SipHash costs more than the rest of
+/// a lease's bookkeeping, and these keys are not chosen by an adversary).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by sequence number.
+pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+/// A [`SeqMap`] with a lower bound of its keys: a lookup below it costs a comparison.
+#[derive(Debug, Clone)]
+pub(crate) struct LowMap<V> {
+    map: SeqMap<V>,
+    /// No key is below it.
+    low: u64,
+}
+
+impl<V> Default for LowMap<V> {
+    fn default() -> Self {
+        LowMap {
+            map: SeqMap::default(),
+            low: u64::MAX,
+        }
+    }
+}
+
+impl<V> LowMap<V> {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, seq: &u64) -> Option<&V> {
+        if *seq < self.low {
+            return None;
+        }
+        self.map.get(seq)
+    }
+
+    pub(crate) fn insert(&mut self, seq: u64, v: V) -> Option<V> {
+        self.low = self.low.min(seq);
+        self.map.insert(seq, v)
+    }
+
+    #[inline]
+    pub(crate) fn remove(&mut self, seq: &u64) -> Option<V> {
+        if *seq < self.low {
+            return None;
+        }
+        let v = self.map.remove(seq);
+        if self.map.is_empty() {
+            self.low = u64::MAX;
+        }
+        v
+    }
+
+    /// Keeps the entries `keep` says to, and tightens the bound.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
+        self.map.retain(|s, v| keep(s, v));
+        self.low = self.map.keys().copied().min().unwrap_or(u64::MAX);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u64, &V)> {
+        self.map.iter()
+    }
+}
+
+impl<V> FromIterator<(u64, V)> for LowMap<V> {
+    fn from_iter<I: IntoIterator<Item = (u64, V)>>(it: I) -> Self {
+        let map: SeqMap<V> = it.into_iter().collect();
+        let low = map.keys().copied().min().unwrap_or(u64::MAX);
+        LowMap { map, low }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_map_answers_below_its_lowest_key_and_tightens() {
+        let mut m: LowMap<u32> = LowMap::default();
+        assert_eq!(m.get(&5), None);
+        m.insert(10, 1);
+        m.insert(7, 2);
+        assert_eq!(
+            (m.get(&7), m.get(&10), m.get(&6)),
+            (Some(&2), Some(&1), None)
+        );
+        assert_eq!(m.remove(&3), None);
+        m.retain(|&s, _| s != 7);
+        assert_eq!(m.low, 10);
+        assert_eq!(m.remove(&10), Some(1));
+        assert!(m.is_empty());
+        assert_eq!(m.low, u64::MAX);
+        m.insert(4, 3);
+        assert_eq!(m.get(&4), Some(&3));
+    }
+}
