@@ -55,7 +55,7 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
     /// The next item given back that still waits, read again.
     fn step_returned(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
         while let Some((seq, loc)) = self.returned.pop_front() {
-            if !e.retries.is_ready(seq) || self.queue.is_exhausted(e, seq) {
+            if !e.retries().is_ready(seq) || self.queue.is_exhausted(e, seq) {
                 continue;
             }
             return e.decode_again(seq, loc).map(Some);
@@ -67,19 +67,19 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
     fn step(&mut self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<T>> {
         loop {
             e.check()?;
-            if self.reader.is_none() || self.seq < e.read {
+            if self.reader.is_none() || self.seq < e.read() {
                 // Not started, or consumers got past us (also while a write below let go
                 // of the lock): go on from the engine's reader.
-                let mut r = ChunkReader::open(&*e.storage, &e.dir, e.reader.chunk)?;
-                r.seek(e.reader.offset());
-                (self.seq, self.reader) = (e.read, Some(r));
+                let mut r = ChunkReader::open(&**e.storage(), e.dir(), e.reader_at().0)?;
+                r.seek(e.reader_at().1);
+                (self.seq, self.reader) = (e.read(), Some(r));
             }
             // Items a full disk dropped are not waiting any more.
             self.end = self.end.min(e.accepted());
             if self.seq >= self.end {
                 return Ok(None);
             }
-            if self.seq >= e.written {
+            if self.seq >= e.written() {
                 // Still pending (buffered level), or being written: written first, as
                 // `get` does; the lock is let go meanwhile, so look again from the top.
                 self.queue.write_pending_for_browse(e)?;
@@ -90,8 +90,8 @@ impl<'a, T: Serialize + DeserializeOwned> Browse<'a, T> {
                 Next::Frame { payload, len } => {
                     let seq = self.seq;
                     // Acknowledged before a reopen, or waiting out a delay: not waiting.
-                    let skip = e.acks.skips(seq)
-                        || e.retries.is_ahead(seq)
+                    let skip = e.acks().skips(seq)
+                        || e.retries().is_ahead(seq)
                         || self.queue.is_exhausted(e, seq);
                     let item = (!skip).then(|| {
                         codec::decode(r.payload(payload)).map_err(|source| Error::Decode {

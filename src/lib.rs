@@ -196,14 +196,13 @@
 mod acks;
 mod browse;
 mod channel;
-mod checkpoint;
 mod clock;
 mod codec;
-mod commit;
 mod dead_letters;
-mod deliver;
 mod delivery;
 mod engine;
+// The engine's parts that need its private state (`engine/`), known by their own names.
+use engine::{checkpoint, commit};
 mod error;
 mod format;
 #[doc(hidden)]

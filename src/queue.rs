@@ -145,9 +145,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .clone()
             .unwrap_or_else(|| std::any::type_name::<T>().to_string());
         let (engine, lock, recovered) = recovery::open(storage, dir, &opts, &schema)?;
-        let dead = DeadSlot::open(engine.storage.clone(), dir, engine.retries.clock().clone())?;
+        let dead = DeadSlot::open(
+            engine.storage().clone(),
+            dir,
+            engine.retries().clock().clone(),
+        )?;
         let intake = (opts.durability == Durability::Buffered && !opts.bounded())
-            .then(|| Intake::new(engine.poison_flag.clone(), engine.reserve.short_flag()));
+            .then(|| Intake::new(engine.poison_flag(), engine.reserve_short_flag()));
         Ok(Queue {
             engine: Mutex::new(engine),
             intake,
@@ -265,7 +269,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // out of order before a reopen count until a get skips them (counted at open
         // from the files' sizes), which may hold back puts a little meanwhile, but never
         // a put into a queue with nothing to get.
-        let mut bytes = if count == 0 { 0 } else { e.queued_bytes };
+        let mut bytes = if count == 0 { 0 } else { e.queued_bytes() };
         let mut fit = 0;
         for len in lens {
             let over_count = self.max_size > 0 && count >= self.max_size;
@@ -308,7 +312,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // A write batch: into the engine, and written.
                 let mut e = self.engine.lock();
                 intake.drain_into(&mut e)?;
-                if e.writer.is_some() {
+                if e.writer_is_home() {
                     buffered_write(lead_writes(&mut e, &self.sig))?;
                 }
             } else if pushed.wake {
@@ -333,7 +337,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         e.room_for_puts()?;
         let seq = e.enqueue(frame.bytes())?;
         if self.durability == Durability::Buffered {
-            if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
+            if e.pending_bytes() >= WRITE_BATCH && e.writer_is_home() {
                 buffered_write(lead_writes(&mut e, &self.sig))?;
             }
             drop(e);
@@ -465,7 +469,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             _ => match journal_delivery(e, &self.sig, self.max_deliveries.is_none()) {
                 Some(res) => res,
                 None => {
-                    let generation = e.acks.note_call();
+                    let generation = e.note_call();
                     journal_through(e, &self.sig, generation)
                 }
             },
@@ -497,13 +501,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<()> {
         let mut spins = 0;
         loop {
-            if e.paused && paused_waits {
+            if e.paused() && paused_waits {
                 // `resume` wakes every waiter.
                 wait.wait(&self.sig.not_empty, e)?;
                 continue;
             }
             e.promote();
-            if e.retries.ready() > 0 {
+            if e.retries().ready() > 0 {
                 return Ok(());
             }
             if e.len() == 0 {
@@ -540,11 +544,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             } else if e.skip_acknowledged()? || e.step_over_delayed()? {
                 // An item acknowledged one by one before a reopen: not delivered again;
                 // or one waiting out a delay recovered at open.
-            } else if e.read >= e.written {
+            } else if e.read() >= e.written() {
                 // Buffered level: the item is still pending; write it first. Either way
                 // the lock is released meanwhile, so look again from the top.
                 e.check()?;
-                if e.writer.is_some() {
+                if e.writer_is_home() {
                     write_pending(e, &self.sig)?;
                 } else {
                     self.sig.progress.wait(e);
@@ -564,7 +568,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let item = codec::decode(payload).map_err(|source| {
             let (path, offset) = e.location();
             Error::Decode {
-                seq: e.read,
+                seq: e.read(),
                 path: path.to_path_buf(),
                 offset,
                 source,
@@ -597,8 +601,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // This thread's buffered puts are shown too; a failure shows at the first item.
         let _ = self.drain_intake(&mut e);
         e.promote();
-        let (read, end) = (e.read, e.accepted());
-        let returned = e.retries.ready_items().collect();
+        let (read, end) = (e.read(), e.accepted());
+        let returned = e.retries().ready_items().collect();
         drop(e);
         Browse::new(self, read, end, returned)
     }
@@ -610,7 +614,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Writes pending items for a browse that reached them (buffered level).
     pub(crate) fn write_pending_for_browse(&self, e: &mut MutexGuard<'_, Engine>) -> Result<()> {
         wait_idle(e, &self.sig);
-        if e.pending_count > 0 {
+        if e.pending_count() > 0 {
             write_pending(e, &self.sig)?;
         }
         Ok(())
@@ -648,7 +652,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 break;
             }
         }
-        if let Some((seq, loc)) = e.retries.first_ready() {
+        if let Some((seq, loc)) = e.retries().first_ready() {
             return e.decode_again(seq, loc).map(Some);
         }
         Ok(Some(Self::decode_next(&mut e)?.0))
@@ -694,17 +698,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Whether the queue is paused ([`pause`](Self::pause)).
     pub fn is_paused(&self) -> bool {
-        self.engine.lock().paused
+        self.engine.lock().paused()
     }
 
     fn set_paused(&self, paused: bool) -> Result<()> {
         let mut e = self.engine.lock();
         e.check()?;
-        if e.paused != paused {
-            crate::pause::record(&*e.storage, &e.dir, paused, e.synced())?;
-            e.paused = paused;
-        }
-        Ok(())
+        e.set_paused(paused)
     }
 
     /// Removes and returns the oldest item together with a handle that acknowledges
@@ -832,7 +832,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         last + 1 - (upto - before) as u64,
                     ));
                 }
-            } else if e.pending.len() >= WRITE_BATCH && e.writer.is_some() {
+            } else if e.pending_bytes() >= WRITE_BATCH && e.writer_is_home() {
                 buffered_write(lead_writes(&mut e, &self.sig))?;
             }
             self.sig.not_empty.notify_all();
@@ -908,7 +908,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut e = self.engine.lock();
         self.wait_for_item(&mut e, &wait)?;
         while out.len() < max {
-            if e.paused {
+            if e.paused() {
                 // Paused while a write below let go of the lock: what was taken returns,
                 // and a call that took nothing waits as a get does.
                 if !out.is_empty() {
@@ -934,7 +934,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
             }
             // Items given back go first, without the reader.
-            if e.retries.ready() == 0 {
+            if e.retries().ready() == 0 {
                 let stepped = e
                     .skip_acknowledged()
                     .and_then(|s| Ok(s || e.step_over_delayed()?));
@@ -945,9 +945,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Err(err) if out.is_empty() => return Err(err),
                     Err(_) => break,
                 }
-                if e.read >= e.written {
+                if e.read() >= e.written() {
                     // Buffered: write the rest before reading on.
-                    if e.writer.is_none() {
+                    if !e.writer_is_home() {
                         break;
                     }
                     if let Err(err) = lead_writes(&mut e, &self.sig) {
@@ -1031,7 +1031,7 @@ impl<T> Queue<T> {
     /// Whether an item waits out a delay or is held under a lease: it may become
     /// deliverable without a put.
     pub(crate) fn has_timers(&self) -> bool {
-        self.engine.lock().retries.timers()
+        self.engine.lock().retries().timers()
     }
 
     /// When a waiting consumer must look again by itself (see [`timer`]).
@@ -1042,7 +1042,7 @@ impl<T> Queue<T> {
     /// Journals an acknowledgement as the level requires: as leader, or waiting for one.
     pub(crate) fn finish_ack(&self, mut e: MutexGuard<'_, Engine>, generation: u64) -> Result<()> {
         if self.durability == Durability::Buffered {
-            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
+            if e.acks().unjournaled() >= ACK_BATCH && e.journal_is_home() {
                 lead_acks(&mut e, &self.sig)?;
             }
         } else {
@@ -1200,15 +1200,15 @@ impl<T> Queue<T> {
     pub fn flush(&self) -> Result<()> {
         let mut e = self.engine.lock();
         self.drain_intake(&mut e)?;
-        if let Err(err) = check_dir(&*e.storage, &e.dir) {
+        if let Err(err) = check_dir(&**e.storage(), e.dir()) {
             return Err(e.poison(err));
         }
         loop {
             e.check()?;
             wait_idle(&mut e, &self.sig);
-            if e.pending_count > 0 {
+            if e.pending_count() > 0 {
                 write_pending(&mut e, &self.sig)?;
-            } else if e.acks.unjournaled() > 0 || e.retries.unwritten() {
+            } else if e.acks().unjournaled() > 0 || e.retries().unwritten() {
                 lead_acks(&mut e, &self.sig)?;
             } else {
                 return Ok(());
@@ -1238,7 +1238,7 @@ impl<T> Queue<T> {
     /// open does not need.
     pub fn close(self) -> Result<()> {
         let mut e = self.engine.lock();
-        let res = if e.writer.is_some() && e.journal.is_some() {
+        let res = if e.writer_is_home() && e.journal_is_home() {
             self.drain_intake(&mut e).and_then(|()| e.checkpoint())
         } else {
             // A leader panicked mid-write; recovery sorts out what reached the disk.
@@ -1254,7 +1254,7 @@ impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let e = self.engine.get_mut();
         // A file still out means its leader panicked mid-write: leave the disk to recovery.
-        if !e.poisoned() && e.writer.is_some() && e.journal.is_some() {
+        if !e.poisoned() && e.writer_is_home() && e.journal_is_home() {
             // Errors cannot be reported from drop; `close` reports them.
             let drained = self.intake.as_ref().map_or(Ok(()), |i| i.drain_into(e));
             let _ = drained.and_then(|()| e.checkpoint());
@@ -1278,7 +1278,7 @@ fn buffered_write(res: Result<()>) -> Result<()> {
 /// would make.
 fn write_pending(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
     match lead_writes(e, sig) {
-        Err(err) if err.is_no_space() && e.acks.unjournaled() > 0 => {
+        Err(err) if err.is_no_space() && e.acks().unjournaled() > 0 => {
             wait_idle(e, sig);
             match lead_acks(e, sig) {
                 // No room for them either: the items' write is what failed.
@@ -1297,11 +1297,11 @@ fn write_pending(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
 /// delay to end, and at the latest a lease's span (a lease taken while it sleeps runs
 /// out no earlier). `None` with a clock that does not sleep.
 fn timer(e: &Engine) -> Option<Duration> {
-    if !e.retries.clock().sleeps() {
+    if !e.retries().clock().sleeps() {
         return None;
     }
-    let next = e.retries.next_timer();
-    match (next, e.retries.lease()) {
+    let next = e.retries().next_timer();
+    match (next, e.retries().lease()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }

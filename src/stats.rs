@@ -57,28 +57,32 @@ impl<T> Queue<T> {
         // The first item a get could take: given back, else the reader's next that is
         // neither acknowledged before a reopen nor waiting out a delay.
         let next_fresh = || {
-            let mut s = e.read;
-            while s < e.tail() && (e.acks.skips(s) || e.retries.is_ahead(s)) {
+            let mut s = e.read();
+            while s < e.tail() && (e.acks().skips(s) || e.retries().is_ahead(s)) {
                 s += 1;
             }
             (s < e.tail()).then_some(s)
         };
-        let oldest = e.retries.first_ready().map(|(s, _)| s).or_else(next_fresh);
-        let now = e.retries.clock().wall_ms();
+        let oldest = e
+            .retries()
+            .first_ready()
+            .map(|(s, _)| s)
+            .or_else(next_fresh);
+        let now = e.retries().clock().wall_ms();
         let oldest_age = oldest
-            .and_then(|s| e.marks.time_of(s))
+            .and_then(|s| e.marks().time_of(s))
             .map(|t| Duration::from_millis(now.saturating_sub(t)));
         let stats = Stats {
             len,
-            in_flight: e.acks.in_flight(e.read) as usize,
-            delayed: e.retries.delayed() as usize,
+            in_flight: e.acks().in_flight(e.read()) as usize,
+            delayed: e.retries().delayed() as usize,
             dead_letters: 0,
             unfinished: (e.unfinished() + intake) as usize,
             bytes_on_disk: 0,
             oldest_age: oldest_age.or((intake > 0).then_some(Duration::ZERO)),
-            paused: e.paused,
+            paused: e.paused(),
         };
-        let (storage, dir) = (e.storage.clone(), e.dir.clone());
+        let (storage, dir) = (e.storage().clone(), e.dir().clone());
         drop(e);
         let dead = self.dead.get().map(|q| q.stats());
         Stats {

@@ -8,13 +8,11 @@ use crate::commit::{journal_through, lead_acks, lead_writes, wait_idle, write_th
 use crate::dead_letters::{DeadLetters, DeadRecord};
 use crate::delivery::Ticket;
 use crate::engine::{ACK_BATCH, Engine};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::frame_into;
 use crate::options::Durability;
 use crate::queue::Queue;
-use crate::reader::chunk_path;
 use crate::retries::{Handed, Loc};
-use crate::storage::OpenMode;
 use parking_lot::MutexGuard;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +23,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// else the reader's next (written). `None` when that item went to the dead letters
     /// instead (it used up its deliveries, or does not decode): look again.
     pub(crate) fn take(&self, e: &mut MutexGuard<'_, Engine>) -> Result<Option<(T, Handed)>> {
-        if let Some((seq, loc)) = e.retries.first_ready() {
+        if let Some((seq, loc)) = e.retries().first_ready() {
             let payload = e.read_again(seq, loc)?;
             let decoded = match self.exhausted(e, seq) {
                 Some(reason) => Err(reason),
@@ -33,7 +31,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             };
             return match decoded {
                 Ok(item) => {
-                    e.retries.remove_ready(seq);
+                    e.take_ready(seq);
                     Ok(Some((item, e.deliver(seq, loc))))
                 }
                 Err(reason) => {
@@ -43,7 +41,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             };
         }
         let peeked = e.peek()?;
-        let (seq, loc) = (e.read, e.peeked_loc());
+        let (seq, loc) = (e.read(), e.peeked_loc());
         let decoded = match self.exhausted(e, seq) {
             Some(reason) => Err(reason),
             // Decoded under the lock: no other consumer takes the item meanwhile.
@@ -69,7 +67,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if self.max_deliveries.is_none() {
             return Ok(false);
         }
-        if let Some((seq, loc)) = e.retries.first_ready() {
+        if let Some((seq, loc)) = e.retries().first_ready() {
             let Some(reason) = self.exhausted(e, seq) else {
                 return Ok(false);
             };
@@ -77,7 +75,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             self.bury_taken(e, seq, loc, payload, reason, true)?;
             return Ok(true);
         }
-        let seq = e.read;
+        let seq = e.read();
         let Some(reason) = self.exhausted(e, seq) else {
             return Ok(false);
         };
@@ -101,7 +99,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         reason: String,
         ready: bool,
     ) -> Result<()> {
-        let attempts = e.retries.attempts_of(seq);
+        let attempts = e.retries().attempts_of(seq);
         let rec = self.dead_record(seq, attempts, reason, payload);
         if let Err(err) = self.dead.bury(&rec) {
             if !ready {
@@ -110,11 +108,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(err);
         }
         if ready {
-            e.retries.remove_ready(seq);
+            e.take_ready(seq);
         }
-        let read = e.read;
-        let generation = e.acks.ack_one(seq, read)?;
-        e.retries.acked(seq);
+        let generation = e.acknowledge(seq)?;
         self.journal_ack(e, generation)?;
         if e.unfinished() == 0 {
             self.all_done.notify_all();
@@ -154,14 +150,14 @@ impl<T> Queue<T> {
     /// `browse` does not show it).
     pub(crate) fn is_exhausted(&self, e: &Engine, seq: u64) -> bool {
         self.max_deliveries
-            .is_some_and(|max| e.retries.attempts_of(seq) >= max)
+            .is_some_and(|max| e.retries().attempts_of(seq) >= max)
     }
 
     /// Why item `seq` may not be delivered again, if so: it used up
     /// `Options::max_deliveries`.
     fn exhausted(&self, e: &Engine, seq: u64) -> Option<String> {
         let max = self.max_deliveries?;
-        let n = e.retries.attempts_of(seq);
+        let n = e.retries().attempts_of(seq);
         (n >= max).then(|| {
             format!("delivered {n} times without an acknowledgement (max_deliveries {max})")
         })
@@ -210,10 +206,8 @@ impl<T> Queue<T> {
                 return Err(err);
             }
         };
-        e.retries.copy_stored(copy);
-        let read = e.read;
-        let generation = e.acks.ack_one(h.seq, read)?;
-        e.retries.acked(h.seq);
+        e.copy_stored(copy);
+        let generation = e.acknowledge(h.seq)?;
         self.finish_ack(e, generation)
     }
 
@@ -231,7 +225,7 @@ impl<T> Queue<T> {
         self.drain_intake(e)?;
         let copy = e.enqueue(&frame)?;
         // Delayed before the lock is let go for the write: no consumer takes it early.
-        e.retries.delay_copy(copy, h.seq, delay);
+        e.delay_copy(copy, h.seq, delay);
         let res = if self.durability == Durability::Buffered {
             wait_idle(e, &self.sig);
             lead_writes(e, &self.sig)
@@ -241,7 +235,7 @@ impl<T> Queue<T> {
         };
         if res.is_err() && e.accepted() <= copy {
             // Not stored (a full disk drops it; its number goes to the next put).
-            e.retries.undo_copy(copy);
+            e.undo_copy(copy);
         }
         res.map(|()| copy)
     }
@@ -275,9 +269,7 @@ impl<T> Queue<T> {
             self.sig.not_empty.notify_one();
             return Err(err);
         }
-        let read = e.read;
-        let generation = e.acks.ack_one(h.seq, read)?;
-        e.retries.acked(h.seq);
+        let generation = e.acknowledge(h.seq)?;
         self.finish_ack(e, generation)
     }
 
@@ -303,7 +295,7 @@ impl<T> Queue<T> {
         generation: u64,
     ) -> Result<()> {
         if self.durability == Durability::Buffered {
-            if e.acks.unjournaled() >= ACK_BATCH && e.journal.is_some() {
+            if e.acks().unjournaled() >= ACK_BATCH && e.journal_is_home() {
                 lead_acks(e, &self.sig)?;
             }
             Ok(())
@@ -326,7 +318,7 @@ impl<T> Queue<T> {
         let mut e = self.engine.lock();
         self.drain_intake(&mut e)?;
         e.room_for_puts()?;
-        let first_chunk = e.writer_chunk;
+        let first_chunk = e.writer_chunk();
         let last = e.enqueue_many(&frames, payloads.len() as u64)?;
         if self.durability == Durability::Buffered {
             wait_idle(&mut e, &self.sig);
@@ -336,41 +328,12 @@ impl<T> Queue<T> {
             write_through(&mut e, &self.sig, last, &fate)?;
         }
         if self.durability != Durability::Synced {
-            sync_chunks_since(&mut e, &self.sig, first_chunk)?;
+            crate::commit::sync_chunks_since(&mut e, &self.sig, first_chunk)?;
         }
         drop(e);
         self.sig.not_empty.notify_all();
         Ok(())
     }
-}
-
-/// Syncs the chunk files from `first` to the writer's, and the directory (a chunk
-/// created below `Synced` is not yet durable).
-fn sync_chunks_since(
-    e: &mut MutexGuard<'_, Engine>,
-    sig: &crate::commit::Signals,
-    first: u64,
-) -> Result<()> {
-    wait_idle(e, sig);
-    for no in first..=e.writer_chunk {
-        let path = chunk_path(&e.dir, no);
-        let res = if no == e.writer_chunk {
-            let w = e.writer.as_mut().expect("writer is home");
-            w.file.sync_data()
-        } else {
-            e.storage
-                .open(&path, OpenMode::Read)
-                .and_then(|mut f| f.sync_data())
-        };
-        if let Err(err) = res {
-            return Err(e.poison(Error::io("sync", &path, err)));
-        }
-    }
-    let dir = e.dir.clone();
-    if let Err(err) = e.storage.sync_dir(&dir) {
-        return Err(e.poison(Error::io("sync directory", &*dir, err)));
-    }
-    Ok(())
 }
 
 /// The reason a dead letter gives for an item that does not decode.

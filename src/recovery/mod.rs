@@ -10,9 +10,8 @@ mod tail;
 
 pub use restart::Recovery;
 
-use crate::acks::Acks;
 use crate::engine::{
-    ACKS, ChunkLimit, ChunkMeta, Engine, INFO, Journal, LOCK, SCHEMA, SCHEMA_TMP, Writer,
+    ACKS, ChunkMeta, Engine, INFO, Journal, LOCK, Recovered, SCHEMA, SCHEMA_TMP, Writer,
     create_chunk, write_atomic, write_info,
 };
 use crate::error::{Error, Result};
@@ -21,7 +20,6 @@ use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
 use crate::reserve::Reserve;
-use crate::retries::Retries;
 use crate::storage::{OpenMode, Storage, StorageFile, open_if_exists};
 use chunks::{Durable, Firsts, OldestFile};
 use std::any::Any;
@@ -46,11 +44,7 @@ pub(crate) fn open(
     let mut reserve = Reserve::present_if_any();
     let (mut engine, recovered) =
         reserve.with_room(st, dir, || open_locked(&storage, dir, opts, schema))?;
-    engine.reserve = Reserve::ensure(st, dir)?;
-    engine.paused = crate::pause::recorded(st, dir)?;
-    if opts.max_bytes > 0 {
-        engine.queued_bytes = engine.waiting_record_bytes()?;
-    }
+    engine.ready_to_serve(opts)?;
     Ok((engine, lock, recovered))
 }
 
@@ -81,9 +75,19 @@ fn open_locked(
     r.skip_acknowledged(&mut head, writer.first_seq + writer.count)?; // step 9
     let journal = r.ready_journal(journal_len)?; // step 10
     let meta = chunk_meta(&r.chunks, &firsts, head.header.first_seq, writer.first_seq);
-    let mut engine = build_engine(storage, dir, opts, &start, r, meta, writer, head, journal);
-    settle_synced_state(&mut engine, &start)?;
-    checkpoint_if_stale(&mut engine, start.info)?;
+    let parts = Recovered {
+        acked: r.acked,
+        singles: std::mem::take(&mut r.singles),
+        work: std::mem::take(&mut r.work),
+        chunks: meta,
+        writer,
+        reader: head,
+        journal,
+        all_synced: start.info.all_synced,
+    };
+    let mut engine = Engine::build(storage, dir, opts, parts);
+    engine.settle_synced_state(start.info.all_synced, start.recovered.after_restart)?; // 10
+    engine.checkpoint_if_stale(start.info)?;
     Ok((engine, start.recovered))
 }
 
@@ -549,135 +553,4 @@ fn chunk_meta(
     meta[0].first_seq = Some(head_first);
     meta.back_mut().expect("not empty").first_seq = Some(tail_first);
     meta
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the parts recovery assembled, once"
-)]
-fn build_engine(
-    storage: &Arc<dyn Storage>,
-    dir: &Path,
-    opts: &Options,
-    start: &Start,
-    mut r: Recovering<'_>,
-    chunks: VecDeque<ChunkMeta>,
-    writer: Writer,
-    reader: ChunkReader,
-    journal: Journal,
-) -> Engine {
-    let acked = r.acked;
-    let marks = crate::marks::Marks::recovered(&r.work.marks);
-    Engine {
-        storage: storage.clone(),
-        dir: Arc::from(dir),
-        chunk_limit: ChunkLimit {
-            records: opts.chunk_size.max(1) as u64,
-            bytes: opts.chunk_bytes,
-        },
-        durability: opts.durability,
-        journal_limit: opts.journal_limit,
-        chunks,
-        writer_chunk: writer.chunk,
-        writer_end: writer.written,
-        written: writer.first_seq + writer.count,
-        writer: Some(writer),
-        reader,
-        journal: Some(journal),
-        pending: Vec::new(),
-        pending_count: 0,
-        writing: 0,
-        pending_callers: 0,
-        returning: 0,
-        last_sync: std::time::Duration::ZERO,
-        spare: Vec::new(),
-        pending_fate: None,
-        reserve: Reserve::default(),
-        retries: Retries::new(
-            opts.clock.clone().unwrap_or_else(crate::clock::system),
-            opts.lease,
-            std::mem::take(&mut r.work),
-        ),
-        retry_file: None,
-        marks,
-        queued_bytes: 0,
-        paused: false,
-        acks: Acks::recovered(acked, r.singles),
-        read: acked,
-        poison_flag: Arc::default(),
-        checkpoint_wanted: false,
-        info_on_disk: None,
-        // As `info` says (after a restart step 3a synced everything and said so at
-        // `Synced`); `settle_synced_state` completes it.
-        opened_synced: start.info.all_synced,
-        durable_info_once: false,
-    }
-}
-
-/// Step 10, first: makes `info`'s `all_synced` true only while it is. Below `Synced`, an
-/// `info` that says so is replaced, durably, before anything is written: else a power
-/// loss could keep it over this session's unsynced writes (and journal truncations),
-/// and step 3a would trust them. At `Synced`, in the same boot, after a session below
-/// it (`info` does not say so), every chunk file and the journal are synced now, so that
-/// what this session syncs is not cut after an older unsynced chunk.
-fn settle_synced_state(engine: &mut Engine, start: &Start) -> Result<()> {
-    if !engine.synced() {
-        engine.durable_info_once = start.info.all_synced;
-        return Ok(());
-    }
-    if start.info.all_synced || start.recovered.after_restart {
-        return Ok(());
-    }
-    let (st, dir) = (engine.storage.clone(), engine.dir.clone());
-    for c in &engine.chunks {
-        if c.no != engine.writer_chunk {
-            let path = chunk_path(&dir, c.no);
-            st.open(&path, OpenMode::Append)
-                .and_then(|mut f| f.sync_data())
-                .map_err(|e| Error::io("sync", &path, e))?;
-        }
-    }
-    sync_tail(engine)?;
-    st.sync_dir(&dir)
-        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
-    engine.opened_synced = true;
-    Ok(())
-}
-
-fn sync_tail(engine: &mut Engine) -> Result<()> {
-    if let Some(w) = engine.writer.as_mut() {
-        w.file
-            .sync_data()
-            .map_err(|e| Error::io("sync", &w.path, e))?;
-    }
-    if let Some(j) = engine.journal.as_mut() {
-        j.file
-            .sync_data()
-            .map_err(|e| Error::io("sync", &j.path, e))?;
-    }
-    Ok(())
-}
-
-/// Step 10, last: a checkpoint when the journal held entries or `info` differs from what
-/// recovery found. A mark that does not describe the chunk as recovered (records appended
-/// after it, a chunk cut below it, a mark ignored) is replaced before anything is
-/// appended: a stale one could otherwise come to match other records later.
-fn checkpoint_if_stale(engine: &mut Engine, info: Info) -> Result<()> {
-    let w = engine.writer.as_ref().expect("writer is home");
-    let mark_matches = info.tail_chunk == w.chunk
-        && (info.tail_end, info.tail_count, info.tail_last_len) == (w.written, w.count, w.last_len);
-    let journal_len = engine.journal.as_ref().map_or(0, |j| j.len);
-    let flags = info.all_synced != (engine.synced() && engine.opened_synced);
-    if journal_len > 0 || info.acked != engine.acks.head() || !mark_matches || flags {
-        if engine.opened_synced && engine.synced() {
-            // The new `info` will say every byte is synced: the newest chunk and the
-            // journal may hold the write a crash cut, never synced (a kill in the same
-            // boot), so they are synced first.
-            sync_tail(engine)?;
-        }
-        engine.checkpoint()
-    } else {
-        engine.info_on_disk = Some(info);
-        Ok(())
-    }
 }

@@ -157,10 +157,37 @@ impl Engine {
     /// Acknowledges delivery `h`. Returns the generation to wait for.
     pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
         self.holding(h, deadline)?;
-        let generation = self.acks.ack_one(h.seq, self.read)?;
-        self.retries.acked(h.seq);
+        self.acknowledge(h.seq)
+    }
+
+    /// Acknowledges gotten item `seq` (in flight or given back), in any order. Returns
+    /// the generation to wait for.
+    pub(crate) fn acknowledge(&mut self, seq: u64) -> Result<u64> {
+        let generation = self.acks.ack_one(seq, self.read)?;
+        self.retries.acked(seq);
         self.trim_leases();
         Ok(generation)
+    }
+
+    /// Given-back item `seq` is taken (to be delivered again or buried).
+    pub(crate) fn take_ready(&mut self, seq: u64) {
+        self.retries.remove_ready(seq);
+    }
+
+    /// Item `old`, given back with `delay`, is appended again as item `copy`, not yet
+    /// stored (`Retries::delay_copy`).
+    pub(crate) fn delay_copy(&mut self, copy: u64, old: u64, delay: Duration) {
+        self.retries.delay_copy(copy, old, delay);
+    }
+
+    /// The copy of [`delay_copy`](Self::delay_copy) is stored.
+    pub(crate) fn copy_stored(&mut self, copy: u64) {
+        self.retries.copy_stored(copy);
+    }
+
+    /// The copy of [`delay_copy`](Self::delay_copy) was not stored after all.
+    pub(crate) fn undo_copy(&mut self, copy: u64) {
+        self.retries.undo_copy(copy);
     }
 
     /// Drops ended leases from the front (after acknowledgements).

@@ -485,3 +485,33 @@ pub(crate) fn wait_idle(e: &mut MutexGuard<'_, Engine>, sig: &Signals) {
         sig.progress.wait(e);
     }
 }
+
+/// Syncs the chunk files from `first` to the writer's, and the directory (a chunk
+/// created below `Synced` is not yet durable).
+/// (For `Queue::put_raw_synced`.)
+pub(crate) fn sync_chunks_since(
+    e: &mut MutexGuard<'_, Engine>,
+    sig: &Signals,
+    first: u64,
+) -> Result<()> {
+    wait_idle(e, sig);
+    for no in first..=e.writer_chunk {
+        let path = crate::reader::chunk_path(&e.dir, no);
+        let res = if no == e.writer_chunk {
+            let w = e.writer.as_mut().expect("writer is home");
+            w.file.sync_data()
+        } else {
+            e.storage
+                .open(&path, crate::storage::OpenMode::Read)
+                .and_then(|mut f| f.sync_data())
+        };
+        if let Err(err) = res {
+            return Err(e.poison(Error::io("sync", &path, err)));
+        }
+    }
+    let dir = e.dir.clone();
+    if let Err(err) = e.storage.sync_dir(&dir) {
+        return Err(e.poison(Error::io("sync directory", &*dir, err)));
+    }
+    Ok(())
+}

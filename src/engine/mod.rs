@@ -2,10 +2,39 @@
 //! the read cursor and its chunks, and the parts kept by concept in modules of their
 //! own: the writer (`writer.rs`), acknowledgements (`acks.rs`), deliveries, leases and
 //! retries (`retries.rs`, `leases.rs`, `deliver.rs`), checkpoints (`checkpoint.rs`),
-//! put times (`marks.rs`). One `Engine` lives behind the queue's mutex. Appends to the
-//! chunk files and the journal are done by a *leader* that borrows the file out of the
-//! engine and writes without holding the lock (see `commit.rs`); everything here runs
-//! under the lock.
+//! put times (`marks.rs`), what open makes of recovery's parts (`open.rs`). One `Engine`
+//! lives behind the queue's mutex. Appends to the chunk files and the journal are done
+//! by a *leader* that borrows the file out of the engine and writes without holding the
+//! lock (`commit.rs`); everything else runs under the lock.
+//!
+//! The engine's fields are private to this module and its children; the rest of the
+//! crate reads them through accessors and changes them through methods that keep these
+//! true (besides those of `Acks` and `Retries`, written at the top of their modules):
+//!
+//! - sequence numbers: `acks.head() <= read <= tail() <= accepted()`, where
+//!   `accepted() = written + writing + pending_count`: items before `written` are in
+//!   chunk files, `writing` are out with a write leader, `pending_count` are in
+//!   `pending` (their frames, in order, after the leader's);
+//! - `writer` is `None` exactly while a write leader has it out, `journal` while an
+//!   acknowledgement leader has it; `writer_chunk` is the back of `chunks` either way;
+//! - the reader is at the record of item `read`, and reads no further in the writer's
+//!   chunk than `writer_end`, where the published records end;
+//! - the front of `chunks` holds the oldest unacknowledged item (or is the writer's
+//!   chunk); a chunk file is deleted only once every item in it is below the head the
+//!   journal or `info` holds (`acks.head_written()`);
+//! - an item is in `Acks::out` exactly when it is among `retries`' ready or delayed
+//!   items; each item in flight with a lease has a live entry in `retries`' leases;
+//! - once poisoned (a write or sync failed), every call fails: memory may not match
+//!   the disk;
+//! - `queued_bytes` counts the record bytes of the items accepted and not yet gotten,
+//!   when `max_bytes` bounds them.
+
+pub(crate) mod checkpoint;
+pub(crate) mod commit;
+mod deliver;
+mod open;
+
+pub(crate) use open::Recovered;
 
 use crate::acks::Acks;
 pub(crate) use crate::checkpoint::{write_atomic, write_info};
@@ -78,80 +107,80 @@ pub(crate) struct Journal {
 
 #[derive(Debug)]
 pub(crate) struct Engine {
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) dir: Arc<Path>,
-    pub(crate) chunk_limit: ChunkLimit,
-    pub(crate) durability: Durability,
-    pub(crate) journal_limit: u64,
+    storage: Arc<dyn Storage>,
+    dir: Arc<Path>,
+    chunk_limit: ChunkLimit,
+    durability: Durability,
+    journal_limit: u64,
     /// Chunk files, oldest first; the front holds the oldest unacknowledged item (or is
     /// the writer's chunk), the back is the writer's chunk.
-    pub(crate) chunks: VecDeque<ChunkMeta>,
+    chunks: VecDeque<ChunkMeta>,
     /// `None` while a write leader has it out.
-    pub(crate) writer: Option<Writer>,
+    writer: Option<Writer>,
     /// The writer's chunk number, also while it is out.
-    pub(crate) writer_chunk: u64,
+    writer_chunk: u64,
     /// Where the published records of the writer's chunk end (a byte offset): the reader
     /// reads no further in that chunk, so it never reads the reserved zeros after them
     /// (FORMAT.md §Preallocation), nor a frame being written.
-    pub(crate) writer_end: u64,
-    pub(crate) reader: ChunkReader,
+    writer_end: u64,
+    reader: ChunkReader,
     /// `None` while an acknowledgement leader has it out.
-    pub(crate) journal: Option<Journal>,
+    journal: Option<Journal>,
     /// Frames accepted and not yet written, in sequence order.
-    pub(crate) pending: Vec<u8>,
-    pub(crate) pending_count: u64,
+    pending: Vec<u8>,
+    pending_count: u64,
     /// Frames a write leader has taken out of `pending` and not yet published: still
     /// accepted, not yet written.
-    pub(crate) writing: u64,
+    writing: u64,
     /// Group commit at the synced level (`commit::gather`): calls with a frame in
     /// `pending`, callers of the last synced batch not yet back with another call, and
     /// how long that batch's write and sync took.
-    pub(crate) pending_callers: u64,
-    pub(crate) returning: u64,
-    pub(crate) last_sync: std::time::Duration,
+    pending_callers: u64,
+    returning: u64,
+    last_sync: std::time::Duration,
     /// A cleared buffer kept for the next `pending`.
-    pub(crate) spare: Vec<u8>,
+    spare: Vec<u8>,
     /// Items written to chunk files: the sequence number after the last of them.
-    pub(crate) written: u64,
+    written: u64,
     /// What is acknowledged, and what of it is journaled (`acks.rs`). At `Synced` the
     /// journaled head is durable; below, a power loss may keep a chunk's deletion and
     /// lose the entry that allowed it, which recovery after a restart recognizes
     /// (FORMAT.md §open, step 3a).
-    pub(crate) acks: Acks,
+    acks: Acks,
     /// Sequence number of the next item `get` returns.
-    pub(crate) read: u64,
+    read: u64,
     /// Set after a failed write: every later call says to reopen. Shared with puts that
     /// do not take the lock (`intake.rs`).
-    pub(crate) poison_flag: Arc<AtomicBool>,
+    poison_flag: Arc<AtomicBool>,
     /// A checkpoint is due (after a rollover, or a full journal) when both files are home.
-    pub(crate) checkpoint_wanted: bool,
+    checkpoint_wanted: bool,
     /// Every record and entry on disk was durable when the queue was opened (recorded
     /// so in `info`, or made so by recovery after a restart).
-    pub(crate) opened_synced: bool,
+    opened_synced: bool,
     /// The next checkpoint syncs `info` (and the directory) whatever the level: set by
     /// open below `Synced` over an `info` that says `all_synced` (FORMAT.md §open,
     /// step 10).
-    pub(crate) durable_info_once: bool,
+    durable_info_once: bool,
     /// What `info` holds on disk, when known (read at open or written since): a
     /// checkpoint that would write the same, with an empty journal, writes nothing.
-    pub(crate) info_on_disk: Option<Info>,
+    info_on_disk: Option<Info>,
     /// What becomes of the frames in `pending`, for the callers waiting on them; made by
     /// the first caller that waits (`fate`).
-    pub(crate) pending_fate: Option<Arc<Fate>>,
+    pending_fate: Option<Arc<Fate>>,
     /// Gets wait as if the queue were empty (`Queue::pause`; the `paused` file).
-    pub(crate) paused: bool,
+    paused: bool,
     /// Bytes of the records accepted and not yet gotten (`Options::max_bytes`). Open
     /// counts the ones on disk only when a byte bound is set.
-    pub(crate) queued_bytes: u64,
+    queued_bytes: u64,
     /// Space kept back for draining a full disk, and whether puts must wait for room
     /// (`reserve.rs`).
-    pub(crate) reserve: Reserve,
+    reserve: Reserve,
     /// Items given back, delayed or leased, and attempt counts (`retries.rs`).
-    pub(crate) retries: Retries,
+    retries: Retries,
     /// The chunk file last read to deliver an item again (`deliver.rs`).
-    pub(crate) retry_file: Option<(u64, Box<dyn StorageFile>)>,
+    retry_file: Option<(u64, Box<dyn StorageFile>)>,
     /// When items were written (`marks.rs`).
-    pub(crate) marks: Marks,
+    marks: Marks,
 }
 
 /// What became of a batch of frames, for the callers that wait on it: unknown while it
@@ -183,6 +212,109 @@ impl Fate {
 pub(crate) struct Peeked {
     pub(crate) payload: Range<usize>,
     pub(crate) len: usize,
+}
+
+/// Read access for the queue's parts outside the engine; every change goes through a
+/// method that keeps the invariants above.
+impl Engine {
+    #[inline]
+    pub(crate) fn read(&self) -> u64 {
+        self.read
+    }
+
+    #[inline]
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub(crate) fn writer_chunk(&self) -> u64 {
+        self.writer_chunk
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub(crate) fn dir(&self) -> &Arc<Path> {
+        &self.dir
+    }
+
+    #[inline]
+    pub(crate) fn paused(&self) -> bool {
+        self.paused
+    }
+
+    #[inline]
+    pub(crate) fn acks(&self) -> &Acks {
+        &self.acks
+    }
+
+    #[inline]
+    pub(crate) fn retries(&self) -> &Retries {
+        &self.retries
+    }
+
+    pub(crate) fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// Where the reader is: its chunk and the offset of its next record.
+    pub(crate) fn reader_at(&self) -> (u64, u64) {
+        (self.reader.chunk, self.reader.offset())
+    }
+
+    /// Whether no write leader has the writer out.
+    #[inline]
+    pub(crate) fn writer_is_home(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Whether no acknowledgement leader has the journal out.
+    #[inline]
+    pub(crate) fn journal_is_home(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Bytes of frames accepted and not yet written.
+    #[inline]
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    #[inline]
+    pub(crate) fn pending_count(&self) -> u64 {
+        self.pending_count
+    }
+
+    #[inline]
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    /// Pauses or resumes gets, recording it on disk (`pause.rs`) first.
+    pub(crate) fn set_paused(&mut self, paused: bool) -> Result<()> {
+        if self.paused != paused {
+            crate::pause::record(&*self.storage, &self.dir, paused, self.synced())?;
+            self.paused = paused;
+        }
+        Ok(())
+    }
+
+    /// A call that changed what the journal must record besides acknowledgements.
+    /// Returns the call's generation.
+    pub(crate) fn note_call(&mut self) -> u64 {
+        self.acks.note_call()
+    }
+
+    /// The poison flag, shared with puts that do not take the lock.
+    pub(crate) fn poison_flag(&self) -> Arc<AtomicBool> {
+        self.poison_flag.clone()
+    }
+
+    /// The reserve's flag that puts must ask for room first.
+    pub(crate) fn reserve_short_flag(&self) -> Arc<AtomicBool> {
+        self.reserve.short_flag()
+    }
 }
 
 impl Engine {
