@@ -142,7 +142,9 @@ impl Acks {
             return Err(Error::AlreadyAcknowledged { seq });
         }
         // A given-back item may be acknowledged too (moved to the dead letters).
-        self.out.remove(&seq);
+        if !self.out.is_empty() {
+            self.out.remove(&seq);
+        }
         if seq == self.head {
             self.head += 1;
             self.absorb(read);

@@ -78,6 +78,7 @@ impl Leases {
         self.push(e);
     }
 
+    #[inline]
     fn push(&mut self, e: Entry) {
         if self.in_order.back().is_none_or(|b| b.0 <= e.0) {
             self.in_order.push_back(e);

@@ -368,7 +368,6 @@ impl Retries {
         }
     }
 
-    /// Returns the deadline.
     /// Whether `deadline` has passed.
     pub(crate) fn passed(&self, deadline: Duration) -> bool {
         self.clock.monotonic() >= deadline

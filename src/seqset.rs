@@ -55,7 +55,11 @@ impl SeqSet {
     }
 
     /// Removes `s`; false if it was not there.
+    #[inline]
     pub(crate) fn remove(&mut self, s: &u64) -> bool {
+        if self.is_empty() {
+            return false;
+        }
         let Some((start, end)) = self.range_of(*s) else {
             return false;
         };
