@@ -198,3 +198,91 @@ fn a_crash_at_any_point_of_a_move_loses_nothing() {
         }
     }
 }
+
+/// The first chunk file of a queue directory.
+fn first_chunk(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('q'))
+        .collect();
+    names.sort();
+    names.remove(0)
+}
+
+#[test]
+fn damaged_dead_letters_are_an_error_naming_the_file_and_repair_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path(), Options::new());
+    q.put_many(&[s("a"), s("b"), s("c")]).unwrap();
+    for _ in 0..2 {
+        q.get_delivery().unwrap().dead_letter("bad").unwrap();
+    }
+    drop(q);
+    // Damage no crash explains: a flipped byte in the first dead letter's record (after
+    // the chunk's 28-byte header and the record's 8-byte one), with one after it.
+    let chunk = first_chunk(&dir.path().join("dead"));
+    let mut b = std::fs::read(&chunk).unwrap();
+    let at = 28 + 8 + 2;
+    b[at] ^= 0xff;
+    std::fs::write(&chunk, &b).unwrap();
+    // The queue opens and flows (open reads no record); reading the dead letters meets
+    // the damage, an error that names the file and says what to do.
+    let q = open(dir.path(), Options::new());
+    assert_eq!(q.get().unwrap(), "c");
+    q.task_done().unwrap();
+    let err = q
+        .dead_letters()
+        .iter()
+        .find_map(Result::err)
+        .expect("the damage is reported");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&chunk.display().to_string()),
+        "names the file: {msg}"
+    );
+    assert!(msg.contains("repair"), "says what to do: {msg}");
+    drop(q);
+    diskq::repair(dir.path().join("dead")).unwrap();
+    let q = open(dir.path(), Options::new());
+    let left: Vec<_> = q.dead_letters().iter().collect();
+    assert!(left.iter().all(Result::is_ok), "{left:?}");
+}
+
+#[test]
+fn dead_letters_follow_the_queue_directory_when_it_is_renamed_while_open() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let q = open(&a, Options::new());
+    q.put_many(&[s("x"), s("y"), s("z")]).unwrap();
+    q.get_delivery().unwrap().dead_letter("first").unwrap(); // creates a/dead
+    std::fs::rename(&a, &b).unwrap();
+    q.get_delivery().unwrap().dead_letter("second").unwrap();
+    assert_eq!(q.dead_letters().len(), 2);
+    drop(q);
+    assert!(!a.exists(), "nothing is written under the old path");
+    let q = open(&b, Options::new());
+    let reasons: Vec<String> = q
+        .dead_letters()
+        .iter()
+        .map(|d| d.unwrap().reason().to_string())
+        .collect();
+    assert_eq!(reasons, ["first", "second"]);
+    assert_eq!(q.get().unwrap(), "z");
+}
+
+#[test]
+fn the_first_dead_letter_after_a_rename_goes_to_the_new_place() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let q = open(&a, Options::new());
+    q.put_many(&[s("x"), s("y")]).unwrap();
+    std::fs::rename(&a, &b).unwrap();
+    // `dead/` does not exist yet: it is created in the renamed directory.
+    q.get_delivery().unwrap().dead_letter("late").unwrap();
+    drop(q);
+    assert!(!a.exists(), "nothing is written under the old path");
+    let q = open(&b, Options::new());
+    assert_eq!(q.dead_letters().len(), 1);
+    assert_eq!(q.get().unwrap(), "y");
+}
