@@ -72,10 +72,35 @@ impl Leases {
         }
     }
 
-    /// The lease of `e`, held, now runs out at `deadline`.
-    pub(crate) fn extend(&mut self, e: Entry) {
-        self.extended.insert(e.1, e.0);
+    /// The lease of `e`, held, now runs out at `deadline`. `in_flight`: as for `insert`.
+    pub(crate) fn extend(&mut self, e: Entry, in_flight: u64, live: impl Fn(u64) -> bool) {
+        if self.extended.insert(e.1, e.0) == Some(e.0) {
+            // The same deadline again: its entry is there (a second would count as live
+            // too, and no rebuild could drop it).
+            return;
+        }
         self.push(e);
+        let kept = (self.in_order.len() + self.out_of_order.len()) as u64;
+        if kept > 2 * in_flight + 1024 {
+            self.rebuild(live);
+        }
+    }
+
+    /// Every entry of `seq` is dead until its next delivery: it is being settled, and
+    /// the lock may be let go before it is (`nack_after` writes a copy).
+    pub(crate) fn end(&mut self, seq: u64) {
+        self.tokens.insert(seq, 0);
+    }
+
+    /// Delivery `token` of `seq` has no lease (a queue without one): the entries of an
+    /// earlier delivery that `extend_lease` gave one are dead.
+    pub(crate) fn delivered_without_lease(&mut self, seq: u64, token: u64) {
+        let known = (!self.tokens.is_empty() && self.tokens.contains_key(&seq))
+            || (!self.extended.is_empty() && self.extended.contains_key(&seq));
+        if known {
+            self.tokens.insert(seq, token);
+            self.extended.remove(&seq);
+        }
     }
 
     #[inline]
@@ -210,7 +235,7 @@ mod tests {
         l.insert(e(1, 1, 10), false, 1, all);
         l.insert(e(2, 2, 20), false, 2, all);
         l.insert(e(3, 3, 15), false, 3, all); // out of order
-        l.extend(e(1, 1, 30)); // the lease of 1 now runs out at 30
+        l.extend(e(1, 1, 30), 3, |_| true); // the lease of 1 now runs out at 30
         assert_eq!(l.first_deadline(), Some(Duration::from_millis(10)));
         assert!(expired(&mut l, 9).is_empty());
         // The entry of 1 at 10 is dead (extended): only 3 and 2 run out by 25.

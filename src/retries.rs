@@ -281,6 +281,9 @@ impl Retries {
         }
         let token = self.next_token;
         self.next_token += 1;
+        if self.lease.is_none() && !self.leases.nothing_per_item() {
+            self.leases.delivered_without_lease(seq, token);
+        }
         let deadline = self.lease.map(|span| {
             let deadline = self.clock.monotonic().saturating_add(span);
             let (n, live) = in_flight;
@@ -375,10 +378,26 @@ impl Retries {
 
     /// Sets the lease of delivery `h`, held, to run out `span` from now; returns the new
     /// deadline.
-    pub(crate) fn extend(&mut self, h: &Handed, span: Duration) -> Duration {
+    /// `in_flight`: as for [`deliver`](Self::deliver).
+    pub(crate) fn extend(
+        &mut self,
+        h: &Handed,
+        span: Duration,
+        in_flight: (u64, impl Fn(u64) -> bool),
+    ) -> Duration {
         let deadline = self.clock.monotonic().saturating_add(span);
-        self.leases.extend((deadline, h.seq, h.token, h.loc));
+        let (n, live) = in_flight;
+        self.leases
+            .extend((deadline, h.seq, h.token, h.loc), n, live);
         deadline
+    }
+
+    /// Delivery `h` is being settled, and the lock may be let go before it is: its
+    /// lease no longer runs out.
+    pub(crate) fn end_lease(&mut self, h: &Handed) {
+        if !self.leases.is_empty() {
+            self.leases.end(h.seq);
+        }
     }
 
     /// Item `seq` was acknowledged.

@@ -198,7 +198,7 @@ impl<T> Queue<T> {
         delay: Duration,
     ) -> Result<()> {
         let h = t.handed;
-        e.holding(&h, t.deadline())?;
+        e.settling(&h, t.deadline())?;
         let copy = match self.append_copy(&mut e, &h, delay) {
             Ok(copy) => copy,
             Err(err) => {
@@ -257,7 +257,7 @@ impl<T> Queue<T> {
         let h = t.handed;
         // Settled here, once: the lease ends now, so a deadline passing during the sync
         // below cannot give the item back after its dead letter is stored.
-        e.holding(&h, t.deadline())?;
+        e.settling(&h, t.deadline())?;
         let stored = e.read_again(h.seq, h.loc).and_then(|payload| {
             self.dead
                 .bury(&self.dead_record(h.seq, h.attempt, reason, payload))

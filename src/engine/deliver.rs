@@ -154,6 +154,15 @@ impl Engine {
         }
     }
 
+    /// As [`holding`](Self::holding), for a settlement that lets go of the lock before it
+    /// is done (a copy or a dead letter is written): the lease ends now, so that it
+    /// cannot run out and hand the item to someone else meanwhile.
+    pub(crate) fn settling(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
+        self.holding(h, deadline)?;
+        self.retries.end_lease(h);
+        Ok(())
+    }
+
     /// Acknowledges delivery `h`. Returns the generation to wait for.
     pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
         self.holding(h, deadline)?;
@@ -247,7 +256,9 @@ impl Engine {
         span: Duration,
     ) -> Result<Duration> {
         self.holding(h, deadline)?;
-        Ok(self.retries.extend(h, span))
+        let (acks, read) = (&self.acks, self.read);
+        let in_flight = (acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        Ok(self.retries.extend(h, span, in_flight))
     }
 
     /// Steps over the item at `read` when it waits out a delay recovered at open (it goes
