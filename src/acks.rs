@@ -82,11 +82,13 @@ impl Acks {
     }
 
     /// Whether gotten item `seq` is in flight: not acknowledged, not given back.
+    #[inline]
     pub(crate) fn is_in_flight(&self, seq: u64, read: u64) -> bool {
         seq >= self.head && seq < read && !self.singles.contains(&seq) && !self.out.contains(&seq)
     }
 
     /// Whether item `seq` is acknowledged.
+    #[inline]
     pub(crate) fn is_acked(&self, seq: u64) -> bool {
         seq < self.head || self.singles.contains(&seq)
     }
@@ -137,6 +139,7 @@ impl Acks {
 
     /// Acknowledges the gotten item `seq` (in flight or given back), in any order. Returns
     /// the call's generation.
+    #[inline]
     pub(crate) fn ack_one(&mut self, seq: u64, read: u64) -> Result<u64> {
         if seq < self.head || seq >= read || self.singles.contains(&seq) {
             return Err(Error::AlreadyAcknowledged { seq });
@@ -158,6 +161,7 @@ impl Acks {
 
     /// Moves the head past items acknowledged one by one, but not past `read`: a single
     /// at or after it (acknowledged before a reopen) is absorbed once gets skipped it.
+    #[inline]
     fn absorb(&mut self, read: u64) {
         while self.head < read && self.singles.remove(&self.head) {
             self.head += 1;

@@ -128,6 +128,7 @@ impl Leases {
     }
 
     /// Item `seq` was acknowledged: nothing of it is needed any more.
+    #[inline]
     pub(crate) fn acked(&mut self, seq: u64) {
         if !self.tokens.is_empty() {
             self.tokens.remove(&seq);

@@ -401,6 +401,7 @@ impl Retries {
     }
 
     /// Item `seq` was acknowledged.
+    #[inline]
     pub(crate) fn acked(&mut self, seq: u64) {
         self.leases.acked(seq);
         if !self.attempts.is_empty() {

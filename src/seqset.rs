@@ -29,6 +29,7 @@ impl SeqSet {
             .map(|(&a, &b)| (a, b))
     }
 
+    #[inline]
     pub(crate) fn contains(&self, s: &u64) -> bool {
         !self.is_empty() && self.range_of(*s).is_some()
     }

@@ -138,6 +138,7 @@ impl Engine {
     /// holder may still settle it (every other way of giving an item back takes the
     /// holder's `Delivery`), and the holder knows its deadline. The latest token of an
     /// item delivered again is checked besides, which costs nothing in the common case.
+    #[inline]
     pub(crate) fn holding(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
         self.check()?;
         let acked = self.acks.is_acked(h.seq);
@@ -164,6 +165,7 @@ impl Engine {
     }
 
     /// Acknowledges delivery `h`. Returns the generation to wait for.
+    #[inline]
     pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
         self.holding(h, deadline)?;
         self.acknowledge(h.seq)
@@ -171,6 +173,7 @@ impl Engine {
 
     /// Acknowledges gotten item `seq` (in flight or given back), in any order. Returns
     /// the generation to wait for.
+    #[inline]
     pub(crate) fn acknowledge(&mut self, seq: u64) -> Result<u64> {
         let generation = self.acks.ack_one(seq, self.read)?;
         self.retries.acked(seq);
