@@ -493,7 +493,7 @@ impl Retries {
             delays: self.delays.iter().map(|(&s, &d)| (s, d)).collect(),
             marks: Vec::new(),
         };
-        w.attempts.sort_unstable();
+        // The attempts come in order (an ordered map); the delays, few, are sorted.
         w.delays.sort_unstable();
         w
     }

@@ -1,8 +1,9 @@
-//! Maps keyed by sequence number: a cheap hasher, and a map that answers for numbers
-//! below its lowest key without hashing (attempt counts, looked up on every get, are
-//! mostly kept for the newest items: copies appended by `nack_after`).
+//! Maps keyed by sequence number: a cheap hasher, and an ordered map that answers for
+//! numbers below its lowest key with one comparison (attempt counts, looked up on every
+//! get, are mostly kept for the newest items: copies appended by `nack_after`; and a
+//! checkpoint writes them in order).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hasher for sequence numbers: one multiplication (SipHash costs more than the rest of
@@ -29,18 +30,18 @@ impl Hasher for SeqHasher {
 /// A map keyed by sequence number.
 pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
-/// A [`SeqMap`] with a lower bound of its keys: a lookup below it costs a comparison.
+/// An ordered map with its lowest key at hand: a lookup below it costs a comparison.
 #[derive(Debug, Clone)]
 pub(crate) struct LowMap<V> {
-    map: SeqMap<V>,
-    /// No key is below it.
+    map: BTreeMap<u64, V>,
+    /// The lowest key (`u64::MAX` when empty).
     low: u64,
 }
 
 impl<V> Default for LowMap<V> {
     fn default() -> Self {
         LowMap {
-            map: SeqMap::default(),
+            map: BTreeMap::new(),
             low: u64::MAX,
         }
     }
@@ -71,18 +72,23 @@ impl<V> LowMap<V> {
             return None;
         }
         let v = self.map.remove(seq);
-        if self.map.is_empty() {
-            self.low = u64::MAX;
+        if *seq == self.low {
+            self.tighten();
         }
         v
     }
 
-    /// Keeps the entries `keep` says to, and tightens the bound.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
-        self.map.retain(|s, v| keep(s, v));
-        self.low = self.map.keys().copied().min().unwrap_or(u64::MAX);
+    fn tighten(&mut self) {
+        self.low = self.map.first_key_value().map_or(u64::MAX, |(&s, _)| s);
     }
 
+    /// Keeps the entries `keep` says to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
+        self.map.retain(|s, v| keep(s, v));
+        self.tighten();
+    }
+
+    /// In key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&u64, &V)> {
         self.map.iter()
     }
@@ -90,9 +96,12 @@ impl<V> LowMap<V> {
 
 impl<V> FromIterator<(u64, V)> for LowMap<V> {
     fn from_iter<I: IntoIterator<Item = (u64, V)>>(it: I) -> Self {
-        let map: SeqMap<V> = it.into_iter().collect();
-        let low = map.keys().copied().min().unwrap_or(u64::MAX);
-        LowMap { map, low }
+        let mut m = LowMap {
+            map: it.into_iter().collect(),
+            low: 0,
+        };
+        m.tighten();
+        m
     }
 }
 
@@ -111,8 +120,11 @@ mod tests {
             (Some(&2), Some(&1), None)
         );
         assert_eq!(m.remove(&3), None);
+        m.insert(12, 4);
+        assert_eq!(m.iter().map(|(&s, _)| s).collect::<Vec<_>>(), [7, 10, 12]);
         m.retain(|&s, _| s != 7);
         assert_eq!(m.low, 10);
+        assert_eq!(m.remove(&12), Some(4));
         assert_eq!(m.remove(&10), Some(1));
         assert!(m.is_empty());
         assert_eq!(m.low, u64::MAX);
