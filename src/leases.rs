@@ -50,13 +50,15 @@ impl Leases {
     }
 
     /// A delivery of `seq`, `token`, leased until `deadline`. `again`: the item may have
-    /// been delivered before in this process. `in_flight`: deliveries in flight now.
+    /// been delivered before in this process. `count` and `live`: how many deliveries are
+    /// in flight now, and whether an item is (the engine's acknowledgement state knows;
+    /// the count is asked only when it matters).
     pub(crate) fn insert(
         &mut self,
         e: Entry,
         again: bool,
-        in_flight: u64,
-        in_flight_now: impl Fn(u64) -> bool,
+        count: impl FnOnce() -> u64,
+        live: impl Fn(u64) -> bool,
     ) {
         let (_, seq, token, _) = e;
         if again || (!self.tokens.is_empty() && self.tokens.contains_key(&seq)) {
@@ -66,24 +68,33 @@ impl Leases {
             }
         }
         self.push(e);
+        self.bound(count, live);
+    }
+
+    /// Drops the dead entries when they may outnumber the live ones.
+    #[inline]
+    fn bound(&mut self, count: impl FnOnce() -> u64, live: impl Fn(u64) -> bool) {
         let kept = (self.in_order.len() + self.out_of_order.len()) as u64;
-        if kept > 2 * in_flight + 1024 {
-            self.rebuild(in_flight_now);
+        if kept > 1024 && kept > 2 * count() + 1024 {
+            self.rebuild(live);
         }
     }
 
-    /// The lease of `e`, held, now runs out at `deadline`. `in_flight`: as for `insert`.
-    pub(crate) fn extend(&mut self, e: Entry, in_flight: u64, live: impl Fn(u64) -> bool) {
+    /// The lease of `e`, held, now runs out at `deadline`. `count`, `live`: as for
+    /// `insert`.
+    pub(crate) fn extend(
+        &mut self,
+        e: Entry,
+        count: impl FnOnce() -> u64,
+        live: impl Fn(u64) -> bool,
+    ) {
         if self.extended.insert(e.1, e.0) == Some(e.0) {
             // The same deadline again: its entry is there (a second would count as live
             // too, and no rebuild could drop it).
             return;
         }
         self.push(e);
-        let kept = (self.in_order.len() + self.out_of_order.len()) as u64;
-        if kept > 2 * in_flight + 1024 {
-            self.rebuild(live);
-        }
+        self.bound(count, live);
     }
 
     /// Every entry of `seq` is dead until its next delivery: it is being settled, and
@@ -233,10 +244,10 @@ mod tests {
     fn leases_expire_in_deadline_order_and_ended_ones_do_not() {
         let mut l = Leases::default();
         let all = |_: u64| true;
-        l.insert(e(1, 1, 10), false, 1, all);
-        l.insert(e(2, 2, 20), false, 2, all);
-        l.insert(e(3, 3, 15), false, 3, all); // out of order
-        l.extend(e(1, 1, 30), 3, |_| true); // the lease of 1 now runs out at 30
+        l.insert(e(1, 1, 10), false, || 1, all);
+        l.insert(e(2, 2, 20), false, || 2, all);
+        l.insert(e(3, 3, 15), false, || 3, all); // out of order
+        l.extend(e(1, 1, 30), || 3, |_| true); // the lease of 1 now runs out at 30
         assert_eq!(l.first_deadline(), Some(Duration::from_millis(10)));
         assert!(expired(&mut l, 9).is_empty());
         // The entry of 1 at 10 is dead (extended): only 3 and 2 run out by 25.
@@ -248,9 +259,9 @@ mod tests {
     #[test]
     fn an_item_delivered_again_counts_only_its_latest_lease() {
         let mut l = Leases::default();
-        l.insert(e(7, 1, 10), false, 1, |_| true);
+        l.insert(e(7, 1, 10), false, || 1, |_| true);
         // Given back (the engine no longer has it in flight) and delivered again.
-        l.insert(e(7, 2, 20), true, 1, |_| true);
+        l.insert(e(7, 2, 20), true, || 1, |_| true);
         assert_eq!(l.latest_token(7), Some(2));
         assert_eq!(expired(&mut l, 15), Vec::<u64>::new());
         assert_eq!(expired(&mut l, 20), [7]);
@@ -261,13 +272,13 @@ mod tests {
     #[test]
     fn a_cancelled_delivery_never_runs_out() {
         let mut l = Leases::default();
-        l.insert(e(1, 1, 10), false, 1, |_| true);
-        l.insert(e(2, 2, 10), false, 2, |_| true);
+        l.insert(e(1, 1, 10), false, || 1, |_| true);
+        l.insert(e(2, 2, 10), false, || 2, |_| true);
         l.cancel(1, 1); // not at the back: marked
         l.cancel(2, 2); // at the back: dropped
         assert!(expired(&mut l, 10).is_empty());
         // Delivered again for real, even as a first attempt: that one counts.
-        l.insert(e(1, 3, 20), false, 1, |_| true);
+        l.insert(e(1, 3, 20), false, || 1, |_| true);
         assert_eq!(expired(&mut l, 20), [1]);
     }
 
@@ -278,7 +289,12 @@ mod tests {
         // Item 0 stays in flight for good; the others are acknowledged at once.
         for s in 0..10_000u64 {
             let in_flight = |x: u64| x == 0 || (x <= s && !acked.contains(&x));
-            l.insert(e(s, s + 1, 100 + s), false, 1 + u64::from(s > 0), in_flight);
+            l.insert(
+                e(s, s + 1, 100 + s),
+                false,
+                || 1 + u64::from(s > 0),
+                in_flight,
+            );
             acked.insert(s);
             acked.remove(&0);
             l.trim(|x: u64| x == 0);

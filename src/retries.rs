@@ -264,7 +264,7 @@ impl Retries {
         &mut self,
         seq: u64,
         loc: Loc,
-        in_flight: (u64, impl Fn(u64) -> bool),
+        in_flight: (impl FnOnce() -> u64, impl Fn(u64) -> bool),
     ) -> Handed {
         // A copy appended by `nack_after` carries its item's count in `attempts`.
         let prev = match self.attempts.get(&seq) {
@@ -286,9 +286,9 @@ impl Retries {
         }
         let deadline = self.lease.map(|span| {
             let deadline = self.clock.monotonic().saturating_add(span);
-            let (n, live) = in_flight;
+            let (count, live) = in_flight;
             self.leases
-                .insert((deadline, seq, token, loc), attempt > 1, n, live);
+                .insert((deadline, seq, token, loc), attempt > 1, count, live);
             deadline
         });
         Handed {
@@ -383,7 +383,7 @@ impl Retries {
         &mut self,
         h: &Handed,
         span: Duration,
-        in_flight: (u64, impl Fn(u64) -> bool),
+        in_flight: (impl FnOnce() -> u64, impl Fn(u64) -> bool),
     ) -> Duration {
         let deadline = self.clock.monotonic().saturating_add(span);
         let (n, live) = in_flight;

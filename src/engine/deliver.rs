@@ -41,7 +41,7 @@ impl Engine {
             self.acks.take_back(seq);
         }
         let (acks, read) = (&self.acks, self.read);
-        let in_flight = (acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        let in_flight = (|| acks.in_flight(read), |s| acks.is_in_flight(s, read));
         self.retries.deliver(seq, loc, in_flight)
     }
 
@@ -260,7 +260,7 @@ impl Engine {
     ) -> Result<Duration> {
         self.holding(h, deadline)?;
         let (acks, read) = (&self.acks, self.read);
-        let in_flight = (acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        let in_flight = (|| acks.in_flight(read), |s| acks.is_in_flight(s, read));
         Ok(self.retries.extend(h, span, in_flight))
     }
 
