@@ -4,15 +4,20 @@
 
 use crate::error::Result;
 use crate::queue::Queue;
-use crate::retries::Handed;
+use crate::retries::{Handed, Loc};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What a holder needs to settle one delivery.
+/// What a holder needs to settle one delivery: its [`Handed`], the deadline kept apart
+/// (it changes with `extend_lease`), in as few bytes as it takes, since every
+/// `Delivery` is moved by value.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    pub(crate) handed: Handed,
+    seq: u64,
+    loc: Loc,
+    token: u64,
+    attempt: u32,
     /// When the delivery's lease runs out (the queue's, or one `extend_lease` set), in
     /// nanoseconds of the queue's monotonic clock; [`NO_LEASE`] without one.
     deadline: AtomicU64,
@@ -23,13 +28,27 @@ const NO_LEASE: u64 = u64::MAX;
 impl Ticket {
     pub(crate) fn new(handed: Handed) -> Ticket {
         let t = Ticket {
-            handed,
+            seq: handed.seq,
+            loc: handed.loc,
+            token: handed.token,
+            attempt: handed.attempt,
             deadline: AtomicU64::new(NO_LEASE),
         };
         if let Some(d) = handed.deadline {
             t.set_deadline(d);
         }
         t
+    }
+
+    /// The delivery as the engine knows it, with the deadline as it is now.
+    pub(crate) fn handed(&self) -> Handed {
+        Handed {
+            seq: self.seq,
+            loc: self.loc,
+            attempt: self.attempt,
+            token: self.token,
+            deadline: self.deadline(),
+        }
     }
 
     /// When its lease runs out, if it has one.
@@ -44,11 +63,11 @@ impl Ticket {
     }
 
     pub(crate) fn seq(&self) -> u64 {
-        self.handed.seq
+        self.seq
     }
 
     pub(crate) fn attempt(&self) -> u32 {
-        self.handed.attempt
+        self.attempt
     }
 }
 
@@ -120,11 +139,7 @@ impl<'q, T> Delivery<'q, T> {
     /// The item and its ticket, settled by someone else (a channel).
     pub(crate) fn into_parts(mut self) -> (T, Ticket) {
         self.hold.settled = true;
-        let ticket = Ticket::new(self.hold.ticket.handed);
-        if let Some(d) = self.hold.ticket.deadline() {
-            ticket.set_deadline(d);
-        }
-        (self.item, ticket)
+        (self.item, Ticket::new(self.hold.ticket.handed()))
     }
 
     /// The item's sequence number: its position in the queue's whole history.
