@@ -14,7 +14,10 @@
 //!   deleted only below it;
 //! - `out` are items after `head` and before `read`, gotten and given back (`nack`, a
 //!   lease that ran out, a dropped `Delivery`): neither in flight nor acknowledged, they
-//!   hold the head back until they are delivered again and acknowledged.
+//!   hold the head back until they are delivered again and acknowledged;
+//! - `settling` are items in flight whose holder is settling them and let go of the lock
+//!   to write (`nack_after` writes a copy): FIFO acknowledgement (`task_done`) passes
+//!   over them, as they are no longer outstanding.
 
 use crate::error::{Error, Result};
 use crate::seqset::SeqSet;
@@ -30,6 +33,8 @@ pub(crate) struct Acks {
     calls_written: u64,
     head_written: u64,
     out: BTreeSet<u64>,
+    /// Few: one per holder in the middle of a settlement.
+    settling: Vec<u64>,
 }
 
 /// What a journal entry is to record: the head, the singles not yet journaled, and the
@@ -76,9 +81,33 @@ impl Acks {
         self.skip_ahead > 0 && self.singles.contains(&seq)
     }
 
-    /// Items gotten and not yet acknowledged nor given back.
+    /// Items gotten and not yet acknowledged nor given back (nor being settled).
     pub(crate) fn in_flight(&self, read: u64) -> u64 {
-        read - self.head - (self.singles.len() as u64 - self.skip_ahead) - self.out.len() as u64
+        read - self.head
+            - (self.singles.len() as u64 - self.skip_ahead)
+            - self.out.len() as u64
+            - self.settling.len() as u64
+    }
+
+    /// Item `seq`, in flight, is being settled by its holder, who lets go of the lock
+    /// before it is done: `task_done` must not acknowledge it meanwhile. It ends when the
+    /// item is acknowledged or given back.
+    pub(crate) fn begin_settling(&mut self, seq: u64) {
+        self.settling.push(seq);
+    }
+
+    #[inline]
+    fn end_settling(&mut self, seq: u64) {
+        if !self.settling.is_empty() {
+            self.settling.retain(|&s| s != seq);
+        }
+    }
+
+    /// Whether FIFO acknowledgement is the head moving on: nothing given back or being
+    /// settled among the items gotten.
+    #[inline]
+    pub(crate) fn fifo_is_head(&self) -> bool {
+        self.out.is_empty() && self.settling.is_empty()
     }
 
     /// Whether gotten item `seq` is in flight: not acknowledged, not given back.
@@ -101,6 +130,7 @@ impl Acks {
 
     /// Gotten item `seq`, in flight, is given back; false if it is not in flight.
     pub(crate) fn give_back(&mut self, seq: u64, read: u64) -> bool {
+        self.end_settling(seq);
         self.is_in_flight(seq, read) && self.out.insert(seq)
     }
 
@@ -109,9 +139,11 @@ impl Acks {
         self.out.remove(&seq);
     }
 
-    /// The oldest item in flight.
+    /// The oldest item in flight (not being settled).
     pub(crate) fn oldest_in_flight(&self, read: u64) -> Option<u64> {
-        (self.head..read).find(|s| !self.singles.contains(s) && !self.out.contains(s))
+        (self.head..read).find(|s| {
+            !self.singles.contains(s) && !self.out.contains(s) && !self.settling.contains(s)
+        })
     }
 
     /// Items put (`accepted` in all) and not yet acknowledged.
@@ -122,6 +154,10 @@ impl Acks {
     /// Acknowledges the `n` oldest gotten, unacknowledged items. Returns the call's
     /// generation.
     pub(crate) fn ack(&mut self, n: u64, read: u64) -> Result<u64> {
+        debug_assert!(
+            self.fifo_is_head(),
+            "FIFO acknowledgement looks for the items"
+        );
         if n > self.in_flight(read) {
             return Err(Error::NothingToAcknowledge);
         }
@@ -141,6 +177,7 @@ impl Acks {
     /// the call's generation.
     #[inline]
     pub(crate) fn ack_one(&mut self, seq: u64, read: u64) -> Result<u64> {
+        self.end_settling(seq);
         if seq < self.head || seq >= read || self.singles.contains(&seq) {
             return Err(Error::AlreadyAcknowledged { seq });
         }

@@ -283,9 +283,11 @@ pub(crate) fn journal_delivery(
         }
         Ok(Err(_)) => {
             // Whatever reached the file is cut off; the general path writes it again.
-            let cut = j.file.set_len(j.len);
-            if cut.is_err() {
-                return Some(Err(e.poison(Error::Poisoned)));
+            if let Err(err) = j.file.set_len(j.len) {
+                // The journal's end is unknown now: say why, once; later calls say
+                // `Poisoned`.
+                let err = Error::io("truncate", &j.path, err);
+                return Some(Err(e.poison(err)));
             }
             None
         }

@@ -157,10 +157,12 @@ impl Engine {
 
     /// As [`holding`](Self::holding), for a settlement that lets go of the lock before it
     /// is done (a copy or a dead letter is written): the lease ends now, so that it
-    /// cannot run out and hand the item to someone else meanwhile.
+    /// cannot run out and hand the item to someone else meanwhile, and FIFO `task_done`
+    /// passes over the item until it is acknowledged or given back.
     pub(crate) fn settling(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
         self.holding(h, deadline)?;
         self.retries.end_lease(h);
+        self.acks.begin_settling(h.seq);
         Ok(())
     }
 
@@ -213,7 +215,7 @@ impl Engine {
     pub(crate) fn ack_oldest(&mut self, n: u64) -> Result<u64> {
         self.check()?;
         self.promote();
-        if !self.acks.any_out() && self.retries.no_lease_state_per_item() {
+        if self.acks.fifo_is_head() && self.retries.no_lease_state_per_item() {
             let generation = self.acks.ack(n, self.read)?;
             self.trim_leases();
             return Ok(generation);

@@ -16,16 +16,21 @@
 //!   chunk files, `writing` are out with a write leader, `pending_count` are in
 //!   `pending` (their frames, in order, after the leader's);
 //! - `writer` is `None` exactly while a write leader has it out, `journal` while an
-//!   acknowledgement leader has it; `writer_chunk` is the back of `chunks` either way;
+//!   acknowledgement leader has it; `writer_chunk` is the back of `chunks` either way
+//!   (until a failed write poisons the queue);
 //! - the reader is at the record of item `read`, and reads no further in the writer's
 //!   chunk than `writer_end`, where the published records end;
-//! - the front of `chunks` holds the oldest unacknowledged item (or is the writer's
-//!   chunk); a chunk file is deleted only once every item in it is below the head the
-//!   journal or `info` holds (`acks.head_written()`);
+//! - `chunks` are the chunk files not yet deleted, oldest first: the front one holds the
+//!   oldest unacknowledged item, or only acknowledged ones whose deletion waits (their
+//!   acknowledgements not yet journaled, or a removal that failed); a chunk file is
+//!   deleted only once every item in it is below the head the journal or `info` holds
+//!   (`acks.head_written()`);
 //! - an item is in `Acks::out` exactly when it is among `retries`' ready or delayed
-//!   items; each item in flight with a lease has a live entry in `retries`' leases;
-//! - once poisoned (a write or sync failed), every call fails: memory may not match
-//!   the disk;
+//!   items; each item in flight with a lease has a live entry in `retries`' leases,
+//!   except while its holder settles it (`Engine::settling`);
+//! - once poisoned (a write or sync failed), every call that reads items or changes the
+//!   queue fails: memory may not match the disk (`len`, `stats` and the like still
+//!   answer);
 //! - `queued_bytes` counts the record bytes of the items accepted and not yet gotten,
 //!   when `max_bytes` bounds them.
 
