@@ -200,7 +200,9 @@ impl<T> Queue<T> {
         let h = t.handed();
         e.settling(&h, t.deadline())?;
         let copy = match self.append_copy(&mut e, &h, delay) {
-            Ok(copy) => copy,
+            Ok(Some(copy)) => copy,
+            // Pending on a full disk (`Buffered`): settled once it is written.
+            Ok(None) => return Ok(()),
             Err(err) => {
                 e.return_to_ready(h.seq, h.loc);
                 return Err(err);
@@ -212,13 +214,14 @@ impl<T> Queue<T> {
     }
 
     /// Appends item `h`'s record again, delayed, and writes it (at every level). Returns
-    /// the copy's sequence number.
+    /// the copy's sequence number; `None` at `Buffered` when a full disk keeps it pending
+    /// (written with the other pending items once there is room; `Engine::supersede`).
     fn append_copy(
         &self,
         e: &mut MutexGuard<'_, Engine>,
         h: &crate::retries::Handed,
         delay: Duration,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         let payload = e.read_again(h.seq, h.loc)?;
         let mut frame = Vec::with_capacity(payload.len() + crate::format::FRAME_HEADER_LEN);
         frame_into(&mut frame, &payload);
@@ -233,11 +236,22 @@ impl<T> Queue<T> {
             let fate = e.fate();
             write_through(e, &self.sig, copy, &fate)
         };
-        if res.is_err() && e.accepted() <= copy {
-            // Not stored (a full disk drops it; its number goes to the next put).
-            e.undo_copy(copy);
+        match res {
+            Ok(()) => Ok(Some(copy)),
+            Err(err) if e.accepted() <= copy => {
+                // Not stored (a full disk drops it; its number goes to the next put).
+                e.undo_copy(copy);
+                Err(err)
+            }
+            Err(err) if err.is_no_space() && e.written() <= copy => {
+                // Buffered: kept pending with the items put before it.
+                e.supersede(copy, h.seq);
+                Ok(None)
+            }
+            // Written after all, or the queue is poisoned.
+            Err(_) if e.written() > copy => Ok(Some(copy)),
+            Err(err) => Err(err),
         }
-        res.map(|()| copy)
     }
 
     /// Moves a delivery to the dead letters with `reason` (`Delivery::dead_letter`).

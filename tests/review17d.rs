@@ -101,10 +101,10 @@ fn copy_keeps_delay_and_count_across_reopen_and_crash() {
 
 /// A full disk on the copy's write: nack_after fails, the original is given back at once,
 /// and the item is delivered exactly once more (attempt 2), also after a reopen; a later
-/// put is not affected.
+/// put is not affected. (At `Buffered` the copy waits for room instead: the next test.)
 #[test]
 fn full_disk_on_copy_write_keeps_the_item() {
-    for level in LEVELS {
+    for level in [Durability::Written, Durability::Synced] {
         let st = SimStorage::new();
         let clock = ManualClock::new(1_000_000);
         let o = opts(level, &clock);
@@ -134,6 +134,39 @@ fn full_disk_on_copy_write_keeps_the_item() {
         }
         assert_eq!(got, vec![(1, 3), (7, 2)], "{level:?}");
     }
+}
+
+/// At `Buffered` a full disk keeps the copy pending with the items put before it, and
+/// nack_after returns: the original is acknowledged once the copy is written (here by the
+/// next get, which writes what is pending), and the copy comes after its delay, its
+/// attempts kept, also after a reopen.
+#[test]
+fn full_disk_on_copy_write_at_buffered_waits_for_room() {
+    let st = SimStorage::new();
+    let clock = ManualClock::new(1_000_000);
+    let o = opts(Durability::Buffered, &clock);
+    {
+        let q = open(&st, &o);
+        q.put(&1).unwrap();
+        q.flush().unwrap();
+        let d = q.get_delivery().unwrap();
+        st.inject(Op::Write, 0, Fault::Errno(28));
+        d.nack_after(Duration::from_secs(10)).unwrap();
+        st.clear_faults();
+        q.put(&7).unwrap();
+        let d = q.get_delivery().unwrap();
+        assert_eq!((*d, d.attempt()), (7, 1));
+        let _ = d.into_inner();
+        assert!(q.get_nowait().is_err(), "the copy waits out its delay");
+    }
+    clock.advance(Duration::from_secs(11));
+    let q = open(&st, &o);
+    let mut got = vec![];
+    while let Ok(d) = q.get_delivery_timeout(Duration::from_millis(100)) {
+        got.push((*d, d.attempt()));
+        d.ack().unwrap();
+    }
+    assert_eq!(got, vec![(1, 2), (7, 2)]);
 }
 
 /// max_deliveries counts across copies: with 2, the second nack_after moves the item to

@@ -183,6 +183,31 @@ impl Engine {
         Ok(generation)
     }
 
+    /// `nack_after` at `Buffered`: a full disk kept the `copy` of item `original` pending
+    /// (it is written with the other pending items once there is room). The original,
+    /// being settled (passed over by `task_done`, not deliverable), is acknowledged then,
+    /// never before: a crash meanwhile leaves it, and loses the copy with the pending
+    /// items.
+    pub(crate) fn supersede(&mut self, copy: u64, original: u64) {
+        self.superseded.push((copy, original));
+    }
+
+    /// Acknowledges the originals of the copies now written (see `supersede`); the
+    /// entries go to the journal with the next write, as at `Buffered` they do.
+    pub(crate) fn settle_superseded(&mut self) {
+        let written = self.written;
+        let (done, waiting) = std::mem::take(&mut self.superseded)
+            .into_iter()
+            .partition(|&(copy, _)| copy < written);
+        self.superseded = waiting;
+        for (copy, original) in done {
+            self.copy_stored(copy);
+            // Being settled, it is in flight: nothing else acknowledges it meanwhile.
+            let acked = self.acknowledge(original);
+            debug_assert!(acked.is_ok(), "{acked:?}");
+        }
+    }
+
     /// Given-back item `seq` is taken (to be delivered again or buried).
     pub(crate) fn take_ready(&mut self, seq: u64) {
         self.retries.remove_ready(seq);

@@ -184,6 +184,10 @@ pub(crate) struct Engine {
     retries: Retries,
     /// The chunk file last read to deliver an item again (`deliver.rs`).
     retry_file: Option<(u64, Box<dyn StorageFile>)>,
+    /// (copy, original) of `nack_after`s at `Buffered` whose copy a full disk kept
+    /// pending: the original, being settled, is acknowledged once its copy is written
+    /// (`Engine::supersede`).
+    superseded: Vec<(u64, u64)>,
     /// When items were written (`marks.rs`).
     marks: Marks,
 }
@@ -857,6 +861,9 @@ impl Engine {
                 self.marks.note(self.written, ms);
             }
             self.written += stored;
+            if !self.superseded.is_empty() {
+                self.settle_superseded();
+            }
         }
         self.writer = Some(w);
         self.writing = 0;

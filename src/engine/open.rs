@@ -81,6 +81,7 @@ impl Engine {
                 work,
             ),
             retry_file: None,
+            superseded: Vec::new(),
             queued_bytes: 0,
             paused: false,
             acks: Acks::recovered(acked, singles),
