@@ -229,28 +229,42 @@ impl<T> Queue<T> {
         let copy = e.enqueue(&frame)?;
         // Delayed before the lock is let go for the write: no consumer takes it early.
         e.delay_copy(copy, h.seq, delay);
-        let res = if self.durability == Durability::Buffered {
-            wait_idle(e, &self.sig);
-            lead_writes(e, &self.sig)
-        } else {
+        if self.durability != Durability::Buffered {
             let fate = e.fate();
-            write_through(e, &self.sig, copy, &fate)
-        };
-        match res {
+            let res = write_through(e, &self.sig, copy, &fate);
+            // The batch's fate, not `accepted`/`written`: after a failed write the copy's
+            // number may already belong to another put.
+            return match res {
+                Ok(()) => Ok(Some(copy)),
+                Err(err) => match fate.stored(copy) {
+                    // Written, a later item of its batch was not.
+                    Some(true) if !e.poisoned() => Ok(Some(copy)),
+                    stored => {
+                        if stored == Some(false) {
+                            e.undo_copy(copy);
+                        }
+                        Err(err)
+                    }
+                },
+            };
+        }
+        wait_idle(e, &self.sig);
+        match lead_writes(e, &self.sig) {
             Ok(()) => Ok(Some(copy)),
-            Err(err) if e.accepted() <= copy => {
-                // Not stored (a full disk drops it; its number goes to the next put).
-                e.undo_copy(copy);
-                Err(err)
-            }
-            Err(err) if err.is_no_space() && e.written() <= copy => {
-                // Buffered: kept pending with the items put before it.
+            // Written (a later batch failed).
+            Err(_) if e.written() > copy => Ok(Some(copy)),
+            Err(err) if err.is_no_space() && e.accepted() > copy => {
+                // Kept pending with the items put before it, as a full disk keeps
+                // buffered items (their numbers stay theirs).
                 e.supersede(copy, h.seq);
                 Ok(None)
             }
-            // Written after all, or the queue is poisoned.
-            Err(_) if e.written() > copy => Ok(Some(copy)),
-            Err(err) => Err(err),
+            Err(err) => {
+                if e.accepted() <= copy {
+                    e.undo_copy(copy);
+                }
+                Err(err)
+            }
         }
     }
 
