@@ -233,7 +233,10 @@ impl<'q, T> Delivery<'q, T> {
     /// before those put after this call. The due time is recorded on disk at the queue's
     /// durability level, so it holds across a reopen (it is wall-clock time). A crash
     /// during the call may leave both the original and the copy (delivered twice, never
-    /// lost). At [`Buffered`](crate::Durability::Buffered), when a full disk keeps the
+    /// lost). The copy is not bounded by [`max_size`](crate::Options::max_size) or
+    /// [`max_bytes`](crate::Options::max_bytes): the item was in the queue already, and a
+    /// consumer must not wait for room. At [`Buffered`](crate::Durability::Buffered),
+    /// when a full disk keeps the
     /// copy waiting for room with the items put before it, the call returns at once; the
     /// original is acknowledged when the copy is written (FORMAT.md §nack_after).
     ///

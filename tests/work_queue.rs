@@ -468,3 +468,21 @@ fn a_crash_at_any_point_of_giving_back_loses_nothing() {
         }
     }
 }
+
+/// nack_after's copy is not held back by `max_size`: the item was in the queue already,
+/// and a consumer must not wait for room (with one slot, it would wait forever).
+#[test]
+fn nack_after_on_a_full_bounded_queue_does_not_wait_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let q: Queue<u32> = Options::new().max_size(1).open(dir.path()).unwrap();
+    q.put(&1).unwrap();
+    let d = q.get_delivery().unwrap();
+    q.put(&2).unwrap(); // full again
+    assert!(q.put_nowait(&3).unwrap_err().is_full());
+    d.nack_after(Duration::from_millis(1)).unwrap();
+    assert_eq!(q.get().unwrap(), 2);
+    q.task_done().unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 1);
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished(), 0);
+}
