@@ -89,6 +89,18 @@ impl Acks {
             - self.settling.len() as u64
     }
 
+    /// How many items are in flight, and whether one is: what the leases ask (they keep
+    /// no state of their own on it).
+    pub(crate) fn in_flight_view(
+        &self,
+        read: u64,
+    ) -> (impl FnOnce() -> u64 + '_, impl Fn(u64) -> bool + '_) {
+        (
+            move || self.in_flight(read),
+            move |s| self.is_in_flight(s, read),
+        )
+    }
+
     /// Item `seq`, in flight, is being settled by its holder, who lets go of the lock
     /// before it is done: `task_done` must not acknowledge it meanwhile. It ends when the
     /// item is acknowledged or given back.

@@ -49,24 +49,29 @@ impl Leases {
         self.tokens.is_empty() && self.extended.is_empty()
     }
 
-    /// A delivery of `seq`, `token`, leased until `deadline`. `again`: the item may have
-    /// been delivered before in this process. `count` and `live`: how many deliveries are
-    /// in flight now, and whether an item is (the engine's acknowledgement state knows;
-    /// the count is asked only when it matters).
+    /// Delivery `token` of `seq` (with a lease or without): it supersedes what is kept of
+    /// the item's earlier deliveries, whose entries are dead from now on. `again`: the
+    /// item may have been delivered before in this process.
+    #[inline]
+    pub(crate) fn delivered(&mut self, seq: u64, token: u64, again: bool) {
+        let known = again
+            || (!self.tokens.is_empty() && self.tokens.contains_key(&seq))
+            || (!self.extended.is_empty() && self.extended.contains_key(&seq));
+        if known {
+            self.tokens.insert(seq, token);
+            self.extended.remove(&seq);
+        }
+    }
+
+    /// The lease of a delivery (after [`delivered`](Self::delivered)). `count` and
+    /// `live`: how many deliveries are in flight now, and whether an item is (the
+    /// engine's acknowledgement state knows; the count is asked only when it matters).
     pub(crate) fn insert(
         &mut self,
         e: Entry,
-        again: bool,
         count: impl FnOnce() -> u64,
         live: impl Fn(u64) -> bool,
     ) {
-        let (_, seq, token, _) = e;
-        if again || (!self.tokens.is_empty() && self.tokens.contains_key(&seq)) {
-            self.tokens.insert(seq, token);
-            if !self.extended.is_empty() {
-                self.extended.remove(&seq);
-            }
-        }
         self.push(e);
         self.bound(count, live);
     }
@@ -101,17 +106,6 @@ impl Leases {
     /// the lock may be let go before it is (`nack_after` writes a copy).
     pub(crate) fn end(&mut self, seq: u64) {
         self.tokens.insert(seq, 0);
-    }
-
-    /// Delivery `token` of `seq` has no lease (a queue without one): the entries of an
-    /// earlier delivery that `extend_lease` gave one are dead.
-    pub(crate) fn delivered_without_lease(&mut self, seq: u64, token: u64) {
-        let known = (!self.tokens.is_empty() && self.tokens.contains_key(&seq))
-            || (!self.extended.is_empty() && self.extended.contains_key(&seq));
-        if known {
-            self.tokens.insert(seq, token);
-            self.extended.remove(&seq);
-        }
     }
 
     #[inline]
@@ -244,9 +238,9 @@ mod tests {
     fn leases_expire_in_deadline_order_and_ended_ones_do_not() {
         let mut l = Leases::default();
         let all = |_: u64| true;
-        l.insert(e(1, 1, 10), false, || 1, all);
-        l.insert(e(2, 2, 20), false, || 2, all);
-        l.insert(e(3, 3, 15), false, || 3, all); // out of order
+        l.insert(e(1, 1, 10), || 1, all);
+        l.insert(e(2, 2, 20), || 2, all);
+        l.insert(e(3, 3, 15), || 3, all); // out of order
         l.extend(e(1, 1, 30), || 3, |_| true); // the lease of 1 now runs out at 30
         assert_eq!(l.first_deadline(), Some(Duration::from_millis(10)));
         assert!(expired(&mut l, 9).is_empty());
@@ -259,9 +253,10 @@ mod tests {
     #[test]
     fn an_item_delivered_again_counts_only_its_latest_lease() {
         let mut l = Leases::default();
-        l.insert(e(7, 1, 10), false, || 1, |_| true);
+        l.insert(e(7, 1, 10), || 1, |_| true);
         // Given back (the engine no longer has it in flight) and delivered again.
-        l.insert(e(7, 2, 20), true, || 1, |_| true);
+        l.delivered(7, 2, true);
+        l.insert(e(7, 2, 20), || 1, |_| true);
         assert_eq!(l.latest_token(7), Some(2));
         assert_eq!(expired(&mut l, 15), Vec::<u64>::new());
         assert_eq!(expired(&mut l, 20), [7]);
@@ -272,13 +267,14 @@ mod tests {
     #[test]
     fn a_cancelled_delivery_never_runs_out() {
         let mut l = Leases::default();
-        l.insert(e(1, 1, 10), false, || 1, |_| true);
-        l.insert(e(2, 2, 10), false, || 2, |_| true);
+        l.insert(e(1, 1, 10), || 1, |_| true);
+        l.insert(e(2, 2, 10), || 2, |_| true);
         l.cancel(1, 1); // not at the back: marked
         l.cancel(2, 2); // at the back: dropped
         assert!(expired(&mut l, 10).is_empty());
         // Delivered again for real, even as a first attempt: that one counts.
-        l.insert(e(1, 3, 20), false, || 1, |_| true);
+        l.delivered(1, 3, false); // a first attempt, but known: cancelled
+        l.insert(e(1, 3, 20), || 1, |_| true);
         assert_eq!(expired(&mut l, 20), [1]);
     }
 
@@ -289,12 +285,7 @@ mod tests {
         // Item 0 stays in flight for good; the others are acknowledged at once.
         for s in 0..10_000u64 {
             let in_flight = |x: u64| x == 0 || (x <= s && !acked.contains(&x));
-            l.insert(
-                e(s, s + 1, 100 + s),
-                false,
-                || 1 + u64::from(s > 0),
-                in_flight,
-            );
+            l.insert(e(s, s + 1, 100 + s), || 1 + u64::from(s > 0), in_flight);
             acked.insert(s);
             acked.remove(&0);
             l.trim(|x: u64| x == 0);

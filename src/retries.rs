@@ -281,14 +281,11 @@ impl Retries {
         }
         let token = self.next_token;
         self.next_token += 1;
-        if self.lease.is_none() && !self.leases.nothing_per_item() {
-            self.leases.delivered_without_lease(seq, token);
-        }
+        self.leases.delivered(seq, token, attempt > 1);
         let deadline = self.lease.map(|span| {
             let deadline = self.clock.monotonic().saturating_add(span);
             let (count, live) = in_flight;
-            self.leases
-                .insert((deadline, seq, token, loc), attempt > 1, count, live);
+            self.leases.insert((deadline, seq, token, loc), count, live);
             deadline
         });
         Handed {

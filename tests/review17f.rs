@@ -6,48 +6,14 @@
 
 use diskq::storage::{Fault, Op, SimStorage};
 use diskq::{Durability, Error, ManualClock, Options, Queue};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Counting;
-
-thread_local! {
-    static NET: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
-}
-
-fn add(n: i64) {
-    let _ = NET.try_with(|c| c.set(c.get() + n));
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`; the counting beside
-// it only touches a thread-local `Cell` through `try_with` (no allocation, no panic).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size() as i64);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as i64));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        add(l.size() as i64);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        add(new as i64 - l.size() as i64);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
+mod common;
+use common::alloc::{Counting, net};
 
 #[global_allocator]
 static A: Counting = Counting;
-
-/// Bytes allocated and not freed by this thread so far.
-fn net() -> i64 {
-    NET.with(std::cell::Cell::get)
-}
 
 const DIR: &str = "/sim/q";
 const LEASE: Duration = Duration::from_secs(10);

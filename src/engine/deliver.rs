@@ -40,8 +40,7 @@ impl Engine {
         if self.acks.any_out() {
             self.acks.take_back(seq);
         }
-        let (acks, read) = (&self.acks, self.read);
-        let in_flight = (|| acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        let in_flight = self.acks.in_flight_view(self.read);
         self.retries.deliver(seq, loc, in_flight)
     }
 
@@ -232,8 +231,8 @@ impl Engine {
     /// Drops ended leases from the front (after acknowledgements).
     #[inline]
     fn trim_leases(&mut self) {
-        let (acks, read) = (&self.acks, self.read);
-        self.retries.trim_leases(|s| acks.is_in_flight(s, read));
+        let (_, live) = self.acks.in_flight_view(self.read);
+        self.retries.trim_leases(live);
     }
 
     /// Acknowledges the `n` oldest items in flight (FIFO `task_done`).
@@ -254,10 +253,8 @@ impl Engine {
                 .acks
                 .oldest_in_flight(self.read)
                 .ok_or(Error::NothingToAcknowledge)?;
-            generation = self.acks.ack_one(seq, self.read)?;
-            self.retries.acked(seq);
+            generation = self.acknowledge(seq)?;
         }
-        self.trim_leases();
         Ok(generation)
     }
 
@@ -286,8 +283,7 @@ impl Engine {
         span: Duration,
     ) -> Result<Duration> {
         self.holding(h, deadline)?;
-        let (acks, read) = (&self.acks, self.read);
-        let in_flight = (|| acks.in_flight(read), |s| acks.is_in_flight(s, read));
+        let in_flight = self.acks.in_flight_view(self.read);
         Ok(self.retries.extend(h, span, in_flight))
     }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test file includes this module).
 #![allow(dead_code, reason = "each test file uses only some of these helpers")]
 
+pub mod alloc;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
