@@ -165,6 +165,7 @@ impl Acks {
 
     /// Acknowledges the `n` oldest gotten, unacknowledged items. Returns the call's
     /// generation.
+    #[inline]
     pub(crate) fn ack(&mut self, n: u64, read: u64) -> Result<u64> {
         debug_assert!(
             self.fifo_is_head(),

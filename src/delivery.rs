@@ -3,6 +3,7 @@
 //! [`Ticket`] that `OwnedDelivery` shares.
 
 use crate::error::Result;
+use crate::leases::Nanos;
 use crate::queue::Queue;
 use crate::retries::{Handed, Loc};
 use std::fmt;
@@ -19,53 +20,45 @@ pub(crate) struct Ticket {
     token: u64,
     attempt: u32,
     /// When the delivery's lease runs out (the queue's, or one `extend_lease` set), in
-    /// nanoseconds of the queue's monotonic clock; [`NO_LEASE`] without one.
+    /// nanoseconds of the queue's monotonic clock; `leases::NEVER` without one.
     deadline: AtomicU64,
 }
 
-const NO_LEASE: u64 = u64::MAX;
-
 impl Ticket {
+    #[inline]
     pub(crate) fn new(handed: Handed) -> Ticket {
-        let t = Ticket {
+        Ticket {
             seq: handed.seq,
             loc: handed.loc,
             token: handed.token,
             attempt: handed.attempt,
-            deadline: AtomicU64::new(NO_LEASE),
-        };
-        if let Some(d) = handed.deadline {
-            t.set_deadline(d);
+            deadline: AtomicU64::new(handed.deadline),
         }
-        t
     }
 
     /// The delivery as the engine knows it, with the deadline as it is now.
+    #[inline]
     pub(crate) fn handed(&self) -> Handed {
         Handed {
             seq: self.seq,
             loc: self.loc,
             attempt: self.attempt,
             token: self.token,
-            deadline: self.deadline(),
+            deadline: self.deadline.load(Ordering::Relaxed),
         }
     }
 
-    /// When its lease runs out, if it has one.
-    pub(crate) fn deadline(&self) -> Option<Duration> {
-        let n = self.deadline.load(Ordering::Relaxed);
-        (n != NO_LEASE).then(|| Duration::from_nanos(n))
+    #[inline]
+    pub(crate) fn set_deadline(&self, d: Nanos) {
+        self.deadline.store(d, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_deadline(&self, d: Duration) {
-        let n = u64::try_from(d.as_nanos()).unwrap_or(NO_LEASE - 1);
-        self.deadline.store(n, Ordering::Relaxed);
-    }
-
+    #[inline]
     pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
 
+    #[inline]
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -9,8 +9,23 @@ use std::time::Duration;
 use crate::retries::Loc;
 use crate::seqmap::SeqMap;
 
+/// A point or a span of the queue's monotonic clock in nanoseconds: leases add and
+/// compare these on every get and acknowledgement, where a `Duration` costs more.
+pub(crate) type Nanos = u64;
+
+/// The deadline of a delivery without a lease (and where a lease's end saturates).
+pub(crate) const NEVER: Nanos = u64::MAX;
+
+/// `d` in [`Nanos`] (saturating: a span of 584 years is forever).
+#[inline]
+pub(crate) fn nanos(d: Duration) -> Nanos {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
 /// A lease: (deadline, seq, token, where the item's record is). Ordered by deadline.
-pub(crate) type Entry = (Duration, u64, u64, Loc);
+pub(crate) type Entry = (Nanos, u64, u64, Loc);
 
 /// The leases of deliveries in flight, by deadline. An entry is not removed when its
 /// delivery ends: it is *dead* once its item is no longer in flight (acknowledged, given
@@ -27,7 +42,7 @@ pub(crate) struct Leases {
     /// The token of the latest delivery of items delivered more than once.
     tokens: SeqMap<u64>,
     /// The deadline of the latest delivery of items whose lease was extended.
-    extended: SeqMap<Duration>,
+    extended: SeqMap<Nanos>,
 }
 
 impl Leases {
@@ -66,6 +81,7 @@ impl Leases {
     /// The lease of a delivery (after [`delivered`](Self::delivered)). `count` and
     /// `live`: how many deliveries are in flight now, and whether an item is (the
     /// engine's acknowledgement state knows; the count is asked only when it matters).
+    #[inline]
     pub(crate) fn insert(
         &mut self,
         e: Entry,
@@ -154,6 +170,7 @@ impl Leases {
     }
 
     /// Drops dead entries from the fronts.
+    #[inline]
     pub(crate) fn trim(&mut self, in_flight: impl Fn(u64) -> bool) {
         while self
             .in_order
@@ -185,7 +202,7 @@ impl Leases {
     }
 
     /// The earliest deadline kept (perhaps a dead entry's: a waiter then wakes early).
-    pub(crate) fn first_deadline(&self) -> Option<Duration> {
+    pub(crate) fn first_deadline(&self) -> Option<Nanos> {
         let a = self.in_order.front().map(|e| e.0);
         let b = self.out_of_order.first().map(|e| e.0);
         match (a, b) {
@@ -197,7 +214,7 @@ impl Leases {
     /// Removes and returns the earliest entry that ran out by `now` and is its item's
     /// current lease, if any (whether the item is still in flight, the caller checks);
     /// dead ones that ran out are dropped on the way.
-    pub(crate) fn pop_expired(&mut self, now: Duration) -> Option<(u64, Loc)> {
+    pub(crate) fn pop_expired(&mut self, now: Nanos) -> Option<(u64, Loc)> {
         loop {
             let a = self.in_order.front().filter(|e| e.0 <= now);
             let b = self.out_of_order.first().filter(|e| e.0 <= now);
@@ -225,11 +242,11 @@ mod tests {
     };
 
     fn e(seq: u64, token: u64, ms: u64) -> Entry {
-        (Duration::from_millis(ms), seq, token, AT)
+        (ms * 1_000_000, seq, token, AT)
     }
 
     fn expired(l: &mut Leases, ms: u64) -> Vec<u64> {
-        std::iter::from_fn(|| l.pop_expired(Duration::from_millis(ms)))
+        std::iter::from_fn(|| l.pop_expired(ms * 1_000_000))
             .map(|(s, _)| s)
             .collect()
     }
@@ -242,7 +259,7 @@ mod tests {
         l.insert(e(2, 2, 20), || 2, all);
         l.insert(e(3, 3, 15), || 3, all); // out of order
         l.extend(e(1, 1, 30), || 3, |_| true); // the lease of 1 now runs out at 30
-        assert_eq!(l.first_deadline(), Some(Duration::from_millis(10)));
+        assert_eq!(l.first_deadline(), Some(10_000_000));
         assert!(expired(&mut l, 9).is_empty());
         // The entry of 1 at 10 is dead (extended): only 3 and 2 run out by 25.
         assert_eq!(expired(&mut l, 25), [3, 2]);

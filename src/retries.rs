@@ -16,7 +16,7 @@
 
 use crate::clock::Clock;
 use crate::format::WorkState;
-use crate::leases::Leases;
+use crate::leases::{Leases, NEVER, Nanos, nanos};
 use crate::seqmap::{LowMap, SeqMap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,8 +36,8 @@ pub(crate) struct Handed {
     pub(crate) loc: Loc,
     pub(crate) attempt: u32,
     pub(crate) token: u64,
-    /// When its lease runs out, if it has one.
-    pub(crate) deadline: Option<Duration>,
+    /// When its lease runs out: [`NEVER`] without one.
+    pub(crate) deadline: Nanos,
 }
 
 /// A get's journal entry on the fast path: the delivered mark if it moved, and at most
@@ -61,12 +61,13 @@ impl DeliveryEntries {
 #[derive(Debug)]
 pub(crate) struct Retries {
     clock: Arc<dyn Clock>,
-    lease: Option<Duration>,
+    lease: Option<Nanos>,
     ready: BTreeMap<u64, Loc>,
     /// (due, seq) of each delayed item before `read`.
     delayed: BTreeMap<(u64, u64), Loc>,
-    /// seq -> due, of delayed items at or after `read` (recovered at open).
-    ahead: BTreeMap<u64, u64>,
+    /// seq -> due, of delayed items at or after `read` (recovered at open, and copies
+    /// appended by `nack_after`). Every get asks for its item, mostly below them all.
+    ahead: LowMap<u64>,
     /// The same, by due time.
     ahead_due: BTreeSet<(u64, u64)>,
     leases: Leases,
@@ -85,7 +86,7 @@ impl Retries {
     pub(crate) fn new(clock: Arc<dyn Clock>, lease: Option<Duration>, r: WorkState) -> Retries {
         let now = clock.wall_ms();
         Retries {
-            lease,
+            lease: lease.map(nanos),
             ready: BTreeMap::new(),
             delayed: BTreeMap::new(),
             ahead: r
@@ -113,7 +114,13 @@ impl Retries {
     }
 
     pub(crate) fn lease(&self) -> Option<Duration> {
-        self.lease
+        self.lease.map(Duration::from_nanos)
+    }
+
+    /// The monotonic clock now.
+    #[inline]
+    fn now(&self) -> Nanos {
+        nanos(self.clock.monotonic())
     }
 
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
@@ -170,7 +177,7 @@ impl Retries {
     pub(crate) fn promote(&mut self, mut give_back: impl FnMut(u64) -> bool) -> bool {
         let mut changed = false;
         if !self.leases.is_empty() {
-            let now = self.clock.monotonic();
+            let now = self.now();
             while let Some((seq, loc)) = self.leases.pop_expired(now) {
                 if give_back(seq) {
                     self.ready.insert(seq, loc);
@@ -205,8 +212,11 @@ impl Retries {
 
     /// How long until the next lease runs out or delay is over, if any.
     pub(crate) fn next_timer(&self) -> Option<Duration> {
-        let now = self.clock.monotonic();
-        let lease = self.leases.first_deadline().map(|d| d.saturating_sub(now));
+        let now = self.now();
+        let lease = self
+            .leases
+            .first_deadline()
+            .map(|d| Duration::from_nanos(d.saturating_sub(now)));
         let wall = self.clock.coarse_wall_ms();
         let due = self
             .delayed
@@ -244,7 +254,7 @@ impl Retries {
     /// over it (`step_over`).
     #[inline]
     pub(crate) fn is_ahead(&self, seq: u64) -> bool {
-        !self.ahead.is_empty() && self.ahead.contains_key(&seq)
+        self.ahead.get(&seq).is_some()
     }
 
     /// The reader stepped over delayed item `seq`, whose record is at `loc`.
@@ -282,12 +292,15 @@ impl Retries {
         let token = self.next_token;
         self.next_token += 1;
         self.leases.delivered(seq, token, attempt > 1);
-        let deadline = self.lease.map(|span| {
-            let deadline = self.clock.monotonic().saturating_add(span);
-            let (count, live) = in_flight;
-            self.leases.insert((deadline, seq, token, loc), count, live);
-            deadline
-        });
+        let deadline = match self.lease {
+            Some(span) => {
+                let deadline = self.now().saturating_add(span);
+                let (count, live) = in_flight;
+                self.leases.insert((deadline, seq, token, loc), count, live);
+                deadline
+            }
+            None => NEVER,
+        };
         Handed {
             seq,
             loc,
@@ -339,7 +352,7 @@ impl Retries {
     /// (recording it failed): its attempt is not counted, its lease dropped, and the item
     /// is ready again.
     pub(crate) fn undeliver(&mut self, h: &Handed) {
-        if h.deadline.is_some() {
+        if h.deadline != NEVER {
             self.leases.cancel(h.seq, h.token);
         }
         if h.attempt <= 1 {
@@ -369,8 +382,9 @@ impl Retries {
     }
 
     /// Whether `deadline` has passed.
-    pub(crate) fn passed(&self, deadline: Duration) -> bool {
-        self.clock.monotonic() >= deadline
+    #[inline]
+    pub(crate) fn passed(&self, deadline: Nanos) -> bool {
+        self.now() >= deadline
     }
 
     /// Sets the lease of delivery `h`, held, to run out `span` from now; returns the new
@@ -381,8 +395,8 @@ impl Retries {
         h: &Handed,
         span: Duration,
         in_flight: (impl FnOnce() -> u64, impl Fn(u64) -> bool),
-    ) -> Duration {
-        let deadline = self.clock.monotonic().saturating_add(span);
+    ) -> Nanos {
+        let deadline = self.now().saturating_add(nanos(span));
         let (n, live) = in_flight;
         self.leases
             .extend((deadline, h.seq, h.token, h.loc), n, live);

@@ -1,7 +1,7 @@
 //! Maps keyed by sequence number: a cheap hasher, and an ordered map that answers for
 //! numbers below its lowest key with one comparison (attempt counts, looked up on every
 //! get, are mostly kept for the newest items: copies appended by `nack_after`; and a
-//! checkpoint writes them in order).
+//! checkpoint writes them in order; the same for the delays of those copies).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -51,6 +51,10 @@ impl<V> LowMap<V> {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
     }
 
     #[inline]

@@ -173,7 +173,7 @@ impl<T> Queue<T> {
         match after.filter(|d| !d.is_zero()) {
             Some(delay) => self.delay_by_copy(e, t, delay)?,
             None => {
-                e.give_back(&t.handed(), t.deadline(), None)?;
+                e.give_back(&t.handed(), None)?;
                 drop(e);
             }
         }
@@ -198,7 +198,7 @@ impl<T> Queue<T> {
         delay: Duration,
     ) -> Result<()> {
         let h = t.handed();
-        e.settling(&h, t.deadline())?;
+        e.settling(&h)?;
         let copy = match self.append_copy(&mut e, &h, delay) {
             Ok(Some(copy)) => copy,
             // Pending on a full disk (`Buffered`): settled once it is written.
@@ -285,7 +285,7 @@ impl<T> Queue<T> {
         let h = t.handed();
         // Settled here, once: the lease ends now, so a deadline passing during the sync
         // below cannot give the item back after its dead letter is stored.
-        e.settling(&h, t.deadline())?;
+        e.settling(&h)?;
         let stored = e.read_again(h.seq, h.loc).and_then(|payload| {
             self.dead
                 .bury(&self.dead_record(h.seq, h.attempt, reason, payload))
@@ -304,14 +304,14 @@ impl<T> Queue<T> {
     /// Acknowledges a delivery (a [`Delivery`](crate::Delivery)'s, a channel's).
     pub(crate) fn ack_ticket(&self, t: &Ticket) -> Result<()> {
         let mut e = self.engine.lock();
-        let generation = e.ack_delivery(&t.handed(), t.deadline())?;
+        let generation = e.ack_delivery(&t.handed())?;
         self.finish_ack(e, generation)
     }
 
     /// Sets the lease of a delivery to run out `span` from now.
     pub(crate) fn extend_ticket(&self, t: &Ticket, span: Duration) -> Result<()> {
         let mut e = self.engine.lock();
-        let deadline = e.extend_lease(&t.handed(), t.deadline(), span)?;
+        let deadline = e.extend_lease(&t.handed(), span)?;
         t.set_deadline(deadline);
         Ok(())
     }

@@ -5,6 +5,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, FrameError, MAX_ITEM_LEN, decode_frame};
+use crate::leases::{NEVER, Nanos};
 use crate::reader::{chunk_path, describe};
 use crate::retries::{Handed, Loc};
 use crate::storage::{OpenMode, read_full_at};
@@ -130,18 +131,18 @@ impl Engine {
         Ok(buf)
     }
 
-    /// Whether the holder of delivery `h` still holds it. `deadline`: when the holder's
-    /// lease runs out, if it has one. A lease that ran out gives the item back now.
+    /// Whether the holder of delivery `h` still holds it (`h.deadline`: when the holder's
+    /// lease runs out, as it knows it). A lease that ran out gives the item back now.
     ///
     /// No lookup: only a lease running out hands an item to someone else while its
     /// holder may still settle it (every other way of giving an item back takes the
     /// holder's `Delivery`), and the holder knows its deadline. The latest token of an
     /// item delivered again is checked besides, which costs nothing in the common case.
     #[inline]
-    pub(crate) fn holding(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
+    pub(crate) fn holding(&mut self, h: &Handed) -> Result<()> {
         self.check()?;
         let acked = self.acks.is_acked(h.seq);
-        let expired = deadline.is_some_and(|d| self.retries.passed(d))
+        let expired = (h.deadline != NEVER && self.retries.passed(h.deadline))
             || self.retries.delivered_again(h)
             || (!acked && !self.acks.is_in_flight(h.seq, self.read));
         if expired {
@@ -158,8 +159,8 @@ impl Engine {
     /// is done (a copy or a dead letter is written): the lease ends now, so that it
     /// cannot run out and hand the item to someone else meanwhile, and FIFO `task_done`
     /// passes over the item until it is acknowledged or given back.
-    pub(crate) fn settling(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<()> {
-        self.holding(h, deadline)?;
+    pub(crate) fn settling(&mut self, h: &Handed) -> Result<()> {
+        self.holding(h)?;
         self.retries.end_lease(h);
         self.acks.begin_settling(h.seq);
         Ok(())
@@ -167,8 +168,8 @@ impl Engine {
 
     /// Acknowledges delivery `h`. Returns the generation to wait for.
     #[inline]
-    pub(crate) fn ack_delivery(&mut self, h: &Handed, deadline: Option<Duration>) -> Result<u64> {
-        self.holding(h, deadline)?;
+    pub(crate) fn ack_delivery(&mut self, h: &Handed) -> Result<u64> {
+        self.holding(h)?;
         self.acknowledge(h.seq)
     }
 
@@ -260,13 +261,8 @@ impl Engine {
 
     /// Gives delivery `h` back, to be delivered again `after` from now (or as soon as
     /// possible).
-    pub(crate) fn give_back(
-        &mut self,
-        h: &Handed,
-        deadline: Option<Duration>,
-        after: Option<Duration>,
-    ) -> Result<()> {
-        self.holding(h, deadline)?;
+    pub(crate) fn give_back(&mut self, h: &Handed, after: Option<Duration>) -> Result<()> {
+        self.holding(h)?;
         if !self.acks.give_back(h.seq, self.read) {
             return Err(Error::AlreadyAcknowledged { seq: h.seq });
         }
@@ -276,13 +272,8 @@ impl Engine {
 
     /// Sets the lease of delivery `h` to run out `span` from now.
     /// Returns the new deadline.
-    pub(crate) fn extend_lease(
-        &mut self,
-        h: &Handed,
-        deadline: Option<Duration>,
-        span: Duration,
-    ) -> Result<Duration> {
-        self.holding(h, deadline)?;
+    pub(crate) fn extend_lease(&mut self, h: &Handed, span: Duration) -> Result<Nanos> {
+        self.holding(h)?;
         let in_flight = self.acks.in_flight_view(self.read);
         Ok(self.retries.extend(h, span, in_flight))
     }
