@@ -111,6 +111,7 @@ pub fn decode(data: &[u8]) {
             delays: vec![(a, b)],
             marks: vec![(b, a)],
         },
+        unsynced: b & 1 == 1,
     };
     assert_eq!(Info::decode(&info.encode()), Ok(info.clone()));
     let v2 = Info {
@@ -118,6 +119,7 @@ pub fn decode(data: &[u8]) {
         boot_id: None,
         all_synced: false,
         work: crate::format::WorkState::default(),
+        unsynced: false,
         ..info
     };
     assert_eq!(Info::decode(&v2.encode_as(2)), Ok(v2));
@@ -671,6 +673,7 @@ fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
                     r.chunks_exact(8).take(4).map(|c| le64(c, 0)).collect()
                 }),
                 work: crate::format::WorkState::default(),
+                unsynced: false,
             }
             .encode_as(if v2 { 2 } else { FORMAT_VERSION })
         }

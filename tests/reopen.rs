@@ -395,7 +395,7 @@ fn a_version_2_info_is_read_by_listing_and_rewritten() {
     q.task_done().unwrap();
     q.close().unwrap();
     let info = st.file(&dir.join("info")).unwrap();
-    assert_eq!((info.len(), info[8]), (108, 5), "info after a checkpoint");
+    assert_eq!((info.len(), info[8]), (116, 5), "info after a checkpoint");
     let lists = st.count(Op::List);
     let q: Queue<Vec<u8>> = Options::new().open_on(Arc::new(st.clone()), DIR).unwrap();
     assert_eq!(st.count(Op::List), lists, "a version 3 info: no listing");

@@ -19,10 +19,10 @@ const HEADER_LEN: usize = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
 const REC: usize = 16;
 /// Length of `info` without singles (format version 3), and of a journal entry.
-const INFO_LEN: usize = 108;
-/// The count of single acknowledgements in an `info` (FORMAT.md §info, offset 80).
+const INFO_LEN: usize = 116;
+/// The count of single acknowledgements in an `info` (FORMAT.md §info, offset 100).
 fn singles_in_info(info: &[u8]) -> u32 {
-    u32::from_le_bytes(info[80..84].try_into().unwrap())
+    u32::from_le_bytes(info[100..104].try_into().unwrap())
 }
 const ENTRY: usize = 12;
 
@@ -114,7 +114,7 @@ fn assert_rebuilt_without_singles(st: &SimStorage, records: u64) {
     let info = file(st, "info");
     assert_eq!(info.len(), INFO_LEN, "the rebuilt info holds no singles");
     assert_eq!(&info[16..24], &[0; 8], "acked 0");
-    assert_eq!(&info[80..84], &[0; 4], "n 0");
+    assert_eq!(&info[100..104], &[0; 4], "n 0");
     assert!(file(st, "acks").is_empty());
     let again = repair(st);
     assert!(!again.rebuilt && !again.found_damage(), "{again}");

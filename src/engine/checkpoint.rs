@@ -2,9 +2,7 @@
 //! drained queue's large chunk (FORMAT.md §checkpoint).
 
 use crate::engine::ChunkMeta;
-use crate::engine::{
-    DRAINED_CHUNK_BYTES, Engine, INFO, INFO_ATOMIC, INFO_TMP, check_dir, create_error,
-};
+use crate::engine::{DRAINED_CHUNK_BYTES, Engine, INFO, INFO_TMP, check_dir, create_error};
 use crate::error::{Error, Result};
 use crate::format::Info;
 use crate::options::Durability;
@@ -92,6 +90,7 @@ impl Engine {
             all_synced: self.synced() && self.opened_synced,
             singles: self.acks.singles().iter().collect(),
             work,
+            unsynced: !(self.synced() || self.durable_info_once),
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
         if journal_empty && self.info_on_disk.as_ref() == Some(&info) {
@@ -102,11 +101,10 @@ impl Engine {
             self.delete_acked_chunks(true);
             return Ok(());
         }
-        let durable = self.synced() || self.durable_info_once;
         let (st, dir) = (&*self.storage, &self.dir);
         if let Err(e) = self
             .reserve
-            .with_room(st, dir, || write_info(st, dir, &info, durable))
+            .with_room(st, dir, || write_info(st, dir, &info))
         {
             self.info_on_disk = None;
             // A full disk changed nothing: `info` is the old one, tried again later.
@@ -144,17 +142,15 @@ impl Engine {
     }
 }
 
-/// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory).
-/// Below `Synced` nothing is synced: a power loss can then persist the rename without the
-/// data, leaving `info` empty or zero, which `open` rebuilds after a restart (FORMAT.md
-/// §open, step 3a); an fdatasync here would make ext4 (data=ordered) write back every
-/// dirty page of the queue first.
-pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info, sync: bool) -> Result<()> {
-    let bytes = info.encode();
-    // One sector is written whole; a longer `info` (more than 53 single
-    // acknowledgements) could come back half written, which nothing could rebuild.
-    let sync_data = sync || bytes.len() > INFO_ATOMIC;
-    write_atomic(storage, dir, INFO, INFO_TMP, &bytes, sync_data, sync)
+/// Replaces `<dir>/info` atomically: temporary file, (sync), rename, (sync directory);
+/// synced unless `info.unsynced`. Below `Synced` nothing is synced: a power loss can then
+/// persist the rename without the data, leaving `info` empty or zero, or keep its header
+/// and tear its body (its lists), which `open` recognizes after a restart (FORMAT.md
+/// §info, §open steps 3 and 3a); an fdatasync here would make ext4 (data=ordered) write
+/// back every dirty page of the queue first.
+pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info) -> Result<()> {
+    let sync = !info.unsynced;
+    write_atomic(storage, dir, INFO, INFO_TMP, &info.encode(), sync, sync)
 }
 
 /// Replaces `<dir>/<name>` by `bytes` atomically: written to `<dir>/<tmp>`, synced when

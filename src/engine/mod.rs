@@ -67,9 +67,6 @@ pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 pub(crate) const ACK_BATCH: u64 = 4096;
 
 pub(crate) const INFO: &str = "info";
-/// The size a disk writes whole (a sector): an `info` this long or shorter is never
-/// found half written after a power loss.
-pub(crate) const INFO_ATOMIC: usize = 512;
 pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";

@@ -9,8 +9,14 @@ fn u128_at(b: &[u8], at: usize) -> u128 {
 }
 
 const MAGIC: &[u8; 8] = b"diskqinf";
+/// Length of the header of a version 5 `info`: everything but the lists, with its own CRC
+/// and the CRC of the lists (the body). It fits in the first sector, written whole.
+pub(crate) const INFO_HEADER_LEN: usize = 100;
 /// Length of an encoded `info` file with no single acknowledgements, attempts or delays.
-pub(crate) const INFO_MIN_LEN: usize = 108;
+pub(crate) const INFO_MIN_LEN: usize = INFO_HEADER_LEN + 16;
+/// The size a disk writes whole (a sector): the header is never found half written.
+const SECTOR: usize = 512;
+const _: () = assert!(INFO_HEADER_LEN <= SECTOR);
 /// The same in format version 4, which had no deliveries.
 const INFO_V4_MIN_LEN: usize = 88;
 /// The same in format version 3, which had no boot id and flags.
@@ -57,6 +63,20 @@ pub(crate) struct Info {
     pub(crate) singles: Vec<u64>,
     /// Deliveries, attempts and delays (version 5; empty before).
     pub(crate) work: WorkState,
+    /// Written without a sync (version 5, below `Synced`): after a power loss its body,
+    /// the lists after the header, may be torn, and `open` then drops them (FORMAT.md
+    /// §info).
+    pub(crate) unsynced: bool,
+}
+
+/// What [`Info::read`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The whole `info`.
+    Whole(Info),
+    /// A version 5 `info` whose header is intact and whose body is not: the header's
+    /// fields, with no lists, and what is wrong with the body (at [`INFO_HEADER_LEN`]).
+    HeaderOnly(Info, DecodeError),
 }
 
 /// What a checkpoint records of deliveries: every item before `delivered` was delivered
@@ -74,6 +94,8 @@ pub(crate) struct WorkState {
 
 /// `Info::flags` bit: `all_synced`.
 const FLAG_ALL_SYNCED: u32 = 1;
+/// `Info::flags` bit (version 5): `unsynced`.
+const FLAG_UNSYNCED: u32 = 2;
 
 impl Info {
     /// A checkpoint of `acked` with no single acknowledgements and no recorded tail, of
@@ -90,6 +112,7 @@ impl Info {
             all_synced: false,
             singles: Vec::new(),
             work: WorkState::default(),
+            unsynced: false,
         }
     }
 
@@ -97,9 +120,12 @@ impl Info {
         self.encode_as(FORMAT_VERSION)
     }
 
-    /// Encodes in the layout of `version`, 2, 3 or the current one: the fuzzer and tests
+    /// Encodes in the layout of `version`, 1 to the current one: the fuzzer and tests
     /// write older directories with it, to check they are still read.
     pub(crate) fn encode_as(&self, version: u32) -> Vec<u8> {
+        if version >= 5 {
+            return self.encode_v5(version);
+        }
         let mut b = Vec::with_capacity(INFO_MIN_LEN + 8 * self.singles.len());
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&version.to_le_bytes());
@@ -123,29 +149,76 @@ impl Info {
         for s in &self.singles {
             b.extend_from_slice(&s.to_le_bytes());
         }
-        if version >= 5 {
-            let w = &self.work;
-            b.extend_from_slice(&w.delivered.to_le_bytes());
-            b.extend_from_slice(&(w.attempts.len() as u32).to_le_bytes());
-            for (seq, n) in &w.attempts {
-                b.extend_from_slice(&seq.to_le_bytes());
-                b.extend_from_slice(&n.to_le_bytes());
-            }
-            for list in [&w.delays, &w.marks] {
-                b.extend_from_slice(&(list.len() as u32).to_le_bytes());
-                for (seq, v) in list {
-                    b.extend_from_slice(&seq.to_le_bytes());
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Decodes the current format, and versions 1 and 2's shorter layouts.
+    /// Version 5: a header of fixed fields, with a CRC of its own and of the body, then
+    /// the body (the lists), so that a torn body is told from damage (FORMAT.md §info).
+    fn encode_v5(&self, version: u32) -> Vec<u8> {
+        let w = &self.work;
+        let lists = 8 * self.singles.len() + 12 * w.attempts.len() + 16 * w.delays.len();
+        let mut b = Vec::with_capacity(INFO_MIN_LEN + lists + 16 * w.marks.len());
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&[0; 4]); // reserved
+        for v in [self.acked, self.tail_chunk, self.tail_end, self.tail_count] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.tail_last_len.to_le_bytes());
+        b.extend_from_slice(&self.head_chunk.unwrap_or(0).to_le_bytes());
+        b.extend_from_slice(&self.boot_id.unwrap_or(0).to_le_bytes());
+        let flags =
+            u32::from(self.all_synced) * FLAG_ALL_SYNCED + u32::from(self.unsynced) * FLAG_UNSYNCED;
+        b.extend_from_slice(&flags.to_le_bytes());
+        b.extend_from_slice(&w.delivered.to_le_bytes());
+        b.extend_from_slice(&[0; 12]); // body length, body CRC, header CRC: below
+        b.extend_from_slice(&(self.singles.len() as u32).to_le_bytes());
+        for s in &self.singles {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
+        b.extend_from_slice(&(w.attempts.len() as u32).to_le_bytes());
+        for (seq, n) in &w.attempts {
+            b.extend_from_slice(&seq.to_le_bytes());
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        for list in [&w.delays, &w.marks] {
+            b.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for (seq, v) in list {
+                b.extend_from_slice(&seq.to_le_bytes());
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let body_len = (b.len() - INFO_HEADER_LEN) as u32;
+        let body_crc = crc32fast::hash(&b[INFO_HEADER_LEN..]);
+        b[88..92].copy_from_slice(&body_len.to_le_bytes());
+        b[92..96].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&b[..96]);
+        b[96..100].copy_from_slice(&header_crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes the current format and every older layout; a torn body is an error here.
     pub(crate) fn decode(b: &[u8]) -> Result<Info, DecodeError> {
+        match Info::read(b)? {
+            Read::Whole(info) => Ok(info),
+            Read::HeaderOnly(_, e) => Err(e),
+        }
+    }
+
+    /// Decodes as [`decode`](Self::decode) does, but a version 5 `info` whose header is
+    /// intact and whose body is not comes back as its header alone (`open` decides
+    /// whether a power loss explains it).
+    pub(crate) fn read(b: &[u8]) -> Result<Read, DecodeError> {
+        if b.len() >= 12 && &b[..8] == MAGIC && u32_at(b, 8) == FORMAT_VERSION {
+            return decode_v5(b);
+        }
+        Info::decode_before_v5(b).map(Read::Whole)
+    }
+
+    /// Versions 1 to 4: one CRC at the end.
+    fn decode_before_v5(b: &[u8]) -> Result<Info, DecodeError> {
         // The CRC first: the layout depends on the version field, which it covers.
         check_magic_and_crc(b, INFO_V1_MIN_LEN, INFO_MIN_LEN, MAGIC)?;
         let version = u32_at(b, 8);
@@ -155,7 +228,6 @@ impl Info {
             2 => (52, INFO_V2_MIN_LEN),
             3 => (60, INFO_V3_MIN_LEN),
             4 => (80, INFO_V4_MIN_LEN),
-            FORMAT_VERSION => (80, INFO_MIN_LEN),
             v => return Err(DecodeError::Version(v)),
         };
         // The count is checked against the bytes present before it sizes anything.
@@ -165,16 +237,12 @@ impl Info {
             0
         };
         let expected = min.saturating_add(n.saturating_mul(8));
-        let work = if version >= 5 {
-            decode_work(b, n_at + 4 + 8 * n.min(b.len() / 8), expected)?
-        } else if b.len() != expected {
+        if b.len() != expected {
             return Err(DecodeError::Length {
                 expected,
                 found: b.len(),
             });
-        } else {
-            WorkState::default()
-        };
+        }
         if version >= 4 && u32_at(b, 76) & !FLAG_ALL_SYNCED != 0 {
             return Err(DecodeError::Flags(u32_at(b, 76)));
         }
@@ -193,9 +261,70 @@ impl Info {
             boot_id: (version >= 4).then(|| u128_at(b, 60)),
             all_synced: version >= 4 && u32_at(b, 76) & FLAG_ALL_SYNCED != 0,
             singles: (0..n).map(|i| u64_at(b, n_at + 4 + 8 * i)).collect(),
-            work,
+            work: WorkState::default(),
+            unsynced: false,
         })
     }
+}
+
+/// Version 5: the header (its CRC, then its fields), then the body.
+fn decode_v5(b: &[u8]) -> Result<Read, DecodeError> {
+    if b.len() < INFO_HEADER_LEN {
+        return Err(DecodeError::Length {
+            expected: INFO_MIN_LEN,
+            found: b.len(),
+        });
+    }
+    let (stored, computed) = (u32_at(b, 96), crc32fast::hash(&b[..96]));
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    let flags = u32_at(b, 76);
+    if flags & !(FLAG_ALL_SYNCED | FLAG_UNSYNCED) != 0 {
+        return Err(DecodeError::Flags(flags));
+    }
+    let header = Info {
+        acked: u64_at(b, 16),
+        tail_chunk: u64_at(b, 24),
+        tail_end: u64_at(b, 32),
+        tail_count: u64_at(b, 40),
+        tail_last_len: u32_at(b, 48),
+        head_chunk: Some(u64_at(b, 52)),
+        boot_id: Some(u128_at(b, 60)),
+        all_synced: flags & FLAG_ALL_SYNCED != 0,
+        singles: Vec::new(),
+        work: WorkState {
+            delivered: u64_at(b, 80),
+            ..WorkState::default()
+        },
+        unsynced: flags & FLAG_UNSYNCED != 0,
+    };
+    let body = &b[INFO_HEADER_LEN..];
+    let expected = INFO_HEADER_LEN.saturating_add(u32_at(b, 88) as usize);
+    let res = if b.len() != expected {
+        Err(DecodeError::Length {
+            expected,
+            found: b.len(),
+        })
+    } else {
+        let (stored, computed) = (u32_at(b, 92), crc32fast::hash(body));
+        if stored == computed {
+            decode_body(body)
+        } else {
+            Err(DecodeError::Checksum { stored, computed })
+        }
+    };
+    Ok(match res {
+        Ok((singles, work)) => Read::Whole(Info {
+            singles,
+            work: WorkState {
+                delivered: header.work.delivered,
+                ..work
+            },
+            ..header
+        }),
+        Err(e) => Read::HeaderOnly(header, e),
+    })
 }
 
 impl WorkState {
@@ -235,50 +364,45 @@ impl WorkState {
     }
 }
 
-/// Version 5's deliveries, from `at` (after the singles) to the CRC. `expected`: the
-/// length with none of them. Every count is checked against the bytes there before it
-/// sizes anything.
-fn decode_work(b: &[u8], at: usize, expected: usize) -> Result<WorkState, DecodeError> {
+/// Version 5's body, whose CRC held: the singles, attempts, delays and marks. Every
+/// count is checked against the bytes there before it sizes anything.
+fn decode_body(b: &[u8]) -> Result<(Vec<u64>, WorkState), DecodeError> {
     let short = |expected: usize| DecodeError::Length {
-        expected,
-        found: b.len(),
+        expected: INFO_HEADER_LEN.saturating_add(expected),
+        found: INFO_HEADER_LEN + b.len(),
     };
-    if b.len() < expected {
-        return Err(short(expected));
+    // (offset of a list's count, the size of its entries), checked in turn.
+    let mut at = 0usize;
+    let mut counts = [0usize; 4];
+    for (i, size) in [8usize, 12, 16, 16].into_iter().enumerate() {
+        if at.saturating_add(4) > b.len() {
+            return Err(short(at.saturating_add(4 * (4 - i))));
+        }
+        counts[i] = u32_at(b, at) as usize;
+        at = at
+            .saturating_add(4)
+            .saturating_add(counts[i].saturating_mul(size));
     }
-    let end = b.len() - 4;
-    let delivered = u64_at(b, at);
-    let a = u32_at(b, at + 8) as usize;
-    let d_at = at + 12 + a.saturating_mul(12);
-    if d_at.saturating_add(4) > end {
-        return Err(short(expected.saturating_add(a.saturating_mul(12))));
+    if at != b.len() {
+        return Err(short(at));
     }
-    let d = u32_at(b, d_at) as usize;
-    let m_at = d_at.saturating_add(4).saturating_add(d.saturating_mul(16));
-    if m_at.saturating_add(4) > end {
-        return Err(short(m_at.saturating_add(8)));
-    }
-    let m = u32_at(b, m_at) as usize;
-    let total = m_at
-        .saturating_add(4)
-        .saturating_add(m.saturating_mul(16))
-        .saturating_add(4);
-    if total != b.len() {
-        return Err(short(total));
-    }
+    let [n, a, d, m] = counts;
+    let (a_at, d_at) = (4 + 8 * n, 4 + 8 * n + 4 + 12 * a);
+    let m_at = d_at + 4 + 16 * d;
     let pairs = |at: usize, n: usize| -> Vec<(u64, u64)> {
         (0..n)
             .map(|i| (u64_at(b, at + 16 * i), u64_at(b, at + 8 + 16 * i)))
             .collect()
     };
-    Ok(WorkState {
-        delivered,
+    let work = WorkState {
+        delivered: 0,
         attempts: (0..a)
-            .map(|i| (u64_at(b, at + 12 + 12 * i), u32_at(b, at + 20 + 12 * i)))
+            .map(|i| (u64_at(b, a_at + 4 + 12 * i), u32_at(b, a_at + 12 + 12 * i)))
             .collect(),
         delays: pairs(d_at + 4, d),
         marks: pairs(m_at + 4, m),
-    })
+    };
+    Ok(((0..n).map(|i| u64_at(b, 4 + 8 * i)).collect(), work))
 }
 
 #[cfg(test)]
@@ -287,7 +411,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_every_flipped_bit_is_caught() {
-        for singles in [vec![], vec![123_456_800, 123_456_900]] {
+        for (singles, unsynced) in [(vec![], false), (vec![123_456_800, 123_456_900], true)] {
             let info = Info {
                 acked: 123_456_789,
                 tail_chunk: 42,
@@ -304,6 +428,7 @@ mod tests {
                     delays: vec![(123_456_791, 1_700_000_000_000)],
                     marks: vec![(123_456_789, 1_699_999_999_000)],
                 },
+                unsynced,
             };
             let b = info.encode();
             assert_eq!(Info::decode(&b), Ok(info));
@@ -362,6 +487,7 @@ mod tests {
             all_synced: false,
             singles: vec![9],
             work: WorkState::default(),
+            unsynced: false,
         };
         assert_eq!(Info::decode(&b), Ok(want));
     }
@@ -405,18 +531,21 @@ mod tests {
         assert_eq!((back.singles, back.work), (vec![9], WorkState::default()));
     }
 
+    /// Seals a version 5 `info` whose body was changed: both CRCs computed again.
+    fn reseal(b: &mut [u8]) {
+        let body_crc = crc32fast::hash(&b[INFO_HEADER_LEN..]);
+        b[92..96].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&b[..96]);
+        b[96..100].copy_from_slice(&header_crc.to_le_bytes());
+    }
+
     #[test]
-    fn huge_delivery_counts_are_refused_without_allocating() {
-        for at in [
-            INFO_MIN_LEN - 4 - 12,
-            INFO_MIN_LEN - 4 - 8,
-            INFO_MIN_LEN - 4 - 4,
-        ] {
+    fn huge_list_counts_are_refused_without_allocating() {
+        for at in [0, 4, 8, 12] {
             let mut b = Info::new(0, 0).encode();
+            let at = INFO_HEADER_LEN + at;
             b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-            let n = b.len() - 4;
-            let crc = crc32fast::hash(&b[..n]);
-            b[n..].copy_from_slice(&crc.to_le_bytes());
+            reseal(&mut b);
             assert!(
                 matches!(Info::decode(&b), Err(DecodeError::Length { .. })),
                 "{at}"
@@ -426,11 +555,53 @@ mod tests {
 
     #[test]
     fn a_huge_count_is_refused_without_allocating() {
-        let mut b = Info::new(0, 0).encode();
+        let mut b = Info::new(0, 0).encode_as(4);
         b[80..84].copy_from_slice(&u32::MAX.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32fast::hash(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(Info::decode(&b), Err(DecodeError::Length { .. })));
+    }
+
+    /// A power loss below `Synced` can keep the header (one sector) and lose or keep any
+    /// later page of the body: the header is read alone, the body's fault said.
+    #[test]
+    fn a_torn_body_leaves_the_header_readable() {
+        let mut info = Info::new(7, 3);
+        info.singles = (10..700).collect(); // 5.5 KiB: two pages
+        info.work.delivered = 900;
+        info.boot_id = Some(5);
+        info.unsynced = true;
+        let b = info.encode();
+        assert!(b.len() > 4096 + SECTOR);
+        let mut torn = b.clone();
+        torn[4096..].fill(0);
+        let Ok(Read::HeaderOnly(header, e)) = Info::read(&torn) else {
+            panic!("{:?}", Info::read(&torn));
+        };
+        assert!(matches!(e, DecodeError::Checksum { .. }), "{e}");
+        assert!(Info::decode(&torn).is_err());
+        let want = Info {
+            singles: Vec::new(),
+            work: WorkState {
+                delivered: 900,
+                ..WorkState::default()
+            },
+            ..info.clone()
+        };
+        assert_eq!(header, want);
+        // Cut short, the same; the header damaged, nothing is read.
+        let short = Info::read(&b[..2000]);
+        assert!(matches!(
+            short,
+            Ok(Read::HeaderOnly(_, DecodeError::Length { .. }))
+        ));
+        let mut bad = b.clone();
+        bad[20] ^= 1;
+        assert!(matches!(
+            Info::read(&bad),
+            Err(DecodeError::Checksum { .. })
+        ));
+        assert_eq!(Info::read(&b), Ok(Read::Whole(info)));
     }
 }

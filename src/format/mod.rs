@@ -10,7 +10,7 @@ pub(crate) mod schema;
 
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry, Unit};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
-pub(crate) use info::{INFO_MIN_LEN, Info, WorkState};
+pub(crate) use info::{INFO_HEADER_LEN, INFO_MIN_LEN, Info, Read as InfoRead, WorkState};
 pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame,

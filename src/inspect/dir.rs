@@ -9,7 +9,8 @@ use super::{chain, journal};
 use crate::engine::{ACKS, INFO, INFO_TMP};
 use crate::error::{Error, Result};
 use crate::format::{
-    ACK_ENTRY_LEN, CHUNK_HEADER_LEN, ChunkHeader, FrameCrc, Info, all_zero, find_frame,
+    ACK_ENTRY_LEN, CHUNK_HEADER_LEN, ChunkHeader, FrameCrc, INFO_HEADER_LEN, Info, InfoRead,
+    all_zero, find_frame,
 };
 use crate::reader::{describe, parse_chunk_name};
 use crate::repair::{AckState, DamagedRange, MovedFile};
@@ -268,8 +269,28 @@ pub(crate) fn read_info(
             problems.push("info is empty".to_string());
             None
         }
-        Some(b) => match Info::decode(&b) {
-            Ok(info) => Some(info),
+        Some(b) => match Info::read(&b) {
+            Ok(InfoRead::Whole(info)) => Some(info),
+            Ok(InfoRead::HeaderOnly(info, e)) => {
+                let len = b.len().saturating_sub(INFO_HEADER_LEN) as u64;
+                if info.unsynced {
+                    // A power loss may explain it (whether one did, `open` knows by the
+                    // boot): the header alone is kept, as `open` keeps it.
+                    problems.push(format!(
+                        "info: its lists after the header ({len} bytes, written unsynced) \
+                         are torn or damaged: {e}"
+                    ));
+                    Some(info)
+                } else {
+                    damaged.push(Damage {
+                        name: INFO.to_string(),
+                        offset: INFO_HEADER_LEN as u64,
+                        len,
+                        detail: format!("bad info lists: {e}"),
+                    });
+                    None
+                }
+            }
             Err(e) => {
                 damaged.push(Damage {
                     name: INFO.to_string(),

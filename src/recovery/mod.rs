@@ -15,7 +15,9 @@ use crate::engine::{
     create_chunk, write_atomic, write_info,
 };
 use crate::error::{Error, Result};
-use crate::format::{CHUNK_HEADER_LEN, Info, MAX_SEQ, WorkState, schema};
+use crate::format::{
+    CHUNK_HEADER_LEN, INFO_HEADER_LEN, Info, InfoRead, MAX_SEQ, WorkState, schema,
+};
 use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
 use crate::reader::{ChunkReader, Next, chunk_path, parse_chunk_name};
@@ -136,11 +138,21 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
     else {
         return new_queue(st, dir, boot, sync);
     };
-    let info = match Info::decode(&b) {
-        Ok(info) => info,
-        // A rename that reached the disk before the file's data: a power loss, never a
-        // process crash (the data is written before the rename).
-        Err(_) if b.iter().all(|&x| x == 0) => restart::lost_info(),
+    let (info, lists_lost) = match Info::read(&b) {
+        Ok(InfoRead::Whole(info)) => (info, false),
+        // Written unsynced, and the machine restarted since: a power loss kept the header
+        // (one sector, written whole) and tore the lists after it. Not in the same boot,
+        // nor of a synced `info`: damage.
+        Ok(InfoRead::HeaderOnly(info, _)) if info.unsynced && restart::restarted(&info, boot) => {
+            (info, true)
+        }
+        Ok(InfoRead::HeaderOnly(_, e)) => {
+            let detail = format!("its lists after the header are damaged: {e}");
+            return Err(Error::corrupt(&info_path, INFO_HEADER_LEN as u64, detail));
+        }
+        // A rename that reached the disk before the file's data (or its first sector): a
+        // power loss, never a process crash (the data is written before the rename).
+        Err(_) if b.iter().take(INFO_HEADER_LEN).all(|&x| x == 0) => (restart::lost_info(), false),
         Err(e) => return Err(Error::corrupt(&info_path, 0, e.to_string())),
     };
     check_info(&info, &info_path, b.len() as u64)?;
@@ -153,7 +165,8 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
     }
     let names = chunks::list(st, dir)?;
     let (info, mut recovered) = restart::recover(st, dir, &info, boot, &names, sync)?;
-    recovered.info_rebuilt = b.iter().all(|&x| x == 0);
+    recovered.info_rebuilt = b.iter().take(INFO_HEADER_LEN).all(|&x| x == 0);
+    recovered.info_lists_lost = lists_lost;
     Ok(Start {
         info,
         listed: None,
@@ -253,9 +266,10 @@ fn new_queue(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
         boot_id: Some(boot),
         // Nothing written yet: all synced, as far as this level keeps it so.
         all_synced: sync,
+        unsynced: !sync,
         ..Info::new(0, 0)
     };
-    write_info(st, dir, &info, sync)?;
+    write_info(st, dir, &info)?;
     Ok(Start {
         info,
         listed: Some(names),

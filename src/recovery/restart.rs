@@ -56,6 +56,10 @@ pub struct Recovery {
     /// was rebuilt from the chunk files and the journal: acknowledgements only it held
     /// are lost, so those items are delivered again.
     pub info_rebuilt: bool,
+    /// `info` was written without a sync (below `Synced`) and a power loss tore the lists
+    /// after its header: the single acknowledgements, attempt counts and delays it held
+    /// are lost (those items are delivered again, counted from 1, at once).
+    pub info_lists_lost: bool,
 }
 
 /// True when the machine may have restarted since `info` was written: its boot differs
@@ -312,8 +316,9 @@ pub(crate) fn recover(
         all_synced: sync,
         singles: acks.singles.into_iter().collect(),
         work: acks.work,
+        unsynced: false,
     };
-    write_info(st, dir, &new, true)?;
+    write_info(st, dir, &new)?;
     if acks.len > 0 {
         empty_journal(st, dir)?;
     }
