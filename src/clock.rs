@@ -97,6 +97,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// Milliseconds of the coarse monotonic clock (a vDSO read, no system call): for polls
+/// that a `ManualClock` must not stop.
+pub(crate) fn coarse_ms() -> u64 {
+    coarse(rustix::time::ClockId::MonotonicCoarse).as_millis() as u64
+}
+
 pub(crate) fn system() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }

@@ -208,6 +208,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod inspect;
+mod inspector;
 mod intake;
 mod leases;
 mod marks;
@@ -239,7 +240,9 @@ pub use dead_letters::{DeadLetter, DeadLetterIter, DeadLetters};
 pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
+pub use inspector::{Inspector, RawItem, Snapshot, Verification};
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
+pub use pause::{pause, resume};
 pub use queue::Queue;
 pub use recovery::Recovery;
 pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};

@@ -31,3 +31,43 @@ pub(crate) fn record(st: &dyn Storage, dir: &Path, paused: bool, durable: bool) 
     }
     Ok(())
 }
+
+/// Pauses the consumers of the queue in `dir` from outside it (the `diskq pause`
+/// command): creates the `paused` file, synced. A `Queue` that has the directory open
+/// notices within a second, and its gets then wait as if it were empty; puts go on. No
+/// lock is taken: it works on a queue in use.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+/// q.put(&1)?;
+/// diskq::pause(dir.path())?;
+/// std::thread::sleep(std::time::Duration::from_millis(150));
+/// assert!(q.get_nowait().unwrap_err().is_empty());
+/// diskq::resume(dir.path())?;
+/// std::thread::sleep(std::time::Duration::from_millis(150));
+/// assert_eq!(q.get_nowait()?, 1);
+/// assert!(diskq::pause(dir.path().join("missing")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::MissingInfo`] when `dir` holds no queue; [`Error::Io`] when the file cannot be
+/// created or the directory synced.
+pub fn pause(dir: impl AsRef<Path>) -> Result<()> {
+    set_from_outside(dir.as_ref(), true)
+}
+
+/// Lets the consumers of the queue in `dir` go on after [`pause`]: removes the `paused`
+/// file, synced. A `Queue` that has the directory open notices within a second.
+///
+/// # Errors
+/// Those of [`pause`].
+pub fn resume(dir: impl AsRef<Path>) -> Result<()> {
+    set_from_outside(dir.as_ref(), false)
+}
+
+fn set_from_outside(dir: &Path, paused: bool) -> Result<()> {
+    crate::Inspector::open(dir)?;
+    record(&crate::storage::FsStorage, dir, paused, true)
+}

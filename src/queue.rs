@@ -501,9 +501,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<()> {
         let mut spins = 0;
         loop {
+            if e.poll_pause() {
+                self.sig.not_empty.notify_all();
+            }
             if e.paused() && paused_waits {
-                // `resume` wakes every waiter.
-                wait.wait(&self.sig.not_empty, e)?;
+                // `resume` wakes every waiter; a resume from another process is seen
+                // when the pause is looked at again.
+                let poll = Duration::from_millis(crate::engine::PAUSE_POLL_MS);
+                wait.wait_timer(&self.sig.not_empty, e, Some(poll))?;
                 continue;
             }
             e.promote();
@@ -698,7 +703,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Whether the queue is paused ([`pause`](Self::pause)).
     pub fn is_paused(&self) -> bool {
-        self.engine.lock().paused()
+        let mut e = self.engine.lock();
+        e.poll_pause();
+        e.paused()
     }
 
     fn set_paused(&self, paused: bool) -> Result<()> {

@@ -67,6 +67,10 @@ pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 pub(crate) const ACK_BATCH: u64 = 4096;
 
 pub(crate) const INFO: &str = "info";
+/// How often, at most, a queue in use looks for a `paused` file created or removed by
+/// another process (`Engine::poll_pause`), in milliseconds; also how long a paused
+/// consumer sleeps before it looks again.
+pub(crate) const PAUSE_POLL_MS: u64 = 100;
 pub(crate) const INFO_TMP: &str = "info.tmp";
 pub(crate) const ACKS: &str = "acks";
 pub(crate) const LOCK: &str = ".lock";
@@ -171,6 +175,9 @@ pub(crate) struct Engine {
     pending_fate: Option<Arc<Fate>>,
     /// Gets wait as if the queue were empty (`Queue::pause`; the `paused` file).
     paused: bool,
+    /// When the `paused` file was last looked at (`clock::coarse_ms`): another process
+    /// (`diskq pause`) may create or remove it.
+    pause_seen_at: u64,
     /// Bytes of the records accepted and not yet gotten (`Options::max_bytes`). Open
     /// counts the ones on disk only when a byte bound is set.
     queued_bytes: u64,
@@ -298,6 +305,31 @@ impl Engine {
     }
 
     /// Pauses or resumes gets, recording it on disk (`pause.rs`) first.
+    /// Looks at the `paused` file again once `PAUSE_POLL_MS` passed since the last
+    /// look, so that a pause or resume from another process (`diskq pause`) takes
+    /// effect: a coarse clock read (no system call) per get, a file lookup at most ten
+    /// times a second. Returns true when that resumed the queue (its waiters must look
+    /// again). An unreadable file changes nothing.
+    #[inline]
+    pub(crate) fn poll_pause(&mut self) -> bool {
+        let now = crate::clock::coarse_ms();
+        if now.wrapping_sub(self.pause_seen_at) < PAUSE_POLL_MS {
+            return false;
+        }
+        self.pause_seen_at = now;
+        self.reread_pause()
+    }
+
+    #[cold]
+    fn reread_pause(&mut self) -> bool {
+        let Ok(on_disk) = crate::pause::recorded(&*self.storage, &self.dir) else {
+            return false;
+        };
+        let resumed = self.paused && !on_disk;
+        self.paused = on_disk;
+        resumed
+    }
+
     pub(crate) fn set_paused(&mut self, paused: bool) -> Result<()> {
         if self.paused != paused {
             crate::pause::record(&*self.storage, &self.dir, paused, self.synced())?;

@@ -84,6 +84,7 @@ impl Engine {
             superseded: Vec::new(),
             queued_bytes: 0,
             paused: false,
+            pause_seen_at: crate::clock::coarse_ms(),
             acks: Acks::recovered(acked, singles),
             read: acked,
             poison_flag: Arc::default(),

@@ -1,0 +1,540 @@
+//! [`Inspector`]: a read-only look at a queue directory, for operators and tools (the
+//! `diskq` command): it takes no lock and changes no file, so it works while another
+//! process has the queue open and writing. It reads `info`, the journal and the chunk
+//! files with the same code that `repair` uses (`inspect/`).
+
+use crate::error::{Error, Result};
+use crate::format::{Info, InfoRead, decode_frame};
+use crate::inspect::dir::{
+    Damage, acknowledgements, chunk_name, chunk_set_problems, read_info, read_journal, scan_chunk,
+};
+use crate::inspect::journal::Acknowledged;
+use crate::pause::PAUSED;
+use crate::reader::parse_chunk_name;
+use crate::repair::DamagedRange;
+use crate::storage::{FsStorage, Storage};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How many times a scan is repeated when the owner changed the files under it.
+const ATTEMPTS: usize = 5;
+
+/// A read-only view of a queue directory. Each call reads the files again: a snapshot of
+/// that moment, consistent even while the owner appends, checkpoints and deletes chunk
+/// files (a chunk deleted under it held only acknowledged items, and is passed over).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+/// q.put(&"job".to_string())?;
+/// let s = diskq::Inspector::open(dir.path())?.snapshot()?; // q is still open
+/// assert_eq!((s.waiting, s.owner_pid.is_some()), (1, true));
+/// assert!(matches!(
+///     diskq::Inspector::open(dir.path().join("nothing here")),
+///     Err(diskq::Error::Io { .. })
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    dir: PathBuf,
+}
+
+/// What [`Inspector::snapshot`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The format version of `info`.
+    pub format_version: u32,
+    /// Items put and not acknowledged: waiting, delayed or in flight.
+    pub waiting: u64,
+    /// Of those, items handed out at least once (in flight now, or given back).
+    pub delivered: u64,
+    /// Of those, items given back with a delay that is not over.
+    pub delayed: u64,
+    /// Items in the dead-letter queue (`dir/dead`).
+    pub dead_letters: u64,
+    /// The sequence number of the oldest item not acknowledged, if any.
+    pub oldest_seq: Option<u64>,
+    /// How long ago the oldest waiting item was put, at least (from the put-time marks
+    /// of the last checkpoint; `None` when none covers it).
+    pub oldest_age: Option<Duration>,
+    /// The next sequence number a put takes (as far as the files show).
+    pub next_seq: u64,
+    /// Bytes of every file in the directory (the dead letters included).
+    pub bytes_on_disk: u64,
+    /// Files in the directory (the dead letters included).
+    pub files: u64,
+    /// Chunk files.
+    pub chunk_files: u64,
+    /// Consumers are paused (`Queue::pause`, or `diskq pause`).
+    pub paused: bool,
+    /// The process holding the queue open, where the OS tells (`/proc/locks`); `Some(0)`
+    /// when it is held and the holder is not known.
+    pub owner_pid: Option<u32>,
+}
+
+/// A waiting item, as [`Inspector::items`] reads it: its bytes as stored (the encoded
+/// item; decode them with the item type, or show them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RawItem {
+    /// The item's sequence number.
+    pub seq: u64,
+    /// The stored payload.
+    pub payload: Vec<u8>,
+    /// Milliseconds since the Unix epoch at or after which it was put, where recorded.
+    pub put_at_ms: Option<u64>,
+    /// Deliveries so far, as of the last checkpoint.
+    pub attempts: u32,
+}
+
+/// What [`Inspector::verify`] found. `healthy()` when there is nothing to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verification {
+    /// Byte ranges that hold no valid record or structure, with the file and offset.
+    pub damage: Vec<DamagedRange>,
+    /// Other inconsistencies (missing chunk files, a broken chain, ...).
+    pub problems: Vec<String>,
+    /// Records read and checked.
+    pub records: u64,
+    /// Another process held the queue open: a record being written at the end of the
+    /// newest chunk is not counted as damage.
+    pub live: bool,
+}
+
+impl Verification {
+    /// Nothing to report: `Queue::open` would accept the directory and deliver every
+    /// record.
+    pub fn healthy(&self) -> bool {
+        self.damage.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// One consistent reading of the acknowledgement state: `info` and the journal.
+struct State {
+    info: Option<Info>,
+    acked: Acknowledged,
+    damaged: Vec<Damage>,
+    problems: Vec<String>,
+}
+
+impl Inspector {
+    /// A view of the queue in `dir`. Reads nothing yet.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `dir` is not a directory; [`Error::MissingInfo`] when it holds
+    /// neither `info` nor a chunk file (not a queue).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
+        let dir = dir.as_ref().to_path_buf();
+        let names = FsStorage
+            .list(&dir)
+            .map_err(|e| Error::io("list queue directory", &dir, e))?;
+        if !names
+            .iter()
+            .any(|n| n == crate::engine::INFO || parse_chunk_name(n).is_some())
+        {
+            return Err(Error::MissingInfo { path: dir });
+        }
+        Ok(Inspector { dir })
+    }
+
+    /// The directory looked at.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The item type recorded when the queue was created ([`Options::schema`]: by
+    /// default the Rust type's name); `None` for a queue made before format version 4.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// diskq::Options::new().schema("jobs/v1").open::<u32>(dir.path())?;
+    /// let tag = diskq::Inspector::open(dir.path())?.schema()?;
+    /// assert_eq!(tag.as_deref(), Some("jobs/v1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::Corrupt`] when it is damaged.
+    ///
+    /// [`Options::schema`]: crate::Options::schema
+    pub fn schema(&self) -> Result<Option<String>> {
+        let path = self.dir.join(crate::engine::SCHEMA);
+        let Some(b) = FsStorage
+            .read_all(&path)
+            .map_err(|e| Error::io("read", &path, e))?
+        else {
+            return Ok(None);
+        };
+        crate::format::schema::decode(&b)
+            .map(Some)
+            .map_err(|e| Error::corrupt(&path, 0, format!("bad schema file: {e}")))
+    }
+
+    /// Reads `info` and the journal, again if a checkpoint replaced `info` meanwhile
+    /// (its journal then belongs to the new one).
+    fn state(&self) -> Result<State> {
+        let st = &FsStorage;
+        let path = self.dir.join(crate::engine::INFO);
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let before = st
+                .read_all(&path)
+                .map_err(|e| Error::io("read", &path, e))?;
+            let (mut damaged, mut problems) = (Vec::new(), Vec::new());
+            let info = read_info(st, &self.dir, &mut damaged, &mut problems)?;
+            let journal = read_journal(st, &self.dir, &mut damaged)?;
+            let after = st
+                .read_all(&path)
+                .map_err(|e| Error::io("read", &path, e))?;
+            let (_, acked) = acknowledgements(info.as_ref(), journal);
+            let state = State {
+                info,
+                acked,
+                damaged,
+                problems,
+            };
+            if before == after {
+                return Ok(state);
+            }
+            last = Some(state);
+        }
+        Ok(last.expect("ATTEMPTS > 0"))
+    }
+
+    /// The chunk files present, ascending.
+    fn chunks(&self) -> Result<Vec<u64>> {
+        let names = FsStorage
+            .list(&self.dir)
+            .map_err(|e| Error::io("list queue directory", &self.dir, e))?;
+        let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
+        chunks.sort_unstable();
+        Ok(chunks)
+    }
+
+    /// A chunk file's bytes; `None` when the owner deleted it meanwhile (every item in it
+    /// was acknowledged).
+    fn chunk_bytes(&self, no: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(chunk_name(no));
+        FsStorage
+            .read_all(&path)
+            .map_err(|e| Error::io("read", &path, e))
+    }
+
+    /// Calls `f` with each waiting item (not acknowledged) from `from` on, in order,
+    /// until it returns false. Records that do not check out are passed over (`verify`
+    /// reports them).
+    fn each_waiting(
+        &self,
+        state: &State,
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
+        for no in self.chunks()? {
+            let Some(bytes) = self.chunk_bytes(no)? else {
+                continue;
+            };
+            let scan = scan_chunk(&bytes, no);
+            for (i, r) in scan.frames.iter().enumerate() {
+                let Some(seq) = scan.seq(i) else { break };
+                if seq < from || state.acked.contains(seq) {
+                    continue;
+                }
+                let Ok((payload, _)) = decode_frame(&bytes[r.clone()]) else {
+                    continue;
+                };
+                if !f(seq, payload) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts and sizes of the queue as its files show them now.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2, 3])?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// drop(q);
+    /// let s = diskq::Inspector::open(dir.path())?.snapshot()?;
+    /// assert_eq!((s.waiting, s.oldest_seq, s.next_seq, s.owner_pid), (2, Some(1), 3, None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read. Damage is not an error here: the
+    /// records that check out are counted ([`verify`](Self::verify) reports the rest).
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let state = self.state()?;
+        let (mut waiting, mut delivered, mut oldest, mut next) = (0, 0, None, 0);
+        let work = state.info.as_ref().map(|i| &i.work);
+        let delivered_below = work.map_or(0, |w| w.delivered);
+        self.each_waiting(&state, 0, |seq, _| {
+            waiting += 1;
+            delivered += u64::from(seq < delivered_below);
+            oldest.get_or_insert(seq);
+            next = seq + 1;
+            true
+        })?;
+        let next_seq = next.max(self.end_seq()?);
+        let delayed = work.map_or(0, |w| {
+            let now = now_ms();
+            w.delays
+                .iter()
+                .filter(|&&(s, due)| due > now && !state.acked.contains(s))
+                .count() as u64
+        });
+        let oldest_age = oldest.and_then(|seq| {
+            let marks = work.map_or(&[][..], |w| &w.marks[..]);
+            let ms = marks.iter().rev().find(|&&(s, _)| s <= seq)?.1;
+            Some(Duration::from_millis(now_ms().saturating_sub(ms)))
+        });
+        let (bytes_on_disk, files) = disk_usage(&self.dir);
+        let dead_letters = match Inspector::open(self.dir.join(crate::dead_letters::DEAD)) {
+            Ok(dead) => dead.snapshot()?.waiting,
+            Err(_) => 0,
+        };
+        Ok(Snapshot {
+            format_version: self.format_version()?,
+            waiting,
+            delivered,
+            delayed,
+            dead_letters,
+            oldest_seq: oldest,
+            oldest_age,
+            next_seq,
+            bytes_on_disk,
+            files,
+            chunk_files: self.chunks()?.len() as u64,
+            paused: self.dir.join(PAUSED).exists(),
+            owner_pid: owner_pid(&self.dir),
+        })
+    }
+
+    /// The sequence number after the newest chunk's last record.
+    fn end_seq(&self) -> Result<u64> {
+        for no in self.chunks()?.into_iter().rev() {
+            if let Some(bytes) = self.chunk_bytes(no)? {
+                let scan = scan_chunk(&bytes, no);
+                if let Some(h) = scan.header {
+                    return Ok(h.first_seq + scan.intact as u64);
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    fn format_version(&self) -> Result<u32> {
+        let path = self.dir.join(crate::engine::INFO);
+        let b = FsStorage
+            .read_all(&path)
+            .map_err(|e| Error::io("read", &path, e))?
+            .unwrap_or_default();
+        Ok(match Info::read(&b) {
+            Ok(InfoRead::Whole(_) | InfoRead::HeaderOnly(..)) if b.len() >= 12 => {
+                u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"))
+            }
+            _ => 0,
+        })
+    }
+
+    /// Up to `limit` waiting items from sequence number `from` on, in order, not taken.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&["a".to_string(), "b".to_string(), "c".to_string()])?;
+    /// let items = diskq::Inspector::open(dir.path())?.items(1, 10)?;
+    /// let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
+    /// assert_eq!(seqs, [1, 2]);
+    /// assert_eq!(bincode::deserialize::<String>(&items[0].payload)?, "b");
+    /// assert_eq!(q.len(), 3); // nothing taken
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read.
+    pub fn items(&self, from: u64, limit: usize) -> Result<Vec<RawItem>> {
+        let state = self.state()?;
+        let work = state
+            .info
+            .as_ref()
+            .map(|i| i.work.clone())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.each_waiting(&state, from, |seq, payload| {
+            let attempts = match work.attempts.binary_search_by_key(&seq, |&(s, _)| s) {
+                Ok(i) => work.attempts[i].1,
+                Err(_) => u32::from(seq < work.delivered),
+            };
+            out.push(RawItem {
+                seq,
+                payload: payload.to_vec(),
+                put_at_ms: work
+                    .marks
+                    .iter()
+                    .rev()
+                    .find(|&&(s, _)| s <= seq)
+                    .map(|m| m.1),
+                attempts,
+            });
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Reads every file and checks every checksum, chain and journal entry, with the
+    /// scan that `repair` uses; reports each problem with file and offset. On a queue
+    /// another process has open, the scan is repeated when the files changed under it,
+    /// and a record being written at the end of the newest chunk is not damage.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&7)?;
+    /// drop(q);
+    /// let v = diskq::Inspector::open(dir.path())?.verify()?;
+    /// assert!(v.healthy() && v.records == 1);
+    /// // A flipped byte in the record:
+    /// let chunk = dir.path().join("q00000");
+    /// let mut bytes = std::fs::read(&chunk)?;
+    /// bytes[36] ^= 1; // in the payload of the record at offset 28
+    /// std::fs::write(&chunk, bytes)?;
+    /// let v = diskq::Inspector::open(dir.path())?.verify()?;
+    /// assert_eq!((v.damage.len(), v.damage[0].offset), (1, 28));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read.
+    pub fn verify(&self) -> Result<Verification> {
+        let mut v = self.verify_once()?;
+        // A live owner may have changed the files between the reads: look again before
+        // calling anything damage.
+        for _ in 1..ATTEMPTS {
+            if v.healthy() || !v.live {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            v = self.verify_once()?;
+        }
+        Ok(v)
+    }
+
+    fn verify_once(&self) -> Result<Verification> {
+        let live = owner_pid(&self.dir).is_some();
+        let mut state = self.state()?;
+        let chunks = self.chunks()?;
+        chunk_set_problems(&chunks, state.info.as_ref(), &mut state.problems);
+        let mut records = 0;
+        let mut prev_end: Option<(u64, u64)> = None;
+        for (idx, &no) in chunks.iter().enumerate() {
+            let Some(bytes) = self.chunk_bytes(no)? else {
+                continue; // deleted by the owner: every item in it was acknowledged
+            };
+            let scan = scan_chunk(&bytes, no);
+            records += scan.frames.len() as u64;
+            let newest = idx + 1 == chunks.len();
+            for (offset, len, detail) in scan.damage {
+                // A record being copied in at the end of the newest chunk.
+                if live && newest && offset + len == bytes.len() as u64 {
+                    continue;
+                }
+                state.damaged.push(Damage {
+                    name: chunk_name(no),
+                    offset,
+                    len,
+                    detail,
+                });
+            }
+            if let (Some((pno, pend)), Some(h)) = (prev_end, scan.header)
+                && pno + 1 == no
+                && let Err(b) = crate::inspect::chain::check(pend, h.first_seq)
+            {
+                state
+                    .problems
+                    .push(b.between(&chunk_name(pno), &chunk_name(no)));
+            }
+            prev_end = scan.header.map(|h| (no, h.first_seq + scan.intact as u64));
+        }
+        let damage = state
+            .damaged
+            .into_iter()
+            .map(|d| DamagedRange {
+                file: self.dir.join(&d.name),
+                offset: d.offset,
+                len: d.len,
+                detail: d.detail,
+            })
+            .collect();
+        Ok(Verification {
+            damage,
+            problems: state.problems,
+            records,
+            live,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Bytes and files under `dir`, subdirectories included.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for entry in entries.flatten() {
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => {
+                let (b, f) = disk_usage(&entry.path());
+                bytes += b;
+                files += f;
+            }
+            Ok(m) => {
+                bytes += m.len();
+                files += 1;
+            }
+            Err(_) => {} // deleted meanwhile
+        }
+    }
+    (bytes, files)
+}
+
+/// The process holding the flock on `dir/.lock`, from `/proc/locks`: `Some(pid)`, or
+/// `None` when no process holds it (or the OS does not say).
+fn owner_pid(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir.join(crate::engine::LOCK)).ok()?;
+    let (ino, d) = (meta.ino(), meta.dev());
+    // Linux's encoding of a device number (glibc's `major` and `minor`).
+    let dev = (
+        ((d >> 8) & 0xfff) | ((d >> 32) & !0xfff),
+        (d & 0xff) | ((d >> 12) & !0xff),
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": pid, then major:minor:inode.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK" || *f == "POSIX")?;
+        let pid: u32 = fields.get(at + 3)?.parse().ok()?;
+        let mut id = fields.get(at + 4)?.split(':');
+        let major = u64::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+        let inode: u64 = id.next()?.parse().ok()?;
+        (inode == ino && (major, minor) == dev).then_some(pid)
+    })
+}
