@@ -15,7 +15,7 @@
 
 use crate::format::{
     ACK_ENTRY_LEN, AckEntry, CHUNK_HEADER_LEN, ChunkHeader, FORMAT_VERSION, FRAME_HEADER_LEN,
-    FrameError, Info, MAX_ITEM_LEN, all_zero, decode_frame, is_marked, marked, seal_frame,
+    FrameError, Info, MAX_ITEM_LEN, decode_frame, is_marked, marked, seal_frame,
 };
 use crate::reader::{chunk_path, parse_chunk_name};
 use crate::storage::{Crash, Fault, Op, SimStorage};
@@ -867,8 +867,11 @@ fn chunks_open_finds<'a>(files: &'a BTreeMap<&'static str, Vec<u8>>) -> Vec<(u64
 fn acked_at_open(
     files: &BTreeMap<&'static str, Vec<u8>>,
 ) -> Option<(u64, std::collections::BTreeSet<u64>)> {
-    let info = match files.get("info") {
-        Some(b) => Info::decode(b).ok()?,
+    let info = match files.get("info").map(|b| Info::read(b)) {
+        Some(Ok(crate::format::InfoRead::Whole(info))) => info,
+        // Accepted as torn by a power loss: the header alone counts.
+        Some(Ok(crate::format::InfoRead::HeaderOnly(info, _))) => info,
+        Some(Err(_)) => return None,
         None => Info::new(0, 0),
     };
     let journal = files.get("acks").map(|b| &b[..]).unwrap_or(&[]);
@@ -1181,7 +1184,10 @@ pub fn open_dir(data: &[u8]) {
     let records = valid_records(&files);
 
     let st = storage_with(&files);
-    if files.get("info").is_some_and(|b| all_zero(b)) {
+    if files
+        .get("info")
+        .is_some_and(|b| crate::format::lost_first_sector(b))
+    {
         lost_info(&st, opts, config, &records);
         return;
     }

@@ -93,7 +93,17 @@ impl Engine {
             unsynced: !(self.synced() || self.durable_info_once),
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
-        if journal_empty && self.info_on_disk.as_ref() == Some(&info) {
+        // The same, or the same but synced on disk where this one need not be.
+        let same = self.info_on_disk.as_ref().is_some_and(|d| {
+            d == &info
+                || (info.unsynced
+                    && !d.unsynced
+                    && d == &Info {
+                        unsynced: false,
+                        ..info.clone()
+                    })
+        });
+        if journal_empty && same {
             // Nothing changed since `info` was written or read (a queue opened and
             // closed untouched): a new `info` would be the same bytes, and creating
             // `info.tmp` costs 0.1-0.7 ms on an ext4 without journal.

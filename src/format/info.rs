@@ -16,6 +16,13 @@ pub(crate) const INFO_HEADER_LEN: usize = 100;
 pub(crate) const INFO_MIN_LEN: usize = INFO_HEADER_LEN + 16;
 /// The size a disk writes whole (a sector): the header is never found half written.
 const SECTOR: usize = 512;
+
+/// Whether `b`, an `info`, lost its first sector to a power loss: empty, or zero up to
+/// the end of that sector (or of the file). A power loss keeps or loses a sector whole,
+/// so zeros followed by data in the same sector are damage, not this.
+pub(crate) fn lost_first_sector(b: &[u8]) -> bool {
+    b.iter().take(SECTOR).all(|&x| x == 0)
+}
 const _: () = assert!(INFO_HEADER_LEN <= SECTOR);
 /// The same in format version 4, which had no deliveries.
 const INFO_V4_MIN_LEN: usize = 88;
@@ -282,6 +289,9 @@ fn decode_v5(b: &[u8]) -> Result<Read, DecodeError> {
     let flags = u32_at(b, 76);
     if flags & !(FLAG_ALL_SYNCED | FLAG_UNSYNCED) != 0 {
         return Err(DecodeError::Flags(flags));
+    }
+    if u32_at(b, 12) != 0 {
+        return Err(DecodeError::Reserved(u32_at(b, 12)));
     }
     let header = Info {
         acked: u64_at(b, 16),

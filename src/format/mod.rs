@@ -10,7 +10,9 @@ pub(crate) mod schema;
 
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry, Unit};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
-pub(crate) use info::{INFO_HEADER_LEN, INFO_MIN_LEN, Info, Read as InfoRead, WorkState};
+pub(crate) use info::{
+    INFO_HEADER_LEN, INFO_MIN_LEN, Info, Read as InfoRead, WorkState, lost_first_sector,
+};
 pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame,
@@ -44,6 +46,8 @@ pub(crate) enum DecodeError {
     Version(u32),
     /// Flag bits this build does not know (`info`, version 4 on).
     Flags(u32),
+    /// A reserved field that is not zero (`info`, version 5).
+    Reserved(u32),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -64,6 +68,10 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Flags(flags) => write!(
                 f,
                 "unknown flags {flags:#x}: written by a newer build, or damaged"
+            ),
+            DecodeError::Reserved(v) => write!(
+                f,
+                "reserved field holds {v:#x}, not zero: written by a newer build, or damaged"
             ),
         }
     }

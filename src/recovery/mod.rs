@@ -16,7 +16,8 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::format::{
-    CHUNK_HEADER_LEN, INFO_HEADER_LEN, Info, InfoRead, MAX_SEQ, WorkState, schema,
+    CHUNK_HEADER_LEN, INFO_HEADER_LEN, Info, InfoRead, MAX_SEQ, WorkState, lost_first_sector,
+    schema,
 };
 use crate::inspect::journal::Acknowledged;
 use crate::options::{Durability, Options};
@@ -152,10 +153,17 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
         }
         // A rename that reached the disk before the file's data (or its first sector): a
         // power loss, never a process crash (the data is written before the rename).
-        Err(_) if b.iter().take(INFO_HEADER_LEN).all(|&x| x == 0) => (restart::lost_info(), false),
+        Err(_) if lost_first_sector(&b) => (restart::lost_info(), false),
         Err(e) => return Err(Error::corrupt(&info_path, 0, e.to_string())),
     };
-    check_info(&info, &info_path, b.len() as u64)?;
+    // Where the singles start: after the header in version 5, else they end just before
+    // the CRC.
+    let singles_at = if b.get(8..12) == Some(&5u32.to_le_bytes()[..]) {
+        INFO_HEADER_LEN as u64 + 4
+    } else {
+        (b.len() as u64).saturating_sub(4 + 8 * info.singles.len() as u64)
+    };
+    check_info(&info, &info_path, singles_at)?;
     if !restart::restarted(&info, boot) {
         return Ok(Start {
             info,
@@ -165,7 +173,7 @@ fn read_info(st: &dyn Storage, dir: &Path, boot: u128, sync: bool) -> Result<Sta
     }
     let names = chunks::list(st, dir)?;
     let (info, mut recovered) = restart::recover(st, dir, &info, boot, &names, sync)?;
-    recovered.info_rebuilt = b.iter().take(INFO_HEADER_LEN).all(|&x| x == 0);
+    recovered.info_rebuilt = lost_first_sector(&b);
     recovered.info_lists_lost = lists_lost;
     Ok(Start {
         info,
@@ -215,7 +223,7 @@ fn check_schema(st: &dyn Storage, dir: &Path, requested: &str) -> Result<()> {
 }
 
 /// The values in a CRC-valid `info` that no queue writes: damage, named by offset.
-fn check_info(info: &Info, path: &Path, len: u64) -> Result<()> {
+fn check_info(info: &Info, path: &Path, singles_at: u64) -> Result<()> {
     if info.acked >= MAX_SEQ {
         return Err(Error::corrupt(
             path,
@@ -236,8 +244,7 @@ fn check_info(info: &Info, path: &Path, len: u64) -> Result<()> {
         ));
     }
     if let Some(i) = info.singles.iter().position(|&s| s >= MAX_SEQ) {
-        // The singles end just before the CRC, in every version.
-        let at = len - 4 - 8 * (info.singles.len() - i) as u64;
+        let at = singles_at + 8 * i as u64;
         return Err(Error::corrupt(
             path,
             at,
