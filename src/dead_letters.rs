@@ -116,7 +116,7 @@ impl DeadSlot {
             .durability(Durability::Synced)
             .schema(SCHEMA)
             .clock(self.clock.clone())
-            .open_on(self.storage.clone(), &self.dir)
+            .open_with(self.storage.clone(), &self.dir)
     }
 
     /// The dead letters' queue, if there is one.

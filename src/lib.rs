@@ -205,6 +205,10 @@ mod engine;
 use engine::{checkpoint, commit};
 mod error;
 mod format;
+// The fuzz bodies, the simulated storage and the hidden tuning knobs are for the test
+// suite and the fuzz targets only: a default build has none of them (feature `__testing`,
+// which `[dev-dependencies]` turns on).
+#[cfg(feature = "__testing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod inspect;
@@ -226,8 +230,11 @@ mod stats;
 mod work;
 mod writer;
 
+#[cfg(feature = "__testing")]
 #[doc(hidden)]
 pub mod storage;
+#[cfg(not(feature = "__testing"))]
+mod storage;
 
 pub use browse::Browse;
 pub use channel::{
@@ -245,5 +252,7 @@ pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
 pub use pause::{pause, resume};
 pub use queue::Queue;
 pub use recovery::Recovery;
-pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair, repair_on};
+pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair};
+#[cfg(feature = "__testing")]
+pub use repair::repair_on;
 pub use stats::Stats;

@@ -245,6 +245,7 @@ impl Options {
 
     /// The journal size that triggers a checkpoint (tests use a small one to reach
     /// checkpoints quickly).
+    #[cfg(feature = "__testing")]
     #[doc(hidden)]
     pub fn journal_limit(mut self, bytes: u64) -> Options {
         self.journal_limit = bytes.max(1);
@@ -253,6 +254,7 @@ impl Options {
 
     /// The chunk size in bytes past which the writer starts a new chunk (tests use a
     /// small one).
+    #[cfg(feature = "__testing")]
     #[doc(hidden)]
     pub fn chunk_bytes(mut self, bytes: u64) -> Options {
         self.chunk_bytes = bytes.max(1);

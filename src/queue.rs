@@ -97,6 +97,7 @@ impl Options {
     }
 
     /// Opens the queue on another [`Storage`](crate::storage::Storage) (tests, fuzzing).
+    #[cfg(feature = "__testing")]
     #[doc(hidden)]
     pub fn open_on<T: Serialize + DeserializeOwned>(
         &self,
@@ -104,6 +105,16 @@ impl Options {
         dir: impl AsRef<Path>,
     ) -> Result<Queue<T>> {
         Queue::open_on(storage, self.clone(), dir.as_ref())
+    }
+
+    /// [`open`](Self::open) on `storage` (the dead letters reach theirs through the
+    /// queue's directory handle).
+    pub(crate) fn open_with<T: Serialize + DeserializeOwned>(
+        &self,
+        storage: std::sync::Arc<dyn crate::storage::Storage>,
+        dir: &Path,
+    ) -> Result<Queue<T>> {
+        Queue::open_on(storage, self.clone(), dir)
     }
 }
 

@@ -284,6 +284,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport> {
 }
 
 /// [`repair`] on another [`Storage`] (tests, fuzzing).
+#[cfg_attr(not(feature = "__testing"), allow(unreachable_pub))]
 #[doc(hidden)]
 pub fn repair_on(storage: Arc<dyn Storage>, dir: &Path) -> Result<RepairReport> {
     let st = &*storage;

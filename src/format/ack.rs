@@ -129,6 +129,7 @@ fn pair_value(key: &[u8], v: u64) -> [u8; ACK_ENTRY_LEN] {
 
 impl AckEntry {
     /// The entry's length on disk.
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn len(&self) -> usize {
         match self {
             AckEntry::Attempts { .. } | AckEntry::Delay { .. } => 2 * ACK_ENTRY_LEN,
@@ -136,6 +137,7 @@ impl AckEntry {
         }
     }
 
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.len());
         self.encode_into(false, &mut b);
@@ -168,11 +170,13 @@ impl AckEntry {
     }
 
     /// `None` when the bytes are not a valid one-unit entry (torn or damaged).
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn decode(b: &[u8]) -> Option<AckEntry> {
         Self::decode_marked(b).map(|(e, _)| e)
     }
 
     /// The one-unit entry and whether it carries the sync mark.
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn decode_marked(b: &[u8]) -> Option<(AckEntry, bool)> {
         match Self::decode_unit(b) {
             Unit::Entry(e, mark) => Some((e, mark)),

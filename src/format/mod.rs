@@ -10,14 +10,16 @@ pub(crate) mod schema;
 
 pub(crate) use ack::{ACK_ENTRY_LEN, AckEntry, Unit};
 pub(crate) use chunk::{CHUNK_HEADER_LEN, ChunkHeader};
-pub(crate) use info::{
-    INFO_HEADER_LEN, INFO_MIN_LEN, Info, Read as InfoRead, WorkState, lost_first_sector,
-};
+#[cfg(any(test, feature = "__testing"))]
+pub(crate) use info::INFO_MIN_LEN;
+pub(crate) use info::{INFO_HEADER_LEN, Info, Read as InfoRead, WorkState, lost_first_sector};
 pub(crate) use record::frame_into;
 pub(crate) use record::{
     FRAME_HEADER_LEN, FrameCrc, FrameError, MAX_ITEM_LEN, all_zero, decode_frame, find_frame,
-    is_marked, mark, marked, seal_frame,
+    is_marked, mark,
 };
+#[cfg(any(test, feature = "__testing"))]
+pub(crate) use record::{marked, seal_frame};
 
 /// Sequence numbers at or above this are refused as damage: diskq would need centuries to
 /// put this many items, and the headroom keeps every `seq + count` from overflowing.

@@ -107,6 +107,7 @@ pub(crate) fn seal_frame(frame: &mut [u8]) {
 }
 
 /// A copy of the sealed frame `frame` with the sync mark set, and its CRC to match.
+#[cfg(any(test, feature = "__testing"))]
 pub(crate) fn marked(frame: &[u8]) -> Vec<u8> {
     let mut f = frame.to_vec();
     mark(&mut f);

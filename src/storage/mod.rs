@@ -1,14 +1,17 @@
 //! The only code that touches files. Everything else reaches the file system through
 //! [`Storage`], so that tests can put a fault-injecting implementation behind the queue.
 //!
-//! Not part of the stable API: public (and hidden from the docs) only so that the test
-//! suite and the fuzz targets can open a queue on [`SimStorage`].
+//! Not part of the API: public (and hidden from the docs) only with the feature
+//! `__testing`, so that the test suite and the fuzz targets can open a queue on
+//! `SimStorage`.
 
 mod anchored;
 mod fs;
+#[cfg(any(test, feature = "__testing"))]
 mod sim;
 
 pub use fs::FsStorage;
+#[cfg(any(test, feature = "__testing"))]
 pub use sim::{Crash, Fault, Op, SimStorage};
 
 use std::any::Any;
