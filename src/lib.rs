@@ -252,7 +252,7 @@ pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
 pub use pause::{pause, resume};
 pub use queue::Queue;
 pub use recovery::Recovery;
-pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair};
 #[cfg(feature = "__testing")]
 pub use repair::repair_on;
+pub use repair::{AckState, DamagedRange, MovedFile, RepairReport, repair};
 pub use stats::Stats;
