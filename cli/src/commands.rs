@@ -133,13 +133,16 @@ pub fn verify(dir: &Path, json: bool) -> Res {
             ""
         };
         if v.healthy() {
-            println!("healthy: {} records checked{open}", v.records);
+            println!(
+                "healthy: {} checked{open}",
+                show::count(v.records, "record")
+            );
         } else {
             println!(
-                "damaged: {} damaged ranges, {} problems, {} records checked{open}; `diskq repair` salvages the intact records",
-                v.damage.len(),
-                v.problems.len(),
-                v.records
+                "damaged: {}, {}, {} checked{open}; `diskq repair` salvages the intact records",
+                show::count(v.damage.len() as u64, "damaged range"),
+                show::count(v.problems.len() as u64, "problem"),
+                show::count(v.records, "record")
             );
         }
     }
