@@ -17,7 +17,12 @@ type Item = (u64, Vec<u8>);
 
 fn item(id: u64) -> Item {
     // Sizes vary so frames straddle read-buffer refills differently.
-    (id, (0..(id * 7 % 40)).map(|b| (b ^ id) as u8).collect())
+    (
+        id,
+        (0..(id.wrapping_mul(7) % 40))
+            .map(|b| (b ^ id) as u8)
+            .collect(),
+    )
 }
 
 /// Chunks end every three records, or with `by_size` by their byte limit: before 100

@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test file uses only some of these helpers")]
 
 pub mod alloc;
+pub mod fixtures;
 
 use std::collections::BTreeMap;
 use std::fs;
