@@ -654,7 +654,7 @@ fn with_tail_mark(mut info: Info, files: &BTreeMap<&'static str, Vec<u8>>, k: u8
 fn seal(idx: usize, b: &[u8]) -> Vec<u8> {
     match DIR_NAMES[idx] {
         // No recorded tail: recovery scans the newest chunk from its first record, which
-        // is what the oracle models (tests/reopen.rs covers recorded tails).
+        // is what the oracle models (tests/api/reopen.rs covers recorded tails).
         "info" => {
             let v2 = b.get(14).is_some_and(|x| x % 2 == 1);
             Info {

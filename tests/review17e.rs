@@ -556,7 +556,7 @@ fn threads_settle_at_random_under_a_manual_clock() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A model (as tests/work_model.rs, with `extend_lease` and FIFO `task_done` besides, and
+// A model (as tests/work/work_model.rs, with `extend_lease` and FIFO `task_done` besides, and
 // a queue with or without a lease): every holder's settlement is checked against what it
 // should get. A holder still holds its item exactly when the model's item is held by its
 // token; otherwise its call fails with LeaseExpired when its own deadline passed, and

@@ -4,6 +4,16 @@
 pub mod alloc;
 pub mod fixtures;
 
+/// The name libtest runs test function `f` of the module at `module_path` by
+/// (`module_path!()` there): the path without the crate's name, as test files are modules
+/// of a few grouped binaries; a child process started with `--exact` needs it whole.
+pub fn test_path(module_path: &str, f: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, m)) => format!("{m}::{f}"),
+        None => f.to_string(),
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;

@@ -17,8 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-mod common;
-use common::{XorShift, snapshot};
+use crate::common::{XorShift, snapshot};
 
 const HEADER_LEN: u64 = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
@@ -670,7 +669,7 @@ fn random_damage_always_repairs() {
         let originals_before: Vec<String> = st.files(dir);
         for _ in 0..1 + rng.below(3) {
             // Not `schema`: repair leaves it alone (a damaged one is reported by open,
-            // tests/schema.rs).
+            // tests/api/schema.rs).
             let names: Vec<String> = st
                 .files(dir)
                 .into_iter()

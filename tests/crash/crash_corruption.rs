@@ -27,8 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-mod common;
-use common::{XorShift, snapshot};
+use crate::common::{XorShift, snapshot};
 
 const HEADER_LEN: u64 = 28;
 /// A `Queue<u64>` record: 8-byte frame header and 8-byte payload.
@@ -38,7 +37,7 @@ const CHUNK: usize = 7;
 /// The test that spawns child processes runs alone: a child holds a copy of every
 /// descriptor of this process between fork and exec, queue locks included, so a test that
 /// closed a queue could find it still locked when it reopens it (see
-/// `tests/crash_locking.rs`, `reopen_is_not_locked_by_processes_spawned_meanwhile`).
+/// `tests/crash/crash_locking.rs`, `reopen_is_not_locked_by_processes_spawned_meanwhile`).
 static SPAWNING: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {
@@ -724,7 +723,7 @@ fn damaged_length_field_does_not_allocate_what_it_claims() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "child_reads_damaged_queue",
+                crate::common::test_path(module_path!(), "child_reads_damaged_queue").as_str(),
                 "--nocapture",
                 "--test-threads=1",
             ])

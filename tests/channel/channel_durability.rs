@@ -2,7 +2,7 @@
 //! returned is acknowledged when that receiver is asked for its next item or dropped (not
 //! while its thread panics); explicit acknowledgement with `OwnedDelivery` on any thread;
 //! the directory lock; storage failures in the error types; and a SIGKILL test through
-//! the channel API in the style of `tests/crash_sigkill.rs`.
+//! the channel API in the style of `tests/crash/crash_sigkill.rs`.
 //!
 //! The SIGKILL test re-executes this binary as a child (`--exact sigkill_channel_child`;
 //! environment variables give the directory, the first id, the number of consumers and a
@@ -29,9 +29,7 @@
 //! order, and leaves the rest (at most 60) for the next child, whose consumers must get
 //! them first. Rounds run on one directory, each with ids above all earlier ones.
 
-mod common;
-
-use common::{XorShift, kill};
+use crate::common::{XorShift, kill};
 use diskq::{
     Error, OwnedDelivery, Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     Sender, TryRecvError, TrySendError,
@@ -794,7 +792,13 @@ fn run_child(
         (ENV_CONSUMERS, consumers.to_string()),
         (ENV_PACE, pace.to_string()),
     ];
-    let killed = kill::run_and_kill(CHILD_TEST, &env, rng, &mut stats.ready_after, 10..=150);
+    let killed = kill::run_and_kill(
+        &crate::common::test_path(module_path!(), CHILD_TEST),
+        &env,
+        rng,
+        &mut stats.ready_after,
+        10..=150,
+    );
     let mut lines = Lines {
         ready: killed.ready,
         g: vec![Vec::new(); consumers],
@@ -921,7 +925,7 @@ fn check_round(
     Ok(again)
 }
 
-/// The variants run one at a time: see `serial` in `tests/crash_sigkill.rs`.
+/// The variants run one at a time: see `serial` in `tests/crash/crash_sigkill.rs`.
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())

@@ -4,7 +4,7 @@
 //! Source: crossbeam-rs/crossbeam, crossbeam-channel 0.5.17, `tests/list.rs` (module
 //! `list`) and `tests/array.rs` (module `array`). Copyright The Crossbeam Project
 //! Developers; Apache License 2.0 or MIT license, at your option. (`tests/iter.rs` holds
-//! the iterator tests of std, which `tests/channel_mpsc.rs` ports.)
+//! the iterator tests of std, which `tests/channel/channel_mpsc.rs` ports.)
 //!
 //! Changes:
 //!
@@ -33,9 +33,7 @@
 //!   with the channel). `stack_overflow` becomes `big_item` (a 32 KiB `Vec`; serde has no
 //!   arrays that long).
 
-mod common;
-
-use common::XorShift;
+use crate::common::XorShift;
 use crossbeam_channel::select;
 use diskq::{
     Receiver, RecvError, RecvTimeoutError, SendError, SendTimeoutError, Sender, TryRecvError,

@@ -8,7 +8,7 @@ use diskq::{Error, Options, Queue};
 use std::fs;
 use std::path::Path;
 
-mod common;
+use crate::common;
 
 const N: u64 = 10_000;
 const ENTRY: u64 = 12;

@@ -15,9 +15,7 @@
 //! upgrade without a restart) and to another boot (an upgrade after a restart): both
 //! paths are tested wherever this runs.
 
-mod common;
-
-use common::fixtures::{Fixture, Set};
+use crate::common::fixtures::{Fixture, Set};
 
 const V4: Set = Set {
     version: 4,

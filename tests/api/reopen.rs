@@ -6,8 +6,7 @@ use diskq::storage::{Op, SimStorage};
 use diskq::{Error, Options, Queue};
 use std::sync::Arc;
 
-mod common;
-use common::hand_built::{DIR, chunk, info_v3, storage};
+use crate::common::hand_built::{DIR, chunk, info_v3, storage};
 
 /// Files opened and reads done by reopening a closed queue of `chunks` full chunks of 10
 /// items plus a newest chunk holding 3.

@@ -25,8 +25,7 @@ use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-mod common;
-use common::XorShift;
+use crate::common::XorShift;
 
 const HEADER_LEN: u64 = 28;
 

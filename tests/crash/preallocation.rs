@@ -3,7 +3,7 @@
 //! open queue (what `kill -9` leaves) recovers every item, zero bytes at the end of a full
 //! chunk read as its end, and zero bytes followed by records are damage, never skipped.
 
-mod common;
+use crate::common;
 
 use diskq::{Error, Options, Queue};
 use std::fs;
@@ -240,7 +240,12 @@ fn a_killed_append_leaves_a_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "append_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                crate::common::test_path(module_path!(), "append_child").as_str(),
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV_APPEND_FILE, &path)
             .stdout(Stdio::piped())
             .spawn()

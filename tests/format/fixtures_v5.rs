@@ -5,9 +5,9 @@
 //! letters, and keep working after the upgrade. Each is opened with `info` as written,
 //! with its boot id set to this boot, and to another boot (FORMAT.md §open, step 3a).
 
-mod common;
+use crate::common;
 
-use common::fixtures::{Boot, Fixture, Set};
+use crate::common::fixtures::{Boot, Fixture, Set};
 use diskq::Queue;
 
 /// `long/`: item 0 and the odd items of 0..200 (the other even ones were acknowledged

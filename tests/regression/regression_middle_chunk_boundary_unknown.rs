@@ -16,8 +16,7 @@
 use diskq::{Error, Options, Queue};
 use std::sync::Arc;
 
-mod common;
-use common::hand_built::{DIR, chunk, storage};
+use crate::common::hand_built::{DIR, chunk, storage};
 
 /// Chunks of one-byte items from `first`, the newest last.
 fn dir(chunks: &[(u64, &[u8])]) -> diskq::storage::SimStorage {

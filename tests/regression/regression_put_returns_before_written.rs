@@ -6,7 +6,7 @@
 //! follower returned, although its own frame was still pending or being written: at
 //! `Durability::Written` a crash at that moment lost an item whose `put` had returned,
 //! and `Queue::len` / `max_size` undercounted meanwhile. Found by
-//! `tests/channel_crossbeam.rs::list::linearizable` failing about once in 40 runs on a
+//! `tests/channel/channel_crossbeam.rs::list::linearizable` failing about once in 40 runs on a
 //! loaded machine (a `try_recv` right after the same thread's `send` found the channel
 //! empty). Here a slowed-down write makes the window wide and the test deterministic.
 

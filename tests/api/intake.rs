@@ -8,7 +8,7 @@ use diskq::{Durability, Error, Options, Queue};
 use std::sync::Arc;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 fn buffered(dir: &std::path::Path) -> Queue<u64> {
     Options::new()

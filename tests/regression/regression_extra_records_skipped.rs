@@ -16,8 +16,7 @@ use diskq::{Error, Options, Queue};
 use std::path::Path;
 use std::sync::Arc;
 
-mod common;
-use common::hand_built::{DIR, chunk, storage};
+use crate::common::hand_built::{DIR, chunk, storage};
 
 #[test]
 fn files_built_here_are_well_formed() {

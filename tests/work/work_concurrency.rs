@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-mod common;
-use common::XorShift;
+use crate::common::XorShift;
 
 const N: u64 = 3000;
 

@@ -44,8 +44,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{XorShift, kill};
+use crate::common::{XorShift, kill};
 
 const CHUNK: usize = 7;
 const ENV_DIR: &str = "DISKQ_SIGKILL_DIR";
@@ -242,7 +241,13 @@ fn run_child(
     ];
     // fdatasync makes a Synced child slow: give it longer.
     let after_ready = if synced { 20..=300 } else { 10..=150 };
-    let killed = kill::run_and_kill(CHILD_TEST, &env, rng, &mut stats.ready_after, after_ready);
+    let killed = kill::run_and_kill(
+        &crate::common::test_path(module_path!(), CHILD_TEST),
+        &env,
+        rng,
+        &mut stats.ready_after,
+        after_ready,
+    );
     let mut lines = Lines {
         ready: killed.ready,
         ..Lines::default()
@@ -390,7 +395,7 @@ fn check_round(
 
 /// The variants run one at a time: a child spawned by one holds a copy of every descriptor
 /// of this process between fork and exec, so another variant that has just closed its queue
-/// could find it still locked (see `tests/crash_locking.rs`,
+/// could find it still locked (see `tests/crash/crash_locking.rs`,
 /// `reopen_is_not_locked_by_processes_spawned_meanwhile`). Within a variant the parent has
 /// no queue open while it spawns.
 fn serial() -> MutexGuard<'static, ()> {
@@ -494,7 +499,7 @@ fn sigkill_written_two_consumers() {
 
 /// `put_many` of 2,000 items at a time, chunks of 10,000: kills during long appends of
 /// many frames at once. (A copy into the mapping that stored its parts out of order left
-/// zeros before complete frames; `tests/preallocation.rs`,
+/// zeros before complete frames; `tests/crash/preallocation.rs`,
 /// `a_killed_append_leaves_a_prefix`, tests that precisely. Here the copy is a small part
 /// of each round, so this variant checks the whole path rather than that race.)
 #[test]

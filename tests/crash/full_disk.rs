@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod common;
-use common::XorShift;
+use crate::common::XorShift;
 
 const ITEM: usize = 4096;
 
@@ -276,10 +275,14 @@ struct Lines {
 
 fn run_child(dir: &Path, start: u64, synced: bool, kill_after: Duration) -> Lines {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "full_disk_kill_child", "--nocapture"])
-        .env(ENV_KILL_DIR, dir)
-        .env(ENV_KILL_START, start.to_string())
-        .stdout(Stdio::piped());
+    cmd.args([
+        "--exact",
+        crate::common::test_path(module_path!(), "full_disk_kill_child").as_str(),
+        "--nocapture",
+    ])
+    .env(ENV_KILL_DIR, dir)
+    .env(ENV_KILL_START, start.to_string())
+    .stdout(Stdio::piped());
     if synced {
         cmd.env(ENV_KILL_SYNCED, "1");
     }

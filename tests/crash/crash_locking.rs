@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::snapshot;
+use crate::common::snapshot;
 
 const ROLE_ENV: &str = "DISKQ_CRASH_LOCKING_ROLE";
 const DIR_ENV: &str = "DISKQ_CRASH_LOCKING_DIR";
@@ -192,7 +191,12 @@ fn child_process_role() {
 
 fn spawn_child(role: &str, dir: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            crate::common::test_path(module_path!(), CHILD_TEST).as_str(),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE_ENV, role)
         .env(DIR_ENV, dir)
         .stdin(Stdio::piped())

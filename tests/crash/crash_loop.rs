@@ -70,10 +70,15 @@ fn crash_loop_child() {
 /// Runs the child once: its lines, and whether SIGKILL ended it.
 fn run_child(dir: &std::path::Path, synced: bool) -> (Vec<String>, bool) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", CHILD, "--nocapture", "--test-threads=1"])
-        .env(ENV_DIR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "--exact",
+        crate::common::test_path(module_path!(), CHILD).as_str(),
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ENV_DIR, dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if synced {
         cmd.env(ENV_LEVEL, "1");
     }

@@ -688,7 +688,7 @@ fn anchored_relative_path_survives_chdir() {
     let status = std::process::Command::new(exe)
         .args([
             "--exact",
-            "anchored_relative_path_child",
+            crate::common::test_path(module_path!(), "anchored_relative_path_child").as_str(),
             "--nocapture",
             "--include-ignored",
         ])

@@ -4,7 +4,7 @@
 //! same functions the cargo-fuzz targets call (`diskq::fuzzing`). A few thousand
 //! deterministic pseudo-random inputs follow, so the bodies run even with an empty corpus.
 //!
-//! `cargo test --release --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the
+//! `cargo test --release --test format -- --ignored fuzz_corpus::write_seed_corpus` rewrites the
 //! seed files (`seed-*`) from real queues; see `fuzz/README.md`.
 
 use diskq::fuzzing::{self, ModelOp};

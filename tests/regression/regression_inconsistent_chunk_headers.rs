@@ -28,8 +28,7 @@ use diskq::{Error, Options, Queue};
 use std::path::Path;
 use std::sync::Arc;
 
-mod common;
-use common::hand_built::{DIR, chunk, storage};
+use crate::common::hand_built::{DIR, chunk, storage};
 
 /// A refusal is right only as damage found in a chunk file: one naming `info` would mean
 /// this test built a wrong `info` (and passed without testing anything).
