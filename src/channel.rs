@@ -1311,16 +1311,46 @@ impl<T> OwnedDelivery<T> {
     }
 
     /// The item, without acknowledging it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<String>(dir.path())?;
+    /// tx.send("job".to_string())?;
+    /// let d = rx.recv_delivery()?;
+    /// assert_eq!(d.item(), "job");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn item(&self) -> &T {
         &self.item
     }
 
     /// The item's sequence number: its position in the queue's whole history.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<String>(dir.path())?;
+    /// tx.send("job".to_string())?;
+    /// let d = rx.recv_delivery()?;
+    /// assert_eq!(d.seq(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seq(&self) -> u64 {
         self.hold.ticket.seq()
     }
 
     /// The item, leaving it in flight (received again after a restart).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<String>(dir.path())?;
+    /// tx.send("job".to_string())?;
+    /// let d = rx.recv_delivery()?;
+    /// assert_eq!(d.into_inner(), "job");
+    /// drop((tx, rx));
+    /// let (_tx, rx) = diskq::channel::<String>(dir.path())?;
+    /// assert_eq!(rx.recv()?, "job"); // received again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_inner(mut self) -> T {
         self.hold.settled = true;
         self.item
@@ -1608,6 +1638,15 @@ impl<T> TrySendError<T> {
 
 impl<T> SendTimeoutError<T> {
     /// True when the time ran out.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, _rx) = diskq::sync_channel::<u32>(dir.path(), 1)?;
+    /// tx.send(1)?;
+    /// let e = tx.send_timeout(2, std::time::Duration::from_millis(1)).unwrap_err();
+    /// assert!(e.is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, SendTimeoutError::Timeout(_))
     }

@@ -204,6 +204,16 @@ impl<'q, T> DeadLetters<'q, T> {
     }
 
     /// True when there is none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.dead_letters().is_empty());
+    /// q.put(&1)?;
+    /// q.get_delivery()?.dead_letter("bad")?;
+    /// assert!(!q.dead_letters().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -216,6 +226,21 @@ impl<'q, T: Serialize + DeserializeOwned> DeadLetters<'q, T> {
     /// # Errors
     /// Each is [`Error::Corrupt`] or [`Error::Io`] when the dead letters' files cannot be
     /// read (which ends the iteration).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// q.get_delivery()?.dead_letter("first")?;
+    /// q.get_delivery()?.dead_letter("second")?;
+    /// let reasons: Vec<String> = q
+    ///     .dead_letters()
+    ///     .iter()
+    ///     .map(|d| d.map(|d| d.reason().to_string()))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(reasons, ["first", "second"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn iter(&self) -> DeadLetterIter<'q, T> {
         DeadLetterIter {
             inner: self.dead.as_ref().map(|q| q.browse()),
@@ -373,33 +398,93 @@ impl<T: DeserializeOwned> DeadLetter<T> {
 
 impl<T> DeadLetter<T> {
     /// The item's sequence number in the queue it came from.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(d.seq(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seq(&self) -> u64 {
         self.rec.seq
     }
 
     /// How many times it had been delivered.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(d.attempts(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attempts(&self) -> u32 {
         self.rec.attempts
     }
 
     /// Why it is here: the reason given to `dead_letter`, the deliveries it used up, or
     /// the error that kept its bytes from decoding.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(d.reason(), "bad input");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reason(&self) -> &str {
         &self.rec.reason
     }
 
     /// When it came here.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert!(d.failed_at() <= std::time::SystemTime::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn failed_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.rec.failed_at)
     }
 
     /// The item; `None` when its bytes do not decode as `T` (see
     /// [`bytes`](Self::bytes)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(d.item().map(String::as_str), Some("job"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn item(&self) -> Option<&T> {
         self.item.as_ref()
     }
 
     /// The item's bytes as the queue stored them (bincode).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put(&"job".to_string())?;
+    /// q.get_delivery()?.dead_letter("bad input")?;
+    /// let d = q.dead_letters().iter().next().unwrap()?;
+    /// assert_eq!(bincode::deserialize::<String>(d.bytes())?, "job");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bytes(&self) -> &[u8] {
         &self.rec.payload
     }

@@ -136,6 +136,16 @@ impl<'q, T> Delivery<'q, T> {
     }
 
     /// The item's sequence number: its position in the queue's whole history.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&["a".to_string(), "b".to_string()])?;
+    /// let a = q.get_delivery()?;
+    /// let b = q.get_delivery()?;
+    /// assert_eq!((a.seq(), b.seq()), (0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seq(&self) -> u64 {
         self.hold.ticket.seq()
     }
@@ -160,6 +170,16 @@ impl<'q, T> Delivery<'q, T> {
     }
 
     /// The item, without settling it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&["a".to_string(), "b".to_string()])?;
+    /// let d = q.get_delivery()?;
+    /// assert_eq!(d.item(), "a");
+    /// d.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn item(&self) -> &T {
         &self.item
     }
@@ -322,6 +342,17 @@ impl<'q, T> Delivery<'q, T> {
 
     /// The item, leaving it in flight (delivered again after a reopen or when its lease
     /// runs out, unless `task_done` acknowledges it).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&["a".to_string(), "b".to_string()])?;
+    /// let a = q.get_delivery()?.into_inner(); // stays in flight
+    /// assert_eq!(a, "a");
+    /// q.task_done()?; // FIFO: acknowledges "a"
+    /// assert_eq!(q.get()?, "b");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_inner(mut self) -> T {
         self.hold.settled = true;
         self.item

@@ -223,30 +223,91 @@ impl Error {
         matches!(self, Error::LeaseExpired { .. })
     }
     /// True for [`Error::Empty`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// q.put(&1)?;
+    /// assert_eq!(q.get_nowait()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         matches!(self, Error::Empty)
     }
     /// True for [`Error::Full`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(1).open(dir.path())?;
+    /// q.put_nowait(&1)?;
+    /// let e = q.put_nowait(&2).unwrap_err();
+    /// assert!(e.is_full() && !e.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_full(&self) -> bool {
         matches!(self, Error::Full)
     }
     /// True for [`Error::Timeout`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// let e = q.get_timeout(std::time::Duration::from_millis(1)).unwrap_err();
+    /// assert!(e.is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
     }
     /// True for [`Error::Locked`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// let e = diskq::Queue::<u32>::open(dir.path()).unwrap_err();
+    /// assert!(e.is_locked());
+    /// drop(q);
+    /// diskq::Queue::<u32>::open(dir.path())?; // free again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         matches!(self, Error::Locked { .. })
     }
     /// True for [`Error::NoSpace`]: the disk is full; free space and try again.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(!q.put(&1).map_err(|e| e.is_no_space()).is_err()); // room here
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::NoSpace { .. })
     }
     /// True for [`Error::TypeMismatch`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// let e = diskq::Queue::<String>::open(dir.path()).unwrap_err();
+    /// assert!(e.is_type_mismatch());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_type_mismatch(&self) -> bool {
         matches!(self, Error::TypeMismatch { .. })
     }
     /// True for damage found on disk ([`Error::Corrupt`] or [`Error::MissingInfo`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// drop(q);
+    /// std::fs::write(dir.path().join("info"), b"not an info file")?;
+    /// assert!(diskq::Queue::<u32>::open(dir.path()).unwrap_err().is_corrupt());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Error::Corrupt { .. } | Error::MissingInfo { .. })
     }

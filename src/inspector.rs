@@ -107,6 +107,13 @@ pub struct Verification {
 impl Verification {
     /// Nothing to report: `Queue::open` would accept the directory and deliver every
     /// record.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// assert!(diskq::Inspector::open(dir.path())?.verify()?.healthy());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn healthy(&self) -> bool {
         self.damage.is_empty() && self.problems.is_empty()
     }
@@ -126,6 +133,16 @@ impl Inspector {
     /// # Errors
     /// [`Error::Io`] when `dir` is not a directory; [`Error::MissingInfo`] when it holds
     /// neither `info` nor a chunk file (not a queue).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// let i = diskq::Inspector::open(dir.path())?;
+    /// assert_eq!(i.snapshot()?.waiting, 0);
+    /// let empty = tempfile::tempdir()?;
+    /// assert!(diskq::Inspector::open(empty.path()).unwrap_err().is_corrupt()); // MissingInfo
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
         let dir = dir.as_ref().to_path_buf();
         let names = FsStorage
@@ -141,6 +158,13 @@ impl Inspector {
     }
 
     /// The directory looked at.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// assert_eq!(diskq::Inspector::open(dir.path())?.dir(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -73,6 +73,16 @@ impl Default for Options {
 
 impl Options {
     /// Defaults: chunk size [`DEFAULT_CHUNK_SIZE`], no bound, [`Durability::Written`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().open(dir.path())?;
+    /// q.put(&1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// // Defaults or not, a directory has one owner at a time:
+    /// assert!(diskq::Options::new().open::<u32>(dir.path()).unwrap_err().is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Options {
         Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -99,6 +109,14 @@ impl Options {
     ///
     /// The value is not stored on disk: on reopen it applies from the next put, and the
     /// chunk being written is closed once it holds this many records.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().chunk_size(2).open(dir.path())?;
+    /// q.put_many(&[1, 2, 3])?; // two chunk files: q00000 (1, 2) and q00001 (3)
+    /// assert!(dir.path().join("q00001").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn chunk_size(mut self, n: usize) -> Options {
         self.chunk_size = n.max(1);
         self
@@ -108,6 +126,16 @@ impl Options {
     /// fails with [`Error::Full`](crate::Error::Full) while the queue holds this many.
     /// 0 (the default) means unbounded, as in Python. Items already on disk beyond the
     /// bound at open stay; puts wait until gets bring the length under it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(1).open(dir.path())?;
+    /// q.put(&1)?;
+    /// assert!(q.put_nowait(&2).unwrap_err().is_full());
+    /// q.get()?;
+    /// q.put_nowait(&2)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_size(mut self, n: usize) -> Options {
         self.max_size = n;
         self
@@ -146,6 +174,17 @@ impl Options {
     }
 
     /// The durability level; [`Durability::Written`] by default.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use diskq::{Durability, Options, Queue};
+    /// let q: Queue<u32> = Options::new().durability(Durability::Synced).open(dir.path())?;
+    /// q.put(&1)?; // synced before it returns
+    /// drop(q);
+    /// let q: Queue<u32> = Options::new().durability(Durability::Synced).open(dir.path())?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durability(mut self, d: Durability) -> Options {
         self.durability = d;
         self

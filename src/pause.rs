@@ -63,6 +63,16 @@ pub fn pause(dir: impl AsRef<Path>) -> Result<()> {
 ///
 /// # Errors
 /// Those of [`pause`].
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// drop(diskq::Queue::<u32>::open(dir.path())?);
+/// diskq::pause(dir.path())?;
+/// diskq::resume(dir.path())?;
+/// assert!(!diskq::Inspector::open(dir.path())?.snapshot()?.paused);
+/// assert!(diskq::resume(dir.path().join("missing")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn resume(dir: impl AsRef<Path>) -> Result<()> {
     set_from_outside(dir.as_ref(), false)
 }

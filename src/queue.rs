@@ -92,6 +92,15 @@ impl Options {
     /// [`Error::MissingInfo`](crate::Error::MissingInfo) when the files are damaged beyond a
     /// torn tail; [`Error::Io`](crate::Error::Io) when the file system refuses (for
     /// example, `dir` is a file).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Options::new().max_size(100).open(dir.path())?;
+    /// q.put(&1)?;
+    /// let file = dir.path().join("q00000");
+    /// assert!(diskq::Options::new().open::<u32>(&file).is_err()); // not a directory
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
         Queue::open_on(Arc::new(FsStorage), self.clone(), dir.as_ref())
     }
@@ -142,6 +151,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// See [`Options::open`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// assert!(diskq::Queue::<u32>::open(dir.path()).unwrap_err().is_locked());
+    /// drop(q);
+    /// assert_eq!(diskq::Queue::<u32>::open(dir.path())?.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Queue<T>> {
         Options::new().open(dir)
     }
@@ -706,6 +725,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Io`] when the `paused` file cannot be removed (nothing changes then).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put(&1)?;
+    /// q.pause()?;
+    /// assert!(q.get_nowait().unwrap_err().is_empty());
+    /// q.resume()?;
+    /// assert_eq!(q.get_nowait()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn resume(&self) -> Result<()> {
         self.set_paused(false)?;
         self.sig.not_empty.notify_all();
@@ -713,6 +743,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Whether the queue is paused ([`pause`](Self::pause)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(!q.is_paused());
+    /// q.pause()?;
+    /// assert!(q.is_paused());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_paused(&self) -> bool {
         let mut e = self.engine.lock();
         e.poll_pause();
@@ -760,6 +799,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     /// [`Error::Timeout`], and those of [`get`](Self::get).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use std::time::Duration;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.get_delivery_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// q.put(&1)?;
+    /// q.get_delivery_timeout(Duration::from_secs(1))?.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_delivery_timeout(&self, timeout: Duration) -> Result<Delivery<'_, T>> {
         self.get_delivery_until(Wait::after(timeout))
     }

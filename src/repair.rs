@@ -61,6 +61,14 @@ pub struct RepairReport {
 
 impl RepairReport {
     /// True when anything was found damaged, missing or inconsistent.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// let report = diskq::repair(dir.path())?;
+    /// assert!(!report.found_damage() && !report.rebuilt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn found_damage(&self) -> bool {
         !self.damaged.is_empty() || !self.problems.is_empty()
     }
@@ -95,11 +103,29 @@ pub enum AckState {
 
 impl AckState {
     /// True for [`AckState::Known`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// assert!(diskq::repair(dir.path())?.acknowledgements.is_known());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_known(&self) -> bool {
         matches!(self, AckState::Known { .. })
     }
 
     /// The acknowledgement head that was used, if any.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// drop(q);
+    /// assert_eq!(diskq::repair(dir.path())?.acknowledgements.acked(), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acked(&self) -> Option<u64> {
         match *self {
             AckState::Known { acked } | AckState::AtLeast { acked } => Some(acked),
