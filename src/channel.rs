@@ -1539,16 +1539,46 @@ macro_rules! send_error_common {
             }
 
             /// True when every [`Receiver`] is gone.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?; // a receiver is there
+            /// drop(rx);
+            /// let e = tx.send(7).unwrap_err(); // the same on each send error type
+            /// assert!(e.is_disconnected());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn is_disconnected(&self) -> bool {
                 matches!(self, $name::Disconnected(..))
             }
 
             /// True for a failure of the queue underneath.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?; // a receiver is there
+            /// drop(rx);
+            /// let e = tx.send(7).unwrap_err(); // the same on each send error type
+            /// assert!(!e.is_storage()); // disconnected, not a storage failure
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn is_storage(&self) -> bool {
                 matches!(self, $name::Storage(..))
             }
 
             /// The queue's error, for a storage failure.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?; // a receiver is there
+            /// drop(rx);
+            /// let e = tx.send(7).unwrap_err(); // the same on each send error type
+            /// assert!(e.storage_error().is_none()); // not a storage failure
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn storage_error(&self) -> Option<&Error> {
                 match self {
                     $name::Storage(_, e) => Some(e),
@@ -1674,16 +1704,49 @@ macro_rules! recv_error_common {
     ($name:ident, $($variant:ident),+) => {
         impl $name {
             /// True when the channel is empty and every [`Sender`] is gone.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?;
+            /// drop(tx);
+            /// assert_eq!(rx.recv()?, 1); // drained, then:
+            /// let e = rx.recv().unwrap_err(); // the same on each receive error type
+            /// assert!(e.is_disconnected());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn is_disconnected(&self) -> bool {
                 matches!(self, $name::Disconnected)
             }
 
             /// True for a failure of the queue underneath.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?;
+            /// drop(tx);
+            /// assert_eq!(rx.recv()?, 1); // drained, then:
+            /// let e = rx.recv().unwrap_err(); // the same on each receive error type
+            /// assert!(!e.is_storage());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn is_storage(&self) -> bool {
                 matches!(self, $name::Storage(_))
             }
 
             /// The queue's error, for a storage failure.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?;
+            /// drop(tx);
+            /// assert_eq!(rx.recv()?, 1); // drained, then:
+            /// let e = rx.recv().unwrap_err(); // the same on each receive error type
+            /// assert!(e.storage_error().is_none());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn storage_error(&self) -> Option<&Error> {
                 match self {
                     $name::Storage(e) => Some(e),
@@ -1692,6 +1755,17 @@ macro_rules! recv_error_common {
             }
 
             /// The queue's error, for a storage failure.
+            ///
+            /// ```
+            /// # let dir = tempfile::tempdir()?;
+            /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+            /// tx.send(1)?;
+            /// drop(tx);
+            /// assert_eq!(rx.recv()?, 1); // drained, then:
+            /// let e = rx.recv().unwrap_err(); // the same on each receive error type
+            /// assert!(e.into_storage_error().is_none());
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
             pub fn into_storage_error(self) -> Option<Error> {
                 match self {
                     $name::Storage(e) => Some(e),
