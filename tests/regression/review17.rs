@@ -243,7 +243,9 @@ fn browse_and_peek_under_concurrent_producers_and_consumers() {
             });
             let consumer = s.spawn(|| {
                 let mut got = Vec::new();
-                let deadline = Instant::now() + Duration::from_secs(30);
+                // Against a hang, not a timing: with a sync per put and a checkpoint every few
+                // entries, a loaded 2-core machine takes tens of seconds.
+                let deadline = Instant::now() + Duration::from_secs(120);
                 while (got.len() as u64) < N && Instant::now() < deadline {
                     match q.get_delivery_timeout(Duration::from_millis(10)) {
                         Ok(d) => {
