@@ -254,6 +254,17 @@ impl Inspector {
         &self,
         state: &State,
         from: u64,
+        f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
+        self.each_record(Some(state), from, f)
+    }
+
+    /// As [`each_waiting`](Self::each_waiting), over every intact record still in the
+    /// files, acknowledged or not, when `state` is `None`.
+    fn each_record(
+        &self,
+        state: Option<&State>,
+        from: u64,
         mut f: impl FnMut(u64, &[u8]) -> bool,
     ) -> Result<()> {
         for no in self.chunks()? {
@@ -263,7 +274,7 @@ impl Inspector {
             let scan = scan_chunk(&bytes, no);
             for (i, r) in scan.frames.iter().enumerate() {
                 let Some(seq) = scan.seq(i) else { break };
-                if seq < from || state.acked.contains(seq) {
+                if seq < from || state.is_some_and(|s| s.acked.contains(seq)) {
                     continue;
                 }
                 let Ok((payload, _)) = decode_frame(&bytes[r.clone()]) else {
@@ -410,6 +421,42 @@ impl Inspector {
                     .find(|&&(s, _)| s <= seq)
                     .map(|m| m.1),
                 attempts,
+            });
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` records from sequence number `from` on, in order, whether or not
+    /// they were gotten and acknowledged since: what the chunk files still hold (a chunk
+    /// is deleted once every item in it is acknowledged). For following a queue
+    /// (`diskq tail`), where an item taken at once must still be seen.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&[1, 2])?;
+    /// q.get()?;
+    /// q.task_done()?; // item 0 is acknowledged, its record still there
+    /// let i = diskq::Inspector::open(dir.path())?;
+    /// assert_eq!(i.records(0, 10)?.len(), 2);
+    /// assert_eq!(i.items(0, 10)?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read.
+    pub fn records(&self, from: u64, limit: usize) -> Result<Vec<RawItem>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.each_record(None, from, |seq, payload| {
+            out.push(RawItem {
+                seq,
+                payload: payload.to_vec(),
+                put_at_ms: None,
+                attempts: 0,
             });
             out.len() < limit
         })?;

@@ -1097,13 +1097,25 @@ impl<T> Queue<T> {
 
     /// Whether an item waits out a delay or is held under a lease: it may become
     /// deliverable without a put.
+    /// So is an item held back by a pause: a resume, perhaps from another process,
+    /// makes it deliverable.
     pub(crate) fn has_timers(&self) -> bool {
-        self.engine.lock().retries().timers()
+        let mut e = self.engine.lock();
+        e.poll_pause();
+        e.retries().timers() || (e.paused() && e.len() > 0)
     }
 
-    /// When a waiting consumer must look again by itself (see [`timer`]).
+    /// When a waiting consumer must look again by itself (see [`timer`]); while paused,
+    /// at the latest when the pause is looked at again (a resume from another process
+    /// wakes no one).
     pub(crate) fn timer(&self) -> Option<Duration> {
-        timer(&self.engine.lock())
+        let e = self.engine.lock();
+        let t = timer(&e);
+        if e.paused() {
+            let poll = Duration::from_millis(crate::engine::PAUSE_POLL_MS);
+            return Some(t.map_or(poll, |t| t.min(poll)));
+        }
+        t
     }
 
     /// Journals an acknowledgement as the level requires: as leader, or waiting for one.

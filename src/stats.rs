@@ -52,6 +52,8 @@ impl<T> Queue<T> {
     pub fn stats(&self) -> Stats {
         let mut e = self.engine.lock();
         e.promote();
+        // A pause or resume from another process counts as soon as it would for a get.
+        e.poll_pause();
         let intake = self.intake_len();
         let len = (e.len() + intake) as usize;
         // The first item a get could take: given back, else the reader's next that is

@@ -43,7 +43,7 @@ pub fn stat(dir: &Path, json: bool) -> Res {
     let schema = i.schema()?;
     if json {
         let doc = json!({
-            "dir": dir,
+            "dir": dir.to_string_lossy(),
             "format_version": s.format_version,
             "schema": schema,
             "waiting": s.waiting,
@@ -103,10 +103,10 @@ pub fn verify(dir: &Path, json: bool) -> Res {
         let damage: Vec<_> = v
             .damage
             .iter()
-            .map(|d| json!({"file": d.file, "offset": d.offset, "len": d.len, "detail": d.detail}))
+            .map(|d| json!({"file": d.file.to_string_lossy(), "offset": d.offset, "len": d.len, "detail": d.detail}))
             .collect();
         let doc = json!({
-            "dir": dir,
+            "dir": dir.to_string_lossy(),
             "healthy": v.healthy(),
             "records": v.records,
             "live": v.live,
@@ -201,7 +201,8 @@ pub fn tail(dir: &Path, from: Option<u64>, json: bool) -> Res {
     };
     let format = if json { Format::Json } else { Format::Text };
     loop {
-        let items = i.items(next, 10_000)?;
+        // Every record, acknowledged or not: an item taken at once is still shown.
+        let items = i.records(next, 10_000)?;
         if let Some(last) = items.last() {
             next = last.seq + 1;
             let mut out = std::io::stdout().lock();
@@ -209,8 +210,6 @@ pub fn tail(dir: &Path, from: Option<u64>, json: bool) -> Res {
                 return Ok(ExitCode::SUCCESS); // stdout closed
             }
         } else {
-            // Items taken before they were seen are passed over: follow the newest.
-            next = next.max(i.snapshot()?.next_seq.min(next));
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -276,7 +275,11 @@ fn list_dead(dir: &Path, json: bool) -> Res {
         }
     }
     if json {
-        writeln!(out, "{}", json!({"dir": dir, "dead_letters": docs}))?;
+        writeln!(
+            out,
+            "{}",
+            json!({"dir": dir.to_string_lossy(), "dead_letters": docs})
+        )?;
     } else if items.is_empty() {
         writeln!(out, "no dead letters")?;
     }

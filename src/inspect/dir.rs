@@ -147,6 +147,17 @@ pub(crate) fn scan_chunk(bytes: &[u8], no: u64) -> ChunkScan {
         None
     } else {
         match ChunkHeader::decode(&bytes[..CHUNK_HEADER_LEN]) {
+            Ok(h) if h.first_seq >= crate::format::MAX_SEQ => {
+                damage.push((
+                    0,
+                    CHUNK_HEADER_LEN as u64,
+                    format!(
+                        "the header gives an impossible first sequence number {}; the sequence numbers of its records are unknown",
+                        h.first_seq
+                    ),
+                ));
+                None
+            }
             Ok(h) if h.chunk == no => Some(h),
             Ok(h) => {
                 damage.push((

@@ -20,5 +20,6 @@ mod review17b;
 mod review17c;
 mod review17d;
 mod review17g;
+mod review_cli_lib;
 mod review_info;
 mod review_nospace;
