@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many times a scan is repeated when the owner changed the files under it.
 const ATTEMPTS: usize = 5;
+/// Gaps in a listing of chunk files up to this long are looked up file by file.
+const MAX_GAP_LOOKUPS: u64 = 4096;
 
 /// A read-only view of a queue directory. Each call reads the files again: a snapshot of
 /// that moment, consistent even while the owner appends, checkpoints and deletes chunk
@@ -235,6 +237,20 @@ impl Inspector {
             .map_err(|e| Error::io("list queue directory", &self.dir, e))?;
         let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
         chunks.sort_unstable();
+        // A listing made while the owner creates and deletes chunk files may leave some
+        // out (readdir under concurrent change): a gap is looked up file by file, and only
+        // a file that is really not there stays missing.
+        let mut found = Vec::new();
+        for pair in chunks.windows(2) {
+            let gap = pair[0] + 1..pair[1];
+            if gap.end - gap.start <= MAX_GAP_LOOKUPS {
+                found.extend(gap.filter(|&no| self.dir.join(chunk_name(no)).exists()));
+            }
+        }
+        if !found.is_empty() {
+            chunks.extend(found);
+            chunks.sort_unstable();
+        }
         Ok(chunks)
     }
 
