@@ -4,7 +4,7 @@
 //! files with the same code that `repair` uses (`inspect/`).
 
 use crate::error::{Error, Result};
-use crate::format::{Info, InfoRead, decode_frame};
+use crate::format::{Info, decode_frame};
 use crate::inspect::dir::{
     Damage, acknowledgements, chunk_name, chunk_set_problems, read_info, read_journal, scan_chunk,
 };
@@ -71,8 +71,8 @@ pub struct Snapshot {
     pub chunk_files: u64,
     /// Consumers are paused (`Queue::pause`, or `diskq pause`).
     pub paused: bool,
-    /// The process holding the queue open, where the OS tells (`/proc/locks`); `Some(0)`
-    /// when it is held and the holder is not known.
+    /// The process holding the queue open, where the OS tells (`/proc/locks`); `None`
+    /// when none does, or the OS does not say.
     pub owner_pid: Option<u32>,
 }
 
@@ -123,6 +123,8 @@ impl Verification {
 
 /// One consistent reading of the acknowledgement state: `info` and the journal.
 struct State {
+    /// The format version of `info` (0 when it is missing or unreadable).
+    version: u32,
     info: Option<Info>,
     acked: Acknowledged,
     damaged: Vec<Damage>,
@@ -157,6 +159,22 @@ impl Inspector {
             return Err(Error::MissingInfo { path: dir });
         }
         Ok(Inspector { dir })
+    }
+
+    /// The process that has the queue open, where the OS tells (`/proc/locks`); `None`
+    /// when none has (or the OS does not say). No file of the queue is read.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// let i = diskq::Inspector::open(dir.path())?;
+    /// assert_eq!(i.owner_pid(), Some(std::process::id()));
+    /// drop(q);
+    /// assert_eq!(i.owner_pid(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn owner_pid(&self) -> Option<u32> {
+        owner_pid(&self.dir)
     }
 
     /// The directory looked at.
@@ -216,7 +234,12 @@ impl Inspector {
                 .read_all(&path)
                 .map_err(|e| Error::io("read", &path, e))?;
             let (_, acked) = acknowledgements(info.as_ref(), journal);
+            let version = match (&info, after.as_deref().and_then(|b| b.get(8..12))) {
+                (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
+                _ => 0,
+            };
             let state = State {
+                version,
                 info,
                 acked,
                 damaged,
@@ -263,31 +286,27 @@ impl Inspector {
             .map_err(|e| Error::io("read", &path, e))
     }
 
-    /// Calls `f` with each waiting item (not acknowledged) from `from` on, in order,
-    /// until it returns false. Records that do not check out are passed over (`verify`
-    /// reports them).
-    fn each_waiting(
-        &self,
-        state: &State,
-        from: u64,
-        f: impl FnMut(u64, &[u8]) -> bool,
-    ) -> Result<()> {
-        self.each_record(Some(state), from, f)
-    }
-
-    /// As [`each_waiting`](Self::each_waiting), over every intact record still in the
-    /// files, acknowledged or not, when `state` is `None`.
+    /// Calls `f` with each intact record from `from` on, in order, until it returns
+    /// false: the waiting ones (not acknowledged) with `state`, every one still in the
+    /// files without. Records that do not check out are passed over (`verify` reports
+    /// them). Returns, for a walk `f` did not stop, the chunk files listed and the
+    /// sequence number after the newest chunk's intact records.
     fn each_record(
         &self,
         state: Option<&State>,
         from: u64,
         mut f: impl FnMut(u64, &[u8]) -> bool,
-    ) -> Result<()> {
-        for no in self.chunks()? {
+    ) -> Result<(u64, u64)> {
+        let chunks = self.chunks()?;
+        let mut end = 0;
+        for &no in &chunks {
             let Some(bytes) = self.chunk_bytes(no)? else {
                 continue;
             };
             let scan = scan_chunk(&bytes, no);
+            if let Some(h) = scan.header {
+                end = h.first_seq + scan.intact as u64;
+            }
             for (i, r) in scan.frames.iter().enumerate() {
                 let Some(seq) = scan.seq(i) else { break };
                 if seq < from || state.is_some_and(|s| s.acked.contains(seq)) {
@@ -297,11 +316,11 @@ impl Inspector {
                     continue;
                 };
                 if !f(seq, payload) {
-                    return Ok(());
+                    return Ok((chunks.len() as u64, end));
                 }
             }
         }
-        Ok(())
+        Ok((chunks.len() as u64, end))
     }
 
     /// Counts and sizes of the queue as its files show them now.
@@ -323,17 +342,15 @@ impl Inspector {
     /// records that check out are counted ([`verify`](Self::verify) reports the rest).
     pub fn snapshot(&self) -> Result<Snapshot> {
         let state = self.state()?;
-        let (mut waiting, mut delivered, mut oldest, mut next) = (0, 0, None, 0);
+        let (mut waiting, mut delivered, mut oldest) = (0, 0, None);
         let work = state.info.as_ref().map(|i| &i.work);
         let delivered_below = work.map_or(0, |w| w.delivered);
-        self.each_waiting(&state, 0, |seq, _| {
+        let (chunk_files, next_seq) = self.each_record(Some(&state), 0, |seq, _| {
             waiting += 1;
             delivered += u64::from(seq < delivered_below);
             oldest.get_or_insert(seq);
-            next = seq + 1;
             true
         })?;
-        let next_seq = next.max(self.end_seq()?);
         let delayed = work.map_or(0, |w| {
             let now = now_ms();
             w.delays
@@ -352,7 +369,7 @@ impl Inspector {
             Err(_) => 0,
         };
         Ok(Snapshot {
-            format_version: self.format_version()?,
+            format_version: state.version,
             waiting,
             delivered,
             delayed,
@@ -362,36 +379,9 @@ impl Inspector {
             next_seq,
             bytes_on_disk,
             files,
-            chunk_files: self.chunks()?.len() as u64,
+            chunk_files,
             paused: self.dir.join(PAUSED).exists(),
             owner_pid: owner_pid(&self.dir),
-        })
-    }
-
-    /// The sequence number after the newest chunk's last record.
-    fn end_seq(&self) -> Result<u64> {
-        for no in self.chunks()?.into_iter().rev() {
-            if let Some(bytes) = self.chunk_bytes(no)? {
-                let scan = scan_chunk(&bytes, no);
-                if let Some(h) = scan.header {
-                    return Ok(h.first_seq + scan.intact as u64);
-                }
-            }
-        }
-        Ok(0)
-    }
-
-    fn format_version(&self) -> Result<u32> {
-        let path = self.dir.join(crate::engine::INFO);
-        let b = FsStorage
-            .read_all(&path)
-            .map_err(|e| Error::io("read", &path, e))?
-            .unwrap_or_default();
-        Ok(match Info::read(&b) {
-            Ok(InfoRead::Whole(_) | InfoRead::HeaderOnly(..)) if b.len() >= 12 => {
-                u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"))
-            }
-            _ => 0,
         })
     }
 
@@ -422,7 +412,7 @@ impl Inspector {
         if limit == 0 {
             return Ok(out);
         }
-        self.each_waiting(&state, from, |seq, payload| {
+        self.each_record(Some(&state), from, |seq, payload| {
             let attempts = match work.attempts.binary_search_by_key(&seq, |&(s, _)| s) {
                 Ok(i) => work.attempts[i].1,
                 Err(_) => u32::from(seq < work.delivered),

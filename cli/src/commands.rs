@@ -88,7 +88,6 @@ pub fn stat(dir: &Path, json: bool) -> Res {
         schema.as_deref().unwrap_or("(not recorded)")
     );
     match s.owner_pid {
-        Some(0) => println!("open          yes (by a process the OS does not name)"),
         Some(pid) => println!("open          yes, by process {pid}"),
         None => println!("open          no"),
     }
@@ -313,11 +312,7 @@ fn open_untyped(dir: &Path) -> Result<diskq::Queue<Untyped>, Box<dyn Error>> {
     }
     opts.open(dir).map_err(|e| match e {
         diskq::Error::Locked { .. } => {
-            let by = i
-                .snapshot()
-                .ok()
-                .and_then(|s| s.owner_pid)
-                .filter(|&p| p != 0);
+            let by = i.owner_pid();
             let who = by.map_or("another process".to_string(), |p| format!("process {p}"));
             format!(
                 "{} is in use by {who}: stop it first (read-only commands work while it runs)",
@@ -345,13 +340,12 @@ pub fn pause(dir: &Path, paused: bool) -> Res {
 
 pub fn repair(dir: &Path, yes: bool) -> Res {
     let i = Inspector::open(dir)?;
-    if let Some(pid) = i.snapshot()?.owner_pid {
-        let who = if pid == 0 {
-            "another process".to_string()
-        } else {
-            format!("process {pid}")
-        };
-        return Err(format!("{} is in use by {who}: stop it first", dir.display()).into());
+    if let Some(pid) = i.owner_pid() {
+        return Err(format!(
+            "{} is in use by process {pid}: stop it first",
+            dir.display()
+        )
+        .into());
     }
     if !yes {
         eprint!(

@@ -304,7 +304,6 @@ impl Engine {
         self.queued_bytes
     }
 
-    /// Pauses or resumes gets, recording it on disk (`pause.rs`) first.
     /// Looks at the `paused` file again once `PAUSE_POLL_MS` passed since the last
     /// look, so that a pause or resume from another process (`diskq pause`) takes
     /// effect: a coarse clock read (no system call) per get, a file lookup at most ten
@@ -330,7 +329,11 @@ impl Engine {
         resumed
     }
 
+    /// Pauses or resumes gets, recording it on disk (`pause.rs`) first. The file is
+    /// looked at first: another process may have changed it since the last poll, and a
+    /// `resume` must remove a pause it has not seen yet.
     pub(crate) fn set_paused(&mut self, paused: bool) -> Result<()> {
+        self.reread_pause();
         if self.paused != paused {
             crate::pause::record(&*self.storage, &self.dir, paused, self.synced())?;
             self.paused = paused;

@@ -436,3 +436,18 @@ fn fixed_stats_paused_misses_external_pause() {
         "stats().paused is false 1.2 s after an external pause"
     );
 }
+
+/// A `resume` right after a pause made from outside, before the queue looked at the
+/// file again, removes that pause: it used to compare with what it had seen, find the
+/// queue not paused, and leave the file, which the next look then obeyed.
+#[test]
+fn fixed_resume_removes_a_pause_made_outside_before_it_was_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let q: Queue<u32> = Queue::open(dir.path()).unwrap();
+    q.put(&1).unwrap();
+    diskq::pause(dir.path()).unwrap();
+    q.resume().unwrap();
+    assert!(!dir.path().join("paused").exists());
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(q.get_nowait().unwrap(), 1);
+}
