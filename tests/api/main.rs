@@ -20,5 +20,6 @@ mod max_bytes;
 mod peek_browse;
 mod pqueue_port;
 mod python_semantics;
+mod readme;
 mod reopen;
 mod schema;
