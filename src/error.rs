@@ -129,9 +129,10 @@ pub enum Error {
     /// The queue was created for another item type (or `Options::schema` tag).
     #[error(
         "queue directory {} holds items of type {stored:?}, not {requested:?}: open it with \
-         the type (or Options::schema tag) it was created with. To change the item type, \
-         drain the queue first, then delete its schema file (the next open records the new \
-         type)",
+         the type (or Options::schema tag) it was created with. If it is the same type under \
+         a new name (a renamed module or crate), open with Options::schema({stored:?}). To \
+         change the item type, drain the queue first, then delete its schema file (the next \
+         open records the new type)",
         .path.display()
     )]
     TypeMismatch {

@@ -158,3 +158,34 @@ fn version_3_fixtures_are_stamped_with_the_type_they_are_opened_with() {
     let e = Queue::<u64>::open(d.path()).unwrap_err();
     assert!(e.is_type_mismatch(), "{e:?}");
 }
+
+mod old_home {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    pub struct Job {
+        pub id: u64,
+    }
+}
+mod new_home {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    pub struct Job {
+        pub id: u64,
+    }
+}
+
+#[test]
+fn a_type_moved_to_another_module_is_refused_with_the_tag_that_opens_it() {
+    // The same struct moved to another module (or crate) has a new type name: the error
+    // names the stored one as the tag to open with, and that tag opens the items.
+    let d = tempfile::tempdir().unwrap();
+    let q: Queue<old_home::Job> = Queue::open(d.path()).unwrap();
+    q.put(&old_home::Job { id: 9 }).unwrap();
+    drop(q);
+    let e = Queue::<new_home::Job>::open(d.path()).unwrap_err();
+    let msg = e.to_string();
+    let (stored, _) = mismatch(e);
+    assert!(stored.ends_with("old_home::Job"), "{stored}");
+    let hint = format!("Options::schema({stored:?})");
+    assert!(msg.contains(&hint), "{msg}");
+    let q: Queue<new_home::Job> = Options::new().schema(stored).open(d.path()).unwrap();
+    assert_eq!(q.get_nowait().unwrap(), new_home::Job { id: 9 });
+}
