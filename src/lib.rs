@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod acks;
+mod asynchronous;
 mod browse;
 mod channel;
 mod clock;
@@ -39,6 +40,8 @@ mod retries;
 mod seqmap;
 mod seqset;
 mod stats;
+mod timer;
+mod waitlist;
 mod work;
 mod writer;
 
@@ -50,8 +53,8 @@ mod storage;
 
 pub use browse::Browse;
 pub use channel::{
-    IntoIter, Iter, OwnedDelivery, Receiver, RecvError, RecvTimeoutError, SendError,
-    SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,
+    IntoIter, IntoStream, Iter, OwnedDelivery, Receiver, RecvError, RecvStream, RecvTimeoutError,
+    SendError, SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,
     channel_with, sync_channel,
 };
 pub use clock::{Clock, ManualClock, SystemClock};

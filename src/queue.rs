@@ -66,7 +66,7 @@ pub struct Queue<T> {
     /// the queue is unbounded (`intake.rs`).
     intake: Option<Intake>,
     pub(crate) sig: Signals,
-    pub(crate) not_full: Condvar,
+    pub(crate) not_full: crate::waitlist::WaitList,
     pub(crate) all_done: Condvar,
     max_size: u64,
     max_bytes: u64,
@@ -186,7 +186,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             engine: Mutex::new(engine),
             intake,
             sig: Signals::default(),
-            not_full: Condvar::new(),
+            not_full: crate::waitlist::WaitList::new(),
             all_done: Condvar::new(),
             max_size: opts.max_size as u64,
             max_bytes: opts.max_bytes,
@@ -813,6 +813,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_delivery_until(Wait::after(timeout))
     }
 
+    /// Like [`get_delivery`](Self::get_delivery), failing at once with [`Error::Empty`]
+    /// instead of waiting.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(q.get_delivery_nowait().unwrap_err().is_empty());
+    /// q.put(&1)?;
+    /// assert_eq!(q.get_delivery_nowait()?.ack()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Empty`], and those of [`get`](Self::get).
+    pub fn get_delivery_nowait(&self) -> Result<Delivery<'_, T>> {
+        self.get_delivery_until(Wait::No(|| Error::Empty))
+    }
+
     fn get_delivery_until(&self, wait: Wait) -> Result<Delivery<'_, T>> {
         let mut e = self.engine.lock();
         let (item, handed) = self.take_waiting(&mut e, &wait)?;
@@ -1103,6 +1121,11 @@ impl<T> Queue<T> {
         let mut e = self.engine.lock();
         e.poll_pause();
         e.retries().timers() || (e.paused() && e.len() > 0)
+    }
+
+    /// The buffered level's intake, when the queue has one.
+    pub(crate) fn intake(&self) -> Option<&Intake> {
+        self.intake.as_ref()
     }
 
     /// When a waiting consumer must look again by itself (see [`timer`]); while paused,

@@ -33,7 +33,7 @@ const LOCKED_WRITE: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
     /// Items became gettable.
-    pub(crate) not_empty: Condvar,
+    pub(crate) not_empty: crate::waitlist::WaitList,
     /// A write or journal entry completed, or a leader gave its file back.
     pub(crate) progress: Condvar,
     /// The callers a gathering leader waits for are back (`gather`).

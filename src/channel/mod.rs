@@ -31,6 +31,7 @@ use crate::delivery::Ticket;
 use crate::error::Error;
 use crate::options::Options;
 use crate::queue::Queue;
+use crate::waitlist::WaitList;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +41,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
+
+mod asynchronous;
+pub use asynchronous::{IntoStream, RecvStream};
 
 // ---------------------------------------------------------------------------------------
 // Constructors.
@@ -138,8 +142,8 @@ pub fn channel_with<T: Serialize + DeserializeOwned>(
         recv_waiting: AtomicUsize::new(0),
         send_waiting: AtomicUsize::new(0),
         lock: Mutex::new(()),
-        not_empty: Condvar::new(),
-        not_full: Condvar::new(),
+        not_empty: WaitList::new(),
+        not_full: WaitList::new(),
         readies: Mutex::new(Vec::new()),
         has_ready: AtomicBool::new(false),
     });
@@ -164,8 +168,8 @@ struct Shared<T> {
     recv_waiting: AtomicUsize,
     send_waiting: AtomicUsize,
     lock: Mutex<()>,
-    not_empty: Condvar,
-    not_full: Condvar,
+    not_empty: WaitList,
+    not_full: WaitList,
     /// The ready channels of `Receiver::ready`, each `bounded(1)`.
     readies: Mutex<Vec<crossbeam_channel::Sender<()>>>,
     /// Set once the first ready channel exists, so that sends without any skip `readies`.
@@ -809,14 +813,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
 
     fn recv_explicit(&self, deadline: Deadline) -> Result<OwnedDelivery<T>, RecvFail> {
         let (item, ticket) = self.recv_until(deadline)?;
-        Ok(OwnedDelivery {
-            item,
-            hold: OwnedHold {
-                shared: self.shared.clone(),
-                ticket,
-                settled: false,
-            },
-        })
+        Ok(OwnedDelivery::new(&self.shared, item, ticket))
     }
 
     /// Receives the next item, blocking while the channel is empty and a [`Sender`]
@@ -1178,6 +1175,19 @@ impl<T> fmt::Debug for IntoIter<T> {
 pub struct OwnedDelivery<T> {
     item: T,
     hold: OwnedHold<T>,
+}
+
+impl<T> OwnedDelivery<T> {
+    fn new(shared: &Arc<Shared<T>>, item: T, ticket: Ticket) -> OwnedDelivery<T> {
+        OwnedDelivery {
+            item,
+            hold: OwnedHold {
+                shared: shared.clone(),
+                ticket,
+                settled: false,
+            },
+        }
+    }
 }
 
 /// Gives the item back when dropped unsettled, as [`Delivery`](crate::Delivery) does.
