@@ -41,7 +41,7 @@ fn a_select_loop_that_cancels_thousands_of_receives_loses_and_repeats_nothing() 
                         Ok(i) => got.push(i),
                         Err(e) => { assert!(e.is_disconnected(), "{e}"); break; }
                     },
-                    _ = tokio::task::yield_now(), if round % 3 != 0 => cancelled += 1,
+                    _ = tokio::task::yield_now(), if !round.is_multiple_of(3) => cancelled += 1,
                     _ = tokio::time::sleep(Duration::from_micros(100)) => cancelled += 1,
                 }
             }

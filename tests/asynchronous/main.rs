@@ -6,7 +6,6 @@
 //! One test binary for these files (each a module).
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 mod cancel;
