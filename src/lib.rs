@@ -1,6 +1,8 @@
 // The crate docs are README.md, so that every example there is compiled and run as a
 // doctest (`cargo test --doc`) and the two never drift apart.
 #![doc = include_str!("../README.md")]
+// docs.rs marks `forward` as needing its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 // three exceptions, each with its proof: the mapping in `storage::fs`, `codec::as_bytes` and `codec::as_byte_vec`
 #![warn(missing_docs)]
@@ -18,6 +20,9 @@ mod engine;
 use engine::{checkpoint, commit};
 mod error;
 mod format;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod forward;
 // The fuzz bodies, the simulated storage and the hidden tuning knobs are for the test
 // suite and the fuzz targets only: a default build has none of them (feature `__testing`,
 // which `[dev-dependencies]` turns on).

@@ -308,6 +308,35 @@ impl<T> Queue<T> {
         self.finish_ack(e, generation)
     }
 
+    /// Acknowledges deliveries in one journal write (and one sync at `Synced`): the
+    /// forwarder's batches. On an error, the deliveries before the failing one are
+    /// acknowledged (and journaled) all the same.
+    #[cfg(feature = "redis")]
+    pub(crate) fn ack_tickets<'t>(&self, ts: impl IntoIterator<Item = &'t Ticket>) -> Result<()> {
+        let mut e = self.engine.lock();
+        let mut last = None;
+        let mut failed = None;
+        for t in ts {
+            match e.ack_delivery(&t.handed()) {
+                Ok(generation) => last = Some(generation),
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            }
+        }
+        if let Some(generation) = last {
+            self.finish_ack(e, generation)?;
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// When item `seq` was put, as closely as the queue remembers (`marks.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) fn put_time_ms(&self, seq: u64) -> Option<u64> {
+        self.engine.lock().marks().time_of(seq)
+    }
+
     /// Sets the lease of a delivery to run out `span` from now.
     pub(crate) fn extend_ticket(&self, t: &Ticket, span: Duration) -> Result<()> {
         let mut e = self.engine.lock();

@@ -1,0 +1,663 @@
+//! Store and forward: a [`Forwarder`] moves the items of a [`Queue`] into a Redis
+//! stream, exactly once, through crashes of the forwarding process and outages of Redis
+//! (feature `redis`).
+//!
+//! Items are put into the local queue at local speed, whether Redis is up or not; the
+//! forwarder takes them in order, appends them to the stream with pipelined `XADD`s,
+//! and acknowledges them in the queue only after Redis confirmed them, in batches.
+//! Consumers on any machine, in any language, read the stream (with `XREAD` or a
+//! consumer group).
+//!
+//! # Exactly once: the mechanism
+//!
+//! Each entry's ID comes from the item's sequence number in the queue: item `seq` is
+//! entry `<seq + 1>-0`. Sequence numbers only grow, and the forwarder sends items in
+//! their order, so the IDs it sends grow too; and Redis refuses an `XADD` whose ID is
+//! not greater than the stream's last. A forwarder that crashed after Redis took a batch
+//! and before the queue recorded its acknowledgement gets the same items again after
+//! the restart, with the same sequence numbers: Redis refuses them, and the forwarder
+//! reads the entry at that ID (`XRANGE`), finds the same item there (its `seq` and
+//! `data` fields compared byte for byte), counts it in
+//! [`ForwardStats::duplicates`] and acknowledges it. An item is acknowledged only once
+//! it is in the stream, so none is lost; it is added only if no entry holds its ID, so
+//! none is added twice.
+//!
+//! # Assumptions
+//!
+//! * **One forwarder per stream key, and no other writer.** An entry added by someone
+//!   else with a greater ID makes the forwarder's next items "not greater": it then finds
+//!   an entry that is not its item (or none) and stops with [`ForwardError::Conflict`]
+//!   instead of skipping anything.
+//! * **The forwarder is the queue's only consumer**, without `Options::lease` (a lease
+//!   running out while Redis is down would hand the batch out again) and with
+//!   `max_deliveries` unset or generous (each restart of the forwarder counts an attempt
+//!   for the items it held).
+//! * **Redis keeps what it confirmed.** With `appendonly yes` and `appendfsync always`
+//!   it does through a crash of the machine; with the default `everysec`, a crash of
+//!   Redis's machine may lose up to a second of confirmed entries, which the queue has
+//!   acknowledged by then: the stream then misses them (its IDs show the gap).
+//!
+//! # After `repair`
+//!
+//! [`repair`](crate::repair) renumbers the items it salvages from 0, so their IDs fall
+//! below the stream's last: the forwarder finds other items at those IDs and stops with
+//! [`ForwardError::Conflict`], acknowledging nothing. Forward a repaired queue into a new
+//! stream key (or delete the stream once its consumers are done with it). One case it
+//! cannot tell apart: a renumbered item whose encoding is byte for byte that of the
+//! item that had its ID before (the same `data` at the same position) counts as already
+//! forwarded.
+//!
+//! # Limits
+//!
+//! * An item that cannot be encoded (JSON cannot encode a map with non-string keys, for
+//!   one) goes to the queue's dead letters with the reason, and forwarding goes on.
+//! * A server error on one `XADD` of a pipeline while a later one succeeds (only
+//!   possible when memory is freed between them, with `maxmemory` eviction) leaves an
+//!   item that can no longer be added in order: [`ForwardError::OutOfOrder`] names it,
+//!   and it stays unacknowledged in the queue.
+//! * Trimming (`max_len`) must keep more entries than a batch, so that the entries a
+//!   restarted forwarder checks are still there: it is raised to twice the batch size.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::atomic::AtomicBool;
+//! let q: diskq::Queue<String> = diskq::Queue::open("/var/lib/app/outbox")?;
+//! q.put(&"order 17 shipped".to_string())?;
+//!
+//! let mut fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?;
+//! let moved = fwd.forward_all()?; // returns once the queue is empty
+//! println!("{moved} forwarded; {:?}", fwd.stats());
+//!
+//! // Or in a background thread, until told to stop:
+//! let stop = AtomicBool::new(false);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| fwd.run_until(&stop));
+//!     // ... put items; at shutdown:
+//!     stop.store(true, std::sync::atomic::Ordering::Release);
+//! });
+//! # Ok(()) }
+//! ```
+
+use crate::delivery::Ticket;
+use crate::{Error, Queue};
+use redis::{Connection, RedisError, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a pipeline's replies may take: a stalled server counts as down.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `run_until` waits for items before it looks at `stop` again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How an item is written into its entry's `data` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// JSON text (`serde_json`): readable from any language. The default.
+    #[default]
+    Json,
+    /// The item as the queue stores it (bincode): compact, for Rust readers.
+    Bincode,
+}
+
+/// What a [`Forwarder`] has done, for monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardStats {
+    /// Entries this forwarder added to the stream.
+    pub forwarded: u64,
+    /// Items found already in the stream (sent before a crash, not yet acknowledged
+    /// then) and acknowledged without adding them again.
+    pub duplicates: u64,
+    /// Times a batch was sent again after Redis failed or could not be reached.
+    pub retries: u64,
+    /// Items that could not be encoded, moved to the queue's dead letters.
+    pub dead_lettered: u64,
+    /// The last failure, if any: what a monitor shows while Redis is down.
+    pub last_error: Option<String>,
+}
+
+/// Why forwarding stopped. Redis being down or unreachable is not one of them: the
+/// forwarder retries that, with backoff, until Redis is back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The local queue failed (see [`Error`]).
+    #[error(transparent)]
+    Queue(#[from] Error),
+    /// Redis refused the entries for a reason retrying does not fix (a key of another
+    /// type, a failed authentication, a bad configuration).
+    #[error(
+        "redis stream {stream}: {source}. Nothing after item {seq} was acknowledged in \
+         the queue; fix the cause and run the forwarder again"
+    )]
+    Redis {
+        /// The stream key.
+        stream: String,
+        /// The first item not forwarded.
+        seq: u64,
+        /// What Redis said.
+        #[source]
+        source: RedisError,
+    },
+    /// The stream holds an entry at an item's ID that is not that item, or its ID is
+    /// below the stream's last and no entry has it: another writer uses the stream, or
+    /// the queue was renumbered by `repair`.
+    #[error(
+        "redis stream {stream}: entry {id} is not item {seq} of the queue ({found}). \
+         Another writer uses the stream, or diskq::repair renumbered the queue. Nothing \
+         from item {seq} on was acknowledged; forward into a new stream key, or delete \
+         the stream once its consumers are done with it"
+    )]
+    Conflict {
+        /// The stream key.
+        stream: String,
+        /// The entry ID the item needs.
+        id: String,
+        /// The item's sequence number.
+        seq: u64,
+        /// What is at that ID: "another item" or "no entry".
+        found: &'static str,
+    },
+    /// An `XADD` failed while a later one in the same pipeline succeeded: the item can
+    /// no longer be added in order.
+    #[error(
+        "redis stream {stream}: item {seq} was refused ({reason}) while a later item was \
+         added, so it can no longer be added in order. It stays unacknowledged in the \
+         queue; add it by hand, or forward the queue into a new stream key"
+    )]
+    OutOfOrder {
+        /// The stream key.
+        stream: String,
+        /// The item refused.
+        seq: u64,
+        /// What Redis said about it.
+        reason: String,
+    },
+}
+
+/// A batch's item, encoded, with what acknowledges it.
+struct Pending {
+    seq: u64,
+    put_ms: Option<u64>,
+    data: Vec<u8>,
+    ticket: Ticket,
+}
+
+/// How an attempt to send the pending batch failed.
+enum Failure {
+    /// Redis down, unreachable, loading, out of memory: try again later.
+    Transient(RedisError),
+    Permanent(ForwardError),
+}
+
+/// Moves a queue's items into a Redis stream, exactly once; see the [module
+/// docs](self) for the mechanism, its assumptions and its limits.
+pub struct Forwarder<'q, T> {
+    queue: &'q Queue<T>,
+    client: redis::Client,
+    conn: Option<Connection>,
+    stream: String,
+    encoding: Encoding,
+    batch: usize,
+    max_len: Option<usize>,
+    backoff: (Duration, Duration),
+    /// Taken from the queue, not yet confirmed by Redis: sent first, in order.
+    pending: Vec<Pending>,
+    /// The millisecond part of the stream's last ID as this connection knows it: items
+    /// at or below it may be there already and are looked at before anything is added.
+    top: Option<u64>,
+    stats: ForwardStats,
+}
+
+impl<T> std::fmt::Debug for Forwarder<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("stream", &self.stream)
+            .field("pending", &self.pending.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
+    /// A forwarder of `queue` into the stream `stream` of the Redis server at
+    /// `redis_url` (`redis://host:port/db`, with a password as `redis://:pw@host/`).
+    /// It connects at the first send, and again whenever the connection fails.
+    ///
+    /// Defaults: JSON entries, batches of 512 items, no trimming, backoff from 50 ms to
+    /// 5 s.
+    ///
+    /// # Errors
+    /// [`ForwardError::Redis`] when the URL is not one.
+    pub fn new(
+        queue: &'q Queue<T>,
+        redis_url: &str,
+        stream: impl Into<String>,
+    ) -> Result<Forwarder<'q, T>, ForwardError> {
+        let stream = stream.into();
+        let client = redis::Client::open(redis_url).map_err(|source| ForwardError::Redis {
+            stream: stream.clone(),
+            seq: 0,
+            source,
+        })?;
+        Ok(Forwarder {
+            queue,
+            client,
+            conn: None,
+            stream,
+            encoding: Encoding::Json,
+            batch: 512,
+            max_len: None,
+            backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            pending: Vec::new(),
+            top: None,
+            stats: ForwardStats::default(),
+        })
+    }
+
+    /// How items are written into their entries (JSON by default).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Items per pipeline and per local acknowledgement (512 by default).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// Trims the stream to about `n` entries as it grows (`XADD ... MAXLEN ~ n`); at
+    /// least twice the batch size (see the module docs, Limits).
+    pub fn max_len(mut self, n: usize) -> Self {
+        self.max_len = Some(n);
+        self
+    }
+
+    /// The wait after a failed send: `first`, doubling up to `max`, back to `first`
+    /// after a success.
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = (first, max.max(first));
+        self
+    }
+
+    /// What this forwarder has done.
+    pub fn stats(&self) -> &ForwardStats {
+        &self.stats
+    }
+
+    /// The stream key.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Forwards until the queue is empty; returns the items acknowledged (forwarded, or
+    /// found already forwarded). While Redis is down it waits and retries, however long.
+    ///
+    /// # Errors
+    /// Those of [`ForwardError`]; the items not forwarded stay in the queue.
+    pub fn forward_all(&mut self) -> Result<u64, ForwardError> {
+        let before = self.stats.forwarded + self.stats.duplicates;
+        loop {
+            if self.pending.is_empty() && !self.take(Duration::ZERO)? {
+                return Ok(self.stats.forwarded + self.stats.duplicates - before);
+            }
+            self.send_with_retry(None)?;
+        }
+    }
+
+    /// Forwards as items come until `stop` is set (looked at every 100 ms, and between
+    /// retries while Redis is down): for a background thread. Items taken and not yet
+    /// confirmed when it stops are given back to the queue when the forwarder is dropped.
+    ///
+    /// # Errors
+    /// Those of [`ForwardError`].
+    pub fn run_until(&mut self, stop: &AtomicBool) -> Result<(), ForwardError> {
+        while !stop.load(Ordering::Acquire) {
+            if self.pending.is_empty() && !self.take(POLL)? {
+                continue;
+            }
+            self.send_with_retry(Some(stop))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the next batch and encodes it; false when no item came within `wait`.
+    fn take(&mut self, wait: Duration) -> Result<bool, ForwardError> {
+        let batch = match self.queue.get_many_tickets(self.batch, wait) {
+            Ok(batch) => batch,
+            Err(Error::Empty | Error::Timeout) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        for (item, ticket) in batch {
+            let seq = ticket.seq();
+            let data = match self.encoding {
+                Encoding::Json => serde_json::to_vec(&item).map_err(|e| e.to_string()),
+                Encoding::Bincode => bincode::serialize(&item).map_err(|e| e.to_string()),
+            };
+            match data {
+                Ok(data) => self.pending.push(Pending {
+                    seq,
+                    put_ms: self.queue.put_time_ms(seq),
+                    data,
+                    ticket,
+                }),
+                Err(why) => {
+                    let reason = format!(
+                        "diskq::forward: cannot encode as {:?}: {why}",
+                        self.encoding
+                    );
+                    self.queue.dead_letter_ticket(&ticket, reason)?;
+                    self.stats.dead_lettered += 1;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends the pending batch until Redis confirms it, waiting after each transient
+    /// failure. Returns early, the batch still pending, once `stop` is set.
+    fn send_with_retry(&mut self, stop: Option<&AtomicBool>) -> Result<(), ForwardError> {
+        let mut delay = self.backoff.0;
+        while !self.pending.is_empty() {
+            match self.send_pending() {
+                Ok(()) => {}
+                Err(Failure::Permanent(e)) => {
+                    self.stats.last_error = Some(e.to_string());
+                    return Err(e);
+                }
+                Err(Failure::Transient(e)) => {
+                    self.stats.retries += 1;
+                    self.stats.last_error = Some(format!("redis stream {}: {e}", self.stream));
+                    // The connection may be broken, or the server restarted (and lost
+                    // what it had not written yet): a new one, and a new look.
+                    self.conn = None;
+                    self.top = None;
+                    if !pause(delay, stop) {
+                        return Ok(());
+                    }
+                    delay = (delay * 2).min(self.backoff.1);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps `d` in slices, looking at `stop`; false when it was set.
+fn pause(d: Duration, stop: Option<&AtomicBool>) -> bool {
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::Acquire));
+    let mut left = d;
+    while !left.is_zero() {
+        if stopped() {
+            return false;
+        }
+        let slice = left.min(POLL);
+        std::thread::sleep(slice);
+        left -= slice;
+    }
+    !stopped()
+}
+
+impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
+    /// One attempt. Items whose IDs the stream may hold already (sent before a crash or
+    /// a failure) are looked at first, and acknowledged if they are there; the rest go
+    /// in one pipeline. The items confirmed leave the batch, acknowledged in the queue.
+    fn send_pending(&mut self) -> Result<(), Failure> {
+        let top = match self.top {
+            Some(top) => top,
+            None => self.stream_top()?,
+        };
+        self.top = Some(top);
+        let overlap = self.pending.iter().take_while(|p| p.seq < top).count();
+        if overlap > 0 {
+            let (there, conflict) = self.already_there(overlap)?;
+            self.stats.duplicates += there as u64;
+            self.acknowledge(there)?;
+            if let Some(conflict) = conflict {
+                return Err(Failure::Permanent(conflict));
+            }
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+        }
+        let replies = self.xadd_pending()?;
+        let mut confirmed = 0;
+        let mut failed: Option<Failure> = None;
+        for reply in replies {
+            match (reply, &failed) {
+                (Ok(_), None) => confirmed += 1,
+                (Ok(_), Some(_)) => {
+                    // An item after a refused one went in: the refused one is stuck.
+                    let reason = match failed.take() {
+                        Some(Failure::Transient(e)) => e.to_string(),
+                        Some(Failure::Permanent(e)) => e.to_string(),
+                        None => unreachable!("matched Some"),
+                    };
+                    failed = Some(Failure::Permanent(ForwardError::OutOfOrder {
+                        stream: self.stream.clone(),
+                        seq: self.pending[confirmed].seq,
+                        reason,
+                    }));
+                    break;
+                }
+                (Err(e), None) => failed = Some(self.refused(e, self.pending[confirmed].seq)),
+                (Err(_), Some(_)) => {}
+            }
+        }
+        if confirmed > 0 {
+            self.top = Some(self.pending[confirmed - 1].seq + 1);
+        }
+        self.stats.forwarded += confirmed as u64;
+        self.acknowledge(confirmed)?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// An `XADD` refused: by an ID not greater than the stream's (someone else added
+    /// entries since this connection looked), or for another reason.
+    fn refused(&mut self, e: RedisError, seq: u64) -> Failure {
+        if !id_too_small(&e) {
+            return self.classify(e, seq);
+        }
+        // Looked at again with a new look at the stream's top on the next attempt.
+        self.top = None;
+        Failure::Permanent(ForwardError::Conflict {
+            stream: self.stream.clone(),
+            id: entry_id(seq),
+            seq,
+            found: "a greater ID, added by another writer",
+        })
+    }
+
+    /// The millisecond part of the stream's last generated ID; 0 for no stream.
+    fn stream_top(&mut self) -> Result<u64, Failure> {
+        let seq = self.pending[0].seq;
+        let mut xinfo = redis::cmd("XINFO");
+        xinfo.arg("STREAM").arg(&self.stream);
+        let conn = self.connection(seq)?;
+        let info: Value = match xinfo.query(conn) {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => return Ok(0),
+            Err(e) => return Err(self.classify(e, seq)),
+        };
+        let last = field(&info, "last-generated-id").and_then(|id| {
+            let (ms, _) = id.split_once('-')?;
+            ms.parse::<u64>().ok()
+        });
+        last.ok_or_else(|| {
+            Failure::Permanent(ForwardError::Redis {
+                stream: self.stream.clone(),
+                seq,
+                source: RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "XINFO STREAM gave no last-generated-id",
+                )),
+            })
+        })
+    }
+
+    /// Acknowledges the first `n` pending items in the queue, in one journal write.
+    fn acknowledge(&mut self, n: usize) -> Result<(), Failure> {
+        if n == 0 {
+            return Ok(());
+        }
+        let res = self
+            .queue
+            .ack_tickets(self.pending[..n].iter().map(|p| &p.ticket));
+        self.pending.drain(..n);
+        res.map_err(|e| Failure::Permanent(e.into()))
+    }
+
+    /// Sends one `XADD` per pending item in a pipeline; one reply each.
+    fn xadd_pending(&mut self) -> Result<Vec<redis::RedisResult<Value>>, Failure> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let max_len = self.max_len.map(|n| n.max(2 * self.batch));
+        for p in &self.pending {
+            let cmd = pipe.cmd("XADD").arg(&self.stream);
+            if let Some(n) = max_len {
+                cmd.arg("MAXLEN").arg("~").arg(n);
+            }
+            cmd.arg(entry_id(p.seq)).arg("seq").arg(p.seq);
+            if let Some(ms) = p.put_ms {
+                cmd.arg("put_ms").arg(ms);
+            }
+            cmd.arg("data").arg(&p.data[..]);
+        }
+        let first = self.pending[0].seq;
+        let conn = self.connection(first)?;
+        pipe.query(conn).map_err(|e| self.classify(e, first))
+    }
+
+    /// Looks at the entries at the IDs of the first `n` pending items: how many of them,
+    /// from the first, are those items (forwarded before a crash or a failure), and the
+    /// conflict at the first that is not, if any.
+    fn already_there(&mut self, n: usize) -> Result<(usize, Option<ForwardError>), Failure> {
+        let mut pipe = redis::pipe();
+        for p in &self.pending[..n] {
+            let id = entry_id(p.seq);
+            pipe.cmd("XRANGE").arg(&self.stream).arg(&id).arg(&id);
+        }
+        let first = self.pending[0].seq;
+        let conn = self.connection(first)?;
+        let found: Vec<redis::streams::StreamRangeReply> =
+            pipe.query(conn).map_err(|e| self.classify(e, first))?;
+        for (i, (p, found)) in self.pending.iter().zip(&found).enumerate() {
+            let same = found.ids.first().is_some_and(|entry| {
+                let field = |name: &str| match entry.map.get(name) {
+                    Some(Value::BulkString(b)) => Some(&b[..]),
+                    _ => None,
+                };
+                field("seq") == Some(p.seq.to_string().as_bytes())
+                    && field("data") == Some(&p.data[..])
+            });
+            if !same {
+                let conflict = ForwardError::Conflict {
+                    stream: self.stream.clone(),
+                    id: entry_id(p.seq),
+                    seq: p.seq,
+                    found: if found.ids.is_empty() {
+                        "no entry"
+                    } else {
+                        "another item"
+                    },
+                };
+                return Ok((i, Some(conflict)));
+            }
+        }
+        Ok((n, None))
+    }
+
+    /// The connection, made if there is none.
+    fn connection(&mut self, seq: u64) -> Result<&mut Connection, Failure> {
+        if self.conn.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .map_err(|e| self.classify(e, seq))?;
+            // A server that accepts and then stalls counts as down, not as slow.
+            let timeouts = c
+                .set_read_timeout(Some(IO_TIMEOUT))
+                .and_then(|()| c.set_write_timeout(Some(IO_TIMEOUT)));
+            timeouts.map_err(|e| self.classify(e, seq))?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Transient (retry after a wait) or permanent (stop and say why).
+    fn classify(&self, e: RedisError, seq: u64) -> Failure {
+        // Codes of a server that cannot take writes for now.
+        const PASSING: [&str; 9] = [
+            "LOADING",
+            "BUSY",
+            "TRYAGAIN",
+            "OOM",
+            "MISCONF",
+            "READONLY",
+            "MASTERDOWN",
+            "NOREPLICAS",
+            "CLUSTERDOWN",
+        ];
+        let passing = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.code().is_some_and(|c| PASSING.contains(&c));
+        if passing {
+            Failure::Transient(e)
+        } else {
+            Failure::Permanent(ForwardError::Redis {
+                stream: self.stream.clone(),
+                seq,
+                source: e,
+            })
+        }
+    }
+}
+
+/// The stream entry ID of item `seq` (`0-0` is not a valid ID, hence `+ 1`).
+fn entry_id(seq: u64) -> String {
+    format!("{}-0", seq + 1)
+}
+
+/// The value of `name` in a reply that is a map (RESP3) or a flat list of keys and
+/// values (RESP2), as text.
+fn field(reply: &Value, name: &str) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match reply {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|kv| text(&kv[0]).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1).and_then(text)),
+        _ => None,
+    }
+}
+
+/// Redis's refusal of an ID not greater than the stream's last.
+fn id_too_small(e: &RedisError) -> bool {
+    e.to_string()
+        .contains("equal or smaller than the target stream top item")
+}
+
+impl<T> Drop for Forwarder<'_, T> {
+    fn drop(&mut self) {
+        // Taken and not confirmed: back into the queue, first in line, for the next
+        // forwarder (a crash instead leaves them for the next open, the same way).
+        for p in self.pending.drain(..) {
+            let _ = self.queue.give_back(&p.ticket, None);
+        }
+    }
+}
