@@ -10,8 +10,8 @@
 
 use crate::intake::Intake;
 use crate::timer::Sleep;
+use crate::waitlist::Listener;
 use crate::{Delivery, Error, Queue, Result};
-use event_listener::EventListener;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 
 /// A notification on a wait-list, or the end of `after`, whichever comes first.
 pub(crate) struct Notified {
-    listener: EventListener,
+    listener: Listener,
     sleep: Option<Sleep>,
 }
 
 impl Notified {
     /// `after`: when the waiter must look again by itself (a delay or lease that comes
     /// due, a pause to poll), as the blocking waits' timers.
-    pub(crate) fn new(listener: EventListener, after: Option<Duration>) -> Notified {
+    pub(crate) fn new(listener: Listener, after: Option<Duration>) -> Notified {
         let sleep = after
             .and_then(|t| Instant::now().checked_add(t))
             .map(Sleep::until);

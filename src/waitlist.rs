@@ -6,12 +6,18 @@
 //! `Waker` list with the semantics a condition variable has: a listener registered
 //! before a last look at the state misses no notification after it, and a notified
 //! listener that is dropped unwoken (a cancelled future) passes its notification on. Its
-//! `notify` costs one atomic load while no future has ever listened, so the blocking
-//! paths pay nothing for it.
+//! `notify` locks the list, though, even with no one on it; so the wait-list counts its
+//! listeners and notifies futures only while some listen: the blocking paths pay one
+//! atomic load per notification.
 
 use event_listener::{Event, EventListener, IntoNotification};
 use parking_lot::Condvar;
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll};
 
 /// A condition variable that wakes futures too. Derefs to the [`Condvar`] for the
 /// blocking waits; notifying goes through [`notify_one`](Self::notify_one) and
@@ -20,6 +26,8 @@ use std::ops::Deref;
 pub(crate) struct WaitList {
     cv: Condvar,
     event: Event,
+    /// Live [`Listener`]s.
+    listening: Arc<AtomicUsize>,
 }
 
 impl WaitList {
@@ -34,20 +42,53 @@ impl WaitList {
     #[inline]
     pub(crate) fn notify_one(&self) {
         self.cv.notify_one();
-        self.event.notify(1.additional());
+        // A listener counts itself before its last look at the state, and the state
+        // changed before this notification (published by a lock or a sequentially
+        // consistent operation): either that look sees the change or this load sees
+        // the listener.
+        if self.listening.load(SeqCst) > 0 {
+            self.event.notify(1.additional());
+        }
     }
 
     /// Wakes every blocked thread and listening future.
     #[inline]
     pub(crate) fn notify_all(&self) {
         self.cv.notify_all();
-        self.event.notify(usize::MAX);
+        if self.listening.load(SeqCst) > 0 {
+            self.event.notify(usize::MAX);
+        }
     }
 
     /// A listener for the next notification: register it, look at the state again,
     /// then await it if there is still nothing to do.
-    pub(crate) fn listen(&self) -> EventListener {
-        self.event.listen()
+    pub(crate) fn listen(&self) -> Listener {
+        self.listening.fetch_add(1, SeqCst);
+        Listener {
+            inner: self.event.listen(),
+            listening: self.listening.clone(),
+        }
+    }
+}
+
+/// A future's registration on a [`WaitList`]: ready once notified; counted while it
+/// lives.
+pub(crate) struct Listener {
+    inner: EventListener,
+    listening: Arc<AtomicUsize>,
+}
+
+impl Future for Listener {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.listening.fetch_sub(1, SeqCst);
     }
 }
 

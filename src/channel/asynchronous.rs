@@ -37,7 +37,7 @@ impl<T> Waiting<T> {
     fn new(
         shared: &Arc<Shared<T>>,
         count: fn(&Shared<T>) -> &AtomicUsize,
-        listener: event_listener::EventListener,
+        listener: crate::waitlist::Listener,
     ) -> Waiting<T> {
         count(shared).fetch_add(1, SeqCst);
         let after = shared.queue.timer();

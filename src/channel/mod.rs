@@ -243,9 +243,9 @@ enum SendFail {
 impl<T: Serialize + DeserializeOwned> Shared<T> {
     /// Takes the next item without waiting for one.
     fn take(&self) -> Result<Option<(T, Ticket)>, Error> {
-        match self.queue.get_delivery_timeout(Duration::ZERO) {
+        match self.queue.get_delivery_nowait() {
             Ok(d) => Ok(Some(d.into_parts())),
-            Err(Error::Timeout) => Ok(None),
+            Err(Error::Empty) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -254,13 +254,13 @@ impl<T: Serialize + DeserializeOwned> Shared<T> {
         loop {
             // Loaded before looking: a sender's items are in the queue before its drop.
             // An item waiting out a delay, or held under a lease that may run out, is
-            // still to come.
-            let disconnected = self.senders.load(SeqCst) == 0 && !self.queue.has_timers();
+            // still to come (asked only when there was nothing: it takes the lock).
+            let no_senders = self.senders.load(SeqCst) == 0;
             if let Some(got) = self.take().map_err(RecvFail::Storage)? {
                 self.after_take();
                 return Ok(got);
             }
-            if disconnected {
+            if no_senders && !self.queue.has_timers() {
                 return Err(RecvFail::Disconnected);
             }
             if deadline.passed() {

@@ -227,7 +227,9 @@ fn a_url_that_is_not_one_is_an_error() {
 
 #[test]
 fn another_writer_on_the_stream_is_a_conflict_and_nothing_is_skipped() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let q: Queue<Job> = Queue::open(d.path()).unwrap();
     q.put_many(&(0..5).map(job).collect::<Vec<_>>()).unwrap();
@@ -244,12 +246,22 @@ fn another_writer_on_the_stream_is_a_conflict_and_nothing_is_skipped() {
     q.put_many(&(5..8).map(job).collect::<Vec<_>>()).unwrap();
     // The same forwarder (which knows the stream's top) and a new one both refuse.
     let err = fwd.forward_all().unwrap_err();
-    assert!(matches!(err, ForwardError::Conflict { seq: 5, .. }), "{err:?}");
+    assert!(
+        matches!(err, ForwardError::Conflict { seq: 5, .. }),
+        "{err:?}"
+    );
     drop(fwd);
     let mut fwd = Forwarder::new(&q, &redis.url(), "jobs").unwrap();
     let err = fwd.forward_all().unwrap_err();
     assert!(
-        matches!(err, ForwardError::Conflict { seq: 5, found: "no entry", .. }),
+        matches!(
+            err,
+            ForwardError::Conflict {
+                seq: 5,
+                found: "no entry",
+                ..
+            }
+        ),
         "{err:?}"
     );
     drop(fwd);
