@@ -121,6 +121,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A thread blocked in `get` and a task awaiting `get_async` on the same queue both
     /// work, and each item goes to one of them.
     ///
+    /// Waiting for an item does not block the thread; taking it may, briefly: at
+    /// [`Durability::Synced`](crate::Durability::Synced) with
+    /// [`Options::max_deliveries`](crate::Options::max_deliveries) the delivery is synced
+    /// before the item is handed out, and at `Buffered` a get may wait for another
+    /// thread's write in progress.
+    ///
     /// # Errors
     /// Those of [`get`](Self::get).
     pub async fn get_async(&self) -> Result<T> {

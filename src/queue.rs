@@ -283,6 +283,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.max_size > 0 || self.max_bytes > 0
     }
 
+    /// One item left: wakes a put waiting for room. With `max_bytes` every waiting put,
+    /// since puts need different room and the one woken may not fit where another would
+    /// (a woken put that does not fit waits again without passing the wake-up on).
+    #[inline]
+    pub(crate) fn made_room(&self) {
+        if self.max_bytes > 0 {
+            self.not_full.notify_all();
+        } else if self.max_size > 0 {
+            self.not_full.notify_one();
+        }
+    }
+
     /// How many of `n` frames of `len` bytes each fit under the bounds now.
     fn fits(&self, e: &Engine, n: usize, len: usize) -> usize {
         self.fits_many(e, std::iter::repeat_n(len, n))
@@ -467,9 +479,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let (item, handed) = self.take_waiting(&mut e, &wait)?;
         self.record_deliveries(&mut e, &[handed])?;
         drop(e);
-        if self.bounded() {
-            self.not_full.notify_one();
-        }
+        self.made_room();
         Ok(item)
     }
 
@@ -836,9 +846,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let (item, handed) = self.take_waiting(&mut e, &wait)?;
         self.record_deliveries(&mut e, &[handed])?;
         drop(e);
-        if self.bounded() {
-            self.not_full.notify_one();
-        }
+        self.made_room();
         Ok(Delivery::new(self, item, Ticket::new(handed)))
     }
 

@@ -10,7 +10,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -71,10 +71,13 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        // The heap keeps the entry until it is due; without its waker it only costs a
-        // few bytes, and no task is kept alive by it.
-        if let Some(entry) = &self.entry {
-            entry.waker.lock().take();
+        // The entry stays in the heap, without its waker (no task is kept alive by it),
+        // until it is due or the heap is compacted: counted dead meanwhile.
+        if let Some(entry) = &self.entry
+            && entry.waker.lock().take().is_some()
+            && let Some(t) = timer()
+        {
+            t.dead.fetch_add(1, Relaxed);
         }
     }
 }
@@ -83,6 +86,10 @@ struct Timer {
     heap: Mutex<BinaryHeap<Reverse<Due>>>,
     changed: Condvar,
     next: AtomicU64,
+    /// Entries in the heap whose `Sleep` was dropped before they were due. A wait on a
+    /// queue with a long lease or delay starts a sleep that long, and most end early
+    /// (an item came): without compaction they would pile up until due.
+    dead: AtomicUsize,
 }
 
 struct Due {
@@ -119,6 +126,7 @@ fn timer() -> Option<&'static Timer> {
             heap: Mutex::new(BinaryHeap::new()),
             changed: Condvar::new(),
             next: AtomicU64::new(0),
+            dead: AtomicUsize::new(0),
         }));
         std::thread::Builder::new()
             .name("diskq-timer".into())
@@ -132,6 +140,11 @@ impl Timer {
     fn add(&self, at: Instant, entry: Arc<Entry>) {
         let n = self.next.fetch_add(1, Relaxed);
         let mut heap = self.heap.lock();
+        // Amortized: half the heap must have died since the last compaction.
+        if heap.len() >= 64 && self.dead.load(Relaxed) > heap.len() / 2 {
+            self.dead.store(0, Relaxed);
+            heap.retain(|Reverse(d)| d.entry.waker.lock().is_some());
+        }
         let earliest = heap.peek().is_none_or(|Reverse(d)| at < d.at);
         heap.push(Reverse(Due { at, n, entry }));
         drop(heap);
@@ -152,13 +165,23 @@ fn run(t: &Timer) {
             && d.at <= now
         {
             let Reverse(d) = heap.pop().expect("peeked");
-            due.extend(d.entry.waker.lock().take());
+            match d.entry.waker.lock().take() {
+                Some(w) => due.push(w),
+                None => {
+                    // Dead (counted by its `Sleep::drop`), now gone.
+                    let _ = t.dead.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+                }
+            }
         }
         if !due.is_empty() {
             // Woken outside the lock: a waker may run its task's code (an executor
             // polling inline) or take a while.
             parking_lot::MutexGuard::unlocked(&mut heap, || {
-                due.drain(..).for_each(Waker::wake);
+                for w in due.drain(..) {
+                    // A waker is the executor's code: one that panics must not take the
+                    // process's only timer thread with it.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
+                }
             });
             continue;
         }

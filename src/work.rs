@@ -342,6 +342,10 @@ impl<T> Queue<T> {
         let mut e = self.engine.lock();
         let deadline = e.extend_lease(&t.handed(), span)?;
         t.set_deadline(deadline);
+        drop(e);
+        // Waiting consumers set their timers by the old deadline (or had none, on a queue
+        // without a lease): they look again.
+        self.sig.not_empty.notify_all();
         Ok(())
     }
 

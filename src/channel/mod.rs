@@ -137,6 +137,7 @@ pub fn channel_with<T: Serialize + DeserializeOwned>(
         queue,
         bound,
         limited: options.bounded(),
+        by_bytes: options.max_bytes > 0,
         senders: AtomicUsize::new(1),
         receivers: AtomicUsize::new(1),
         recv_waiting: AtomicUsize::new(0),
@@ -162,6 +163,8 @@ struct Shared<T> {
     bound: Option<usize>,
     /// Bounded by count or by bytes (`Options::max_bytes`): receives wake senders.
     limited: bool,
+    /// Bounded by bytes.
+    by_bytes: bool,
     senders: AtomicUsize,
     receivers: AtomicUsize,
     /// Receivers (senders) between counting themselves under `lock` and waking up.
@@ -360,7 +363,13 @@ impl<T> Shared<T> {
     fn after_take(&self) {
         if self.limited && self.send_waiting.load(SeqCst) > 0 {
             let _guard = self.lock.lock();
-            self.not_full.notify_one();
+            // Bounded by bytes, senders need different room: all look (see
+            // `Queue::made_room`).
+            if self.by_bytes {
+                self.not_full.notify_all();
+            } else {
+                self.not_full.notify_one();
+            }
         }
     }
 
@@ -1300,10 +1309,11 @@ impl<T> OwnedDelivery<T> {
     /// # Errors
     /// As [`Delivery::extend_lease`](crate::Delivery::extend_lease).
     pub fn extend_lease(&self, span: Duration) -> Result<(), Error> {
-        self.hold
-            .shared
-            .queue
-            .extend_ticket(&self.hold.ticket, span)
+        let shared = &self.hold.shared;
+        shared.queue.extend_ticket(&self.hold.ticket, span)?;
+        // Waiting receivers set their timers by the old deadline.
+        shared.wake_all_receivers();
+        Ok(())
     }
 
     /// Which delivery of the item this is: 1 the first time, as

@@ -20,6 +20,7 @@ mod review17b;
 mod review17c;
 mod review17d;
 mod review17g;
+mod review19;
 mod review_cli_lib;
 mod review_info;
 mod review_nospace;
