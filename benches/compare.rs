@@ -1,9 +1,10 @@
 //! Comparison benchmark: diskq at each durability level against `queue-file`, `yaque`,
-//! and the in-memory ceilings `crossbeam-channel` and `std::sync::mpsc`, in one run.
+//! and the in-memory ceilings `crossbeam-channel` and `std::sync::mpsc` (and, for async
+//! code, `tokio::sync::mpsc` and `flume`), in one run.
 //!
 //! ```sh
 //! cargo bench --bench compare                      # everything (about 9 minutes, 2 cores)
-//! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w6 memory)
+//! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w8 memory)
 //! cargo bench --bench compare -- memory            # only the peak-memory rows
 //! DISKQ_BENCH_SCALE=0.1 cargo bench --bench compare   # every item count x 0.1
 //! ```
@@ -24,6 +25,10 @@
 //!   8 threads; items/s and per-put latency (p50/p99).
 //! * W5 reopen: N items queued, closed; time to reopen, then the drain rate.
 //! * W6 batches: W1 through each backend's batch API (batches of 1,000).
+//! * W7 work queue: get + settle through deliveries, leases and retries, at Written.
+//! * W8 async: W2 with tasks for threads: one producer task and one consumer task on a
+//!   tokio multi-threaded runtime with 2 workers; diskq's `put_async`/`get_async` and its
+//!   channel's `send_async`/`recv_async` against tokio's unbounded mpsc, flume and yaque.
 //! * memory: peak RSS (VmHWM) of a child process holding 10,000,000 queued 64 B items
 //!   (one run per backend).
 //!
@@ -207,6 +212,10 @@ enum Backend {
     DiskqChannel,
     /// W7: diskq at `Written` settling deliveries one way ([`WorkMode`]).
     Work(WorkMode),
+    /// `tokio::sync::mpsc::unbounded_channel` (W8 only).
+    TokioMpsc,
+    /// `flume::unbounded` through `send_async` / `recv_async` (W8 only).
+    Flume,
 }
 
 /// How W7 takes and settles each item.
@@ -273,6 +282,8 @@ impl Backend {
             Work(WorkMode::Leased) => "diskq Written, max_deliveries + lease",
             Work(WorkMode::NackOnce) => "diskq Written, get + nack + get + ack",
             Work(WorkMode::Retry1Pct) => "diskq Written, 1% nack_after",
+            TokioMpsc => "tokio mpsc, unbounded (memory, no durability)",
+            Flume => "flume, unbounded (memory, no durability)",
         }
     }
 
@@ -304,6 +315,8 @@ impl Backend {
             Work(WorkMode::Leased) => "work-leased",
             Work(WorkMode::NackOnce) => "work-nack-once",
             Work(WorkMode::Retry1Pct) => "work-retry-1pct",
+            TokioMpsc => "tokio-mpsc",
+            Flume => "flume",
         }
     }
 
@@ -322,6 +335,8 @@ impl Backend {
             Mpsc,
             RawFile,
             DiskqChannel,
+            TokioMpsc,
+            Flume,
         ]
         .into_iter()
         .chain(WORK_MODES.map(Work))
@@ -338,6 +353,7 @@ impl Backend {
             RawFile => unreachable!("the raw file is only W4's floor"),
             DiskqChannel => unreachable!("the channel is only in W2"),
             Work(_) => unreachable!("the work modes are only in W7"),
+            TokioMpsc | Flume => unreachable!("the async channels are only in W8"),
             QFile { sync } => {
                 let mut q = QueueFile::open(dir.join("queue")).unwrap();
                 q.set_sync_writes(sync);
@@ -566,6 +582,8 @@ enum Job {
     Batches { n: usize },
     /// W7: [get+settle items/s].
     Settle { n: usize },
+    /// W8: [items/s].
+    Async { n: usize },
 }
 
 impl Job {
@@ -578,6 +596,7 @@ impl Job {
             Job::Reopen { n } => ("reopen", n, 0),
             Job::Batches { n } => ("batches", n, 0),
             Job::Settle { n } => ("settle", n, 0),
+            Job::Async { n } => ("async", n, 0),
         };
         [kind.to_string(), a.to_string(), b.to_string()]
     }
@@ -597,6 +616,7 @@ impl Job {
             "reopen" => Job::Reopen { n: num(1) },
             "batches" => Job::Batches { n: num(1) },
             "settle" => Job::Settle { n: num(1) },
+            "async" => Job::Async { n: num(1) },
             other => panic!("unknown measurement {other}"),
         }
     }
@@ -614,6 +634,7 @@ impl Job {
             Job::Reopen { n } => reopen(b, n, &payloads(SMALL)).to_vec(),
             Job::Batches { n } => batches(b, n, &payloads(SMALL)).to_vec(),
             Job::Settle { n } => vec![settle(b, n, &payloads(SMALL))],
+            Job::Async { n } => vec![async_pair(b, n, &payloads(SMALL))],
         }
     }
 }
@@ -841,6 +862,7 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
         }
         RawFile => unreachable!("the raw file is only W4's floor"),
         Work(_) => unreachable!("the work modes are only in W7"),
+        TokioMpsc | Flume => unreachable!("the async channels are only in W8"),
         DiskqChannel => {
             let (tx, rx) = diskq::channel::<Vec<u8>>(dir.path()).unwrap();
             let t = Instant::now();
@@ -1161,6 +1183,171 @@ fn w7(n: usize) -> Vec<Row> {
 }
 
 // ---------------------------------------------------------------------------------------
+// W8: W2 with tasks for threads: one producer task and one consumer task on tokio's
+// multi-threaded runtime, diskq's async API beside in-memory async channels and yaque.
+
+/// The time from spawning `producer` and `consumer` on a fresh runtime with 2 worker
+/// threads (one per core here, so each task can have one) to both having finished.
+/// Building and shutting down the runtime are not counted.
+///
+/// How to read it: a producer whose sends never wait keeps its worker to the end, and a
+/// consumer it wakes is queued in that worker's LIFO slot, which the idle worker cannot
+/// steal; so for diskq, flume and (mostly) tokio the consumer takes most items after the
+/// last send: a fill then a drain, not a pipeline. yaque wakes its consumer from its
+/// file-watcher thread, so that one runs beside the producer. This is what such code gets
+/// on tokio, hence measured as it is, not evened out with yields.
+fn two_tasks(
+    producer: impl Future<Output = ()> + Send + 'static,
+    consumer: impl Future<Output = ()> + Send + 'static,
+) -> Duration {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = Instant::now();
+        let (p, c) = (tokio::spawn(producer), tokio::spawn(consumer));
+        p.await.unwrap();
+        c.await.unwrap();
+        t.elapsed()
+    })
+}
+
+/// Item `i` of a run: the tasks must be `'static`, so they share the pool by `Arc`.
+fn nth(pool: &[Item], i: usize) -> &Vec<u8> {
+    &pool[i % pool.len()].0
+}
+
+/// W8 through diskq's queue: `put_async` in one task; `get_async` + `task_done` in the
+/// other, on one `Arc<Queue>`, as two threads share a queue in W2.
+fn diskq_tasks(level: Durability, dir: &Path, n: usize, pool: Arc<[Item]>) -> Duration {
+    let q: Arc<Queue<Vec<u8>>> = Arc::new(Options::new().durability(level).open(dir).unwrap());
+    let (qp, qc, pc) = (q.clone(), q.clone(), pool.clone());
+    let elapsed = two_tasks(
+        async move {
+            for i in 0..n {
+                qp.put_async(nth(&pool, i)).await.unwrap();
+            }
+        },
+        async move {
+            for i in 0..n {
+                assert!(qc.get_async().await.unwrap() == *nth(&pc, i));
+                qc.task_done().unwrap();
+            }
+        },
+    );
+    // Both tasks have dropped their handles by now (tokio drops a finished task's future
+    // before its JoinHandle completes); closing is not timed, as in W2.
+    Arc::into_inner(q).unwrap().close().unwrap();
+    elapsed
+}
+
+/// Items/s from the first put to the last acknowledgement (the last receive, for the
+/// in-memory channels).
+fn async_pair(backend: Backend, n: usize, pool: &[Item]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let pool: Arc<[Item]> = pool.into();
+    let pc = pool.clone();
+    let elapsed = match backend {
+        Diskq(level) => diskq_tasks(level, dir.path(), n, pool),
+        DiskqChannel => {
+            // Each item is acknowledged when the next is asked for, the last when the
+            // receiver is dropped at the end of its task (W2's `for` loop does the same).
+            let (tx, mut rx) = diskq::channel::<Vec<u8>>(dir.path()).unwrap();
+            two_tasks(
+                async move {
+                    for i in 0..n {
+                        tx.send_async(nth(&pool, i).clone()).await.unwrap();
+                    }
+                },
+                async move {
+                    for i in 0..n {
+                        assert!(rx.recv_async().await.unwrap() == *nth(&pc, i));
+                    }
+                },
+            )
+        }
+        TokioMpsc => {
+            // Unbounded, like diskq's queue and channel here: `send` never waits, so it
+            // is not async.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            two_tasks(
+                async move { (0..n).for_each(|i| tx.send(nth(&pool, i).clone()).unwrap()) },
+                async move {
+                    for i in 0..n {
+                        assert!(rx.recv().await.unwrap() == *nth(&pc, i));
+                    }
+                },
+            )
+        }
+        Flume => {
+            let (tx, rx) = flume::unbounded::<Vec<u8>>();
+            two_tasks(
+                async move {
+                    for i in 0..n {
+                        tx.send_async(nth(&pool, i).clone()).await.unwrap();
+                    }
+                },
+                async move {
+                    for i in 0..n {
+                        assert!(rx.recv_async().await.unwrap() == *nth(&pc, i));
+                    }
+                },
+            )
+        }
+        YAQUE => {
+            let mut sender = yaque::Sender::open(dir.path()).unwrap();
+            let mut receiver = yaque::ReceiverBuilder::new().open(dir.path()).unwrap();
+            two_tasks(
+                async move {
+                    for i in 0..n {
+                        sender.send(nth(&pool, i)).await.unwrap();
+                    }
+                },
+                async move {
+                    for i in 0..n {
+                        let got = receiver.recv().await.unwrap();
+                        assert!(*got == *nth(&pc, i));
+                        got.commit().unwrap();
+                    }
+                },
+            )
+        }
+        _ => unreachable!("{} is not in W8", backend.name()),
+    };
+    rate(n, elapsed)
+}
+
+fn w8(n: usize) -> Vec<Row> {
+    let backends = [WRITTEN, DiskqChannel, TokioMpsc, Flume, YAQUE];
+    let results = rounds(&format!("W8 ({n} items)"), &backends, Job::Async { n });
+    let median_of = |b: Backend| results[backends.iter().position(|&o| o == b).unwrap()][0];
+    let (tokio_rate, yaque_rate) = (median_of(TokioMpsc), median_of(YAQUE));
+    // The table's ratio is row ÷ diskq; issue #19's targets are diskq ÷ peer.
+    let targets = |r: f64| {
+        format!(
+            "diskq ÷ tokio mpsc {:.2} (target ≥ 0.5), ÷ yaque {:.2} (target ≥ 2)",
+            r / tokio_rate,
+            r / yaque_rate
+        )
+    };
+    backends
+        .iter()
+        .zip(results)
+        .map(|(&b, [r])| {
+            let note = match b {
+                WRITTEN => format!("put_async; get_async + task_done; {}", targets(r)),
+                DiskqChannel => format!("send_async; recv_async; {}", targets(r)),
+                TokioMpsc => "send (unbounded: never waits); recv().await".into(),
+                Flume => "send_async; recv_async".into(),
+                _ => "send; recv + commit (position saved every 250th)".into(),
+            };
+            Row::new("W8 async, 2 tasks", b, SMALL).rate(r).note(note)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // Peak memory: a child process per backend puts N items and reports VmHWM.
 
 fn vm_hwm_kib() -> u64 {
@@ -1351,6 +1538,9 @@ fn main() {
     if want("w7") {
         rows.extend(w7(n1));
     }
+    if want("w8") {
+        rows.extend(w8(n1));
+    }
     if want("memory") {
         rows.extend(memory(n_mem));
     }
@@ -1369,7 +1559,7 @@ fn main() {
         START.with(|s| s.elapsed().as_secs_f64())
     );
     println!(
-        "Items: W1/W2/W5/W6 {} × 64 B; W1 small {} × 64 B; W3 {} × 4 KiB; W4 {} × 64 B; \
+        "Items: W1/W2/W5/W6/W7/W8 {} × 64 B; W1 small {} × 64 B; W3 {} × 4 KiB; W4 {} × 64 B; \
          memory {} × 64 B (scale {}); medians of {REPS} runs",
         thousands(n1),
         thousands(n_small),
