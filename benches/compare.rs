@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo bench --bench compare                      # everything (about 9 minutes, 2 cores)
-//! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w8 memory)
+//! cargo bench --bench compare -- w1 w4             # only some (w1 w1s w2 ... w9 memory)
 //! cargo bench --bench compare -- memory            # only the peak-memory rows
 //! DISKQ_BENCH_SCALE=0.1 cargo bench --bench compare   # every item count x 0.1
 //! ```
@@ -216,6 +216,11 @@ enum Backend {
     TokioMpsc,
     /// `flume::unbounded` through `send_async` / `recv_async` (W8 only).
     Flume,
+    /// `diskq::forward::Forwarder::forward_all` into a Redis stream (W9 only).
+    Forward,
+    /// Pipelined `XADD`s of the same payloads, 512 a pipeline, from the same client:
+    /// the ceiling of W9.
+    PlainXadd,
 }
 
 /// How W7 takes and settles each item.
@@ -284,6 +289,8 @@ impl Backend {
             Work(WorkMode::Retry1Pct) => "diskq Written, 1% nack_after",
             TokioMpsc => "tokio mpsc, unbounded (memory, no durability)",
             Flume => "flume, unbounded (memory, no durability)",
+            Forward => "diskq::forward into a Redis stream",
+            PlainXadd => "plain pipelined XADD (ceiling)",
         }
     }
 
@@ -317,6 +324,8 @@ impl Backend {
             Work(WorkMode::Retry1Pct) => "work-retry-1pct",
             TokioMpsc => "tokio-mpsc",
             Flume => "flume",
+            Forward => "forward",
+            PlainXadd => "plain-xadd",
         }
     }
 
@@ -337,6 +346,8 @@ impl Backend {
             DiskqChannel,
             TokioMpsc,
             Flume,
+            Forward,
+            PlainXadd,
         ]
         .into_iter()
         .chain(WORK_MODES.map(Work))
@@ -354,6 +365,7 @@ impl Backend {
             DiskqChannel => unreachable!("the channel is only in W2"),
             Work(_) => unreachable!("the work modes are only in W7"),
             TokioMpsc | Flume => unreachable!("the async channels are only in W8"),
+            Forward | PlainXadd => unreachable!("forwarding is only in W9"),
             QFile { sync } => {
                 let mut q = QueueFile::open(dir.join("queue")).unwrap();
                 q.set_sync_writes(sync);
@@ -584,6 +596,8 @@ enum Job {
     Settle { n: usize },
     /// W8: [items/s].
     Async { n: usize },
+    /// W9: [items/s].
+    Forward { n: usize },
 }
 
 impl Job {
@@ -597,6 +611,7 @@ impl Job {
             Job::Batches { n } => ("batches", n, 0),
             Job::Settle { n } => ("settle", n, 0),
             Job::Async { n } => ("async", n, 0),
+            Job::Forward { n } => ("forward", n, 0),
         };
         [kind.to_string(), a.to_string(), b.to_string()]
     }
@@ -617,6 +632,7 @@ impl Job {
             "batches" => Job::Batches { n: num(1) },
             "settle" => Job::Settle { n: num(1) },
             "async" => Job::Async { n: num(1) },
+            "forward" => Job::Forward { n: num(1) },
             other => panic!("unknown measurement {other}"),
         }
     }
@@ -635,6 +651,7 @@ impl Job {
             Job::Batches { n } => batches(b, n, &payloads(SMALL)).to_vec(),
             Job::Settle { n } => vec![settle(b, n, &payloads(SMALL))],
             Job::Async { n } => vec![async_pair(b, n, &payloads(SMALL))],
+            Job::Forward { n } => vec![forwarding(b, n)],
         }
     }
 }
@@ -863,6 +880,7 @@ fn interleaved(backend: Backend, n: usize, pool: &[Item]) -> f64 {
         RawFile => unreachable!("the raw file is only W4's floor"),
         Work(_) => unreachable!("the work modes are only in W7"),
         TokioMpsc | Flume => unreachable!("the async channels are only in W8"),
+        Forward | PlainXadd => unreachable!("forwarding is only in W9"),
         DiskqChannel => {
             let (tx, rx) = diskq::channel::<Vec<u8>>(dir.path()).unwrap();
             let t = Instant::now();
@@ -1348,6 +1366,139 @@ fn w8(n: usize) -> Vec<Row> {
 }
 
 // ---------------------------------------------------------------------------------------
+// W9: a queue forwarded into a Redis stream (`diskq::forward`), beside a plain pipelined
+// XADD loop from the same client, the ceiling: 64-byte items, to a redis-server on
+// loopback that the parent starts (`REDIS_URL` for the children).
+
+/// The forwarded item: 64 bytes of text, so that JSON does not inflate it (a byte
+/// vector would become an array of numbers).
+fn text_item(i: usize) -> String {
+    format!("{i:064}")
+}
+
+/// Items/s from the first `XADD` to the last reply (and, for diskq, the last local
+/// acknowledgement). The stream is new for each run; filling the queue is not timed.
+fn forwarding(backend: Backend, n: usize) -> f64 {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL, set by the parent");
+    let stream = format!("w9-{}-{}", backend.key(), std::process::id());
+    let elapsed = match backend {
+        Forward => {
+            let dir = tempfile::tempdir().unwrap();
+            let q: Queue<String> = Queue::open(dir.path()).unwrap();
+            let items: Vec<String> = (0..n).map(text_item).collect();
+            q.put_many(&items).unwrap();
+            let t = Instant::now();
+            let mut fwd = diskq::forward::Forwarder::new(&q, &url, &stream).unwrap();
+            assert_eq!(fwd.forward_all().unwrap(), n as u64);
+            t.elapsed()
+        }
+        PlainXadd => {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let t = Instant::now();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+                let mut pipe = redis::pipe();
+                for &i in chunk {
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("*")
+                        .arg("data")
+                        .arg(text_item(i));
+                }
+                let _: Vec<String> = pipe.query(&mut c).unwrap();
+            }
+            t.elapsed()
+        }
+        _ => unreachable!("{} is not in W9", backend.name()),
+    };
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut c).unwrap();
+    rate(n, elapsed)
+}
+
+/// A redis-server for W9 on a free port, killed on drop; `None` where none is installed.
+struct W9Server {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for W9Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn w9_server() -> Option<(W9Server, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = W9Server { child, _dir: dir };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let client = redis::Client::open(url.as_str()).ok()?;
+    for _ in 0..500 {
+        if client.get_connection().is_ok() {
+            return Some((server, url));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn w9(n: usize) -> Vec<Row> {
+    let Some((_server, url)) = w9_server() else {
+        return vec![not_available(
+            "W9 forward to Redis",
+            Forward,
+            SMALL,
+            "no redis-server",
+        )];
+    };
+    // SAFETY: `set_var` is unsound only while another thread reads or writes the
+    // environment. The parent runs one thread here: the measurements are child
+    // processes, spawned one at a time after this, and every thread an earlier
+    // workload started has been joined.
+    unsafe { std::env::set_var("REDIS_URL", &url) };
+    let backends = [Forward, PlainXadd];
+    let results = rounds::<1>(&format!("W9 ({n} items)"), &backends, Job::Forward { n });
+    let (fwd, plain) = (results[0][0], results[1][0]);
+    vec![
+        Row::new("W9 forward to Redis", Forward, SMALL)
+            .rate(fwd)
+            .note(format!(
+                "forward_all, batches of 512, JSON; {:.2} of plain XADD (target ≥ 0.70), \
+                 target ≥ 100,000/s",
+                fwd / plain
+            )),
+        Row::new("W9 forward to Redis", PlainXadd, SMALL)
+            .rate(plain)
+            .note("XADD * data <64 B>, 512 a pipeline"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
 // Peak memory: a child process per backend puts N items and reports VmHWM.
 
 fn vm_hwm_kib() -> u64 {
@@ -1540,6 +1691,9 @@ fn main() {
     }
     if want("w8") {
         rows.extend(w8(n1));
+    }
+    if want("w9") {
+        rows.extend(w9(scaled(200_000)));
     }
     if want("memory") {
         rows.extend(memory(n_mem));

@@ -29,13 +29,16 @@ struct Event {
     kind: String,
 }
 
-/// A redis-server of our own, killed on drop.
-struct Server(Child, tempfile::TempDir);
+/// A redis-server of our own (its files in `_dir`), killed on drop.
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -62,7 +65,7 @@ fn redis() -> Res<(String, Option<Server>)> {
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("start redis-server ({e}): install it, or set REDIS_URL"))?;
-    let server = Server(child, dir);
+    let server = Server { child, _dir: dir };
     let url = format!("redis://127.0.0.1:{port}/");
     let client = redis::Client::open(url.as_str())?;
     let start = Instant::now();
