@@ -333,7 +333,8 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
             Err(Error::Empty | Error::Timeout) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        for (item, ticket) in batch {
+        let put_ms = self.queue.put_times_ms(batch.iter().map(|(_, t)| t.seq()));
+        for ((item, ticket), put_ms) in batch.into_iter().zip(put_ms) {
             let seq = ticket.seq();
             let data = match self.encoding {
                 Encoding::Json => serde_json::to_vec(&item).map_err(|e| e.to_string()),
@@ -342,7 +343,7 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
             match data {
                 Ok(data) => self.pending.push(Pending {
                     seq,
-                    put_ms: self.queue.put_time_ms(seq),
+                    put_ms,
                     data,
                     ticket,
                 }),

@@ -331,10 +331,12 @@ impl<T> Queue<T> {
         failed.map_or(Ok(()), Err)
     }
 
-    /// When item `seq` was put, as closely as the queue remembers (`marks.rs`).
+    /// When items `seqs` were put, as closely as the queue remembers (`marks.rs`): one
+    /// lock for a batch.
     #[cfg(feature = "redis")]
-    pub(crate) fn put_time_ms(&self, seq: u64) -> Option<u64> {
-        self.engine.lock().marks().time_of(seq)
+    pub(crate) fn put_times_ms(&self, seqs: impl Iterator<Item = u64>) -> Vec<Option<u64>> {
+        let e = self.engine.lock();
+        seqs.map(|seq| e.marks().time_of(seq)).collect()
     }
 
     /// Sets the lease of a delivery to run out `span` from now.
