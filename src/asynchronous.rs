@@ -10,7 +10,6 @@
 
 use crate::intake::Intake;
 use crate::timer::Sleep;
-use crate::waitlist::Listener;
 use crate::{Delivery, Error, Queue, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,15 +19,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// A notification on a wait-list, or the end of `after`, whichever comes first.
-pub(crate) struct Notified {
-    listener: Listener,
+pub(crate) struct Notified<L> {
+    listener: L,
     sleep: Option<Sleep>,
 }
 
-impl Notified {
+impl<L: Future<Output = ()> + Unpin> Notified<L> {
     /// `after`: when the waiter must look again by itself (a delay or lease that comes
     /// due, a pause to poll), as the blocking waits' timers.
-    pub(crate) fn new(listener: Listener, after: Option<Duration>) -> Notified {
+    pub(crate) fn new(listener: L, after: Option<Duration>) -> Notified<L> {
         let sleep = after
             .and_then(|t| Instant::now().checked_add(t))
             .map(Sleep::until);
@@ -36,7 +35,7 @@ impl Notified {
     }
 }
 
-impl Future for Notified {
+impl<L: Future<Output = ()> + Unpin> Future for Notified<L> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

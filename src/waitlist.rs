@@ -15,7 +15,6 @@ use parking_lot::Condvar;
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
@@ -26,8 +25,10 @@ use std::task::{Context, Poll};
 pub(crate) struct WaitList {
     cv: Condvar,
     event: Event,
-    /// Live [`Listener`]s.
-    listening: Arc<AtomicUsize>,
+    /// Live listeners ([`Listener`]s, and those of [`listen_counted`](Self::listen_counted)
+    /// not yet [`unlisten`](Self::unlisten)ed). Beside the condition variable, not
+    /// behind a pointer: every notification reads it.
+    listening: AtomicUsize,
 }
 
 impl WaitList {
@@ -47,7 +48,7 @@ impl WaitList {
         // consistent operation): either that look sees the change or this load sees
         // the listener.
         if self.listening.load(SeqCst) > 0 {
-            self.event.notify(1.additional());
+            self.wake_futures(false);
         }
     }
 
@@ -56,29 +57,53 @@ impl WaitList {
     pub(crate) fn notify_all(&self) {
         self.cv.notify_all();
         if self.listening.load(SeqCst) > 0 {
+            self.wake_futures(true);
+        }
+    }
+
+    /// Out of line and cold: the notifying paths (every put) stay as small as they
+    /// were with a bare condition variable, which measured faster (W2).
+    #[cold]
+    #[inline(never)]
+    fn wake_futures(&self, all: bool) {
+        if all {
             self.event.notify(usize::MAX);
+        } else {
+            self.event.notify(1.additional());
         }
     }
 
     /// A listener for the next notification: register it, look at the state again,
     /// then await it if there is still nothing to do.
-    pub(crate) fn listen(&self) -> Listener {
-        self.listening.fetch_add(1, SeqCst);
+    pub(crate) fn listen(&self) -> Listener<'_> {
         Listener {
-            inner: self.event.listen(),
-            listening: self.listening.clone(),
+            inner: self.listen_counted(),
+            list: self,
         }
+    }
+
+    /// As [`listen`](Self::listen), for an owner that cannot borrow the wait-list (it
+    /// holds what holds it): it must call [`unlisten`](Self::unlisten) once done with
+    /// the listener.
+    pub(crate) fn listen_counted(&self) -> EventListener {
+        self.listening.fetch_add(1, SeqCst);
+        self.event.listen()
+    }
+
+    /// A listener of [`listen_counted`](Self::listen_counted) is gone.
+    pub(crate) fn unlisten(&self) {
+        self.listening.fetch_sub(1, SeqCst);
     }
 }
 
 /// A future's registration on a [`WaitList`]: ready once notified; counted while it
 /// lives.
-pub(crate) struct Listener {
+pub(crate) struct Listener<'a> {
     inner: EventListener,
-    listening: Arc<AtomicUsize>,
+    list: &'a WaitList,
 }
 
-impl Future for Listener {
+impl Future for Listener<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -86,9 +111,9 @@ impl Future for Listener {
     }
 }
 
-impl Drop for Listener {
+impl Drop for Listener<'_> {
     fn drop(&mut self) {
-        self.listening.fetch_sub(1, SeqCst);
+        self.list.unlisten();
     }
 }
 

@@ -16,6 +16,8 @@ use super::{Deadline, OwnedDelivery, Receiver, RecvError, RecvFail, SendError, S
 use super::{Sender, Shared};
 use crate::asynchronous::Notified;
 use crate::delivery::Ticket;
+use crate::waitlist::WaitList;
+use event_listener::EventListener;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::{Future, poll_fn};
@@ -27,31 +29,49 @@ use std::task::{Context, Poll};
 /// A future's place among the waiters: counted while it lives.
 struct Waiting<T> {
     shared: Arc<Shared<T>>,
-    notified: Notified,
-    count: fn(&Shared<T>) -> &AtomicUsize,
+    notified: Notified<EventListener>,
+    side: Side,
+}
+
+/// Which wait-list a future is on.
+#[derive(Clone, Copy)]
+enum Side {
+    /// Receivers: `not_empty`, counted in `recv_waiting`.
+    Recv,
+    /// Senders: `not_full`, counted in `send_waiting`.
+    Send,
+}
+
+impl Side {
+    fn of<T>(self, shared: &Shared<T>) -> (&AtomicUsize, &WaitList) {
+        match self {
+            Side::Recv => (&shared.recv_waiting, &shared.not_empty),
+            Side::Send => (&shared.send_waiting, &shared.not_full),
+        }
+    }
 }
 
 impl<T> Waiting<T> {
-    /// Counts the caller among the waiters of `count`, then listens to `list`: the
-    /// other side notifies once it sees the count, and the listener catches it.
-    fn new(
-        shared: &Arc<Shared<T>>,
-        count: fn(&Shared<T>) -> &AtomicUsize,
-        listener: crate::waitlist::Listener,
-    ) -> Waiting<T> {
-        count(shared).fetch_add(1, SeqCst);
+    /// Counts the caller among the waiters of its side, then listens: the other side
+    /// notifies once it sees the count, and the listener catches it.
+    fn new(shared: &Arc<Shared<T>>, side: Side) -> Waiting<T> {
+        let (count, list) = side.of(shared);
+        count.fetch_add(1, SeqCst);
+        let listener = list.listen_counted();
         let after = shared.queue.timer();
         Waiting {
             shared: shared.clone(),
             notified: Notified::new(listener, after),
-            count,
+            side,
         }
     }
 }
 
 impl<T> Drop for Waiting<T> {
     fn drop(&mut self) {
-        (self.count)(&self.shared).fetch_sub(1, SeqCst);
+        let (count, list) = self.side.of(&self.shared);
+        count.fetch_sub(1, SeqCst);
+        list.unlisten();
     }
 }
 
@@ -96,8 +116,7 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
                 Err(RecvFail::Empty) => {}
                 res => return Poll::Ready(self.rearmed(res)),
             }
-            let listener = self.shared.not_empty.listen();
-            st.waiting = Some(Waiting::new(&self.shared, |s| &s.recv_waiting, listener));
+            st.waiting = Some(Waiting::new(&self.shared, Side::Recv));
             match self.shared.recv_until(Deadline::Now) {
                 Err(RecvFail::Empty) => {} // poll the listener: registers the waker
                 res => {
@@ -338,8 +357,7 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
                 Err((SendFail::Full, item)) => item,
                 res => return res.map_err(send_error),
             };
-            let listener = shared.not_full.listen();
-            let waiting = Waiting::new(shared, |s| &s.send_waiting, listener);
+            let waiting = Waiting::new(shared, Side::Send);
             item = match shared.send_until(item, Deadline::Now) {
                 Err((SendFail::Full, item)) => item,
                 res => return res.map_err(send_error),
