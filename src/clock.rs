@@ -27,6 +27,12 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn sleeps(&self) -> bool {
         true
     }
+    /// Whether [`monotonic`](Self::monotonic) is the machine's coarse monotonic clock
+    /// ([`coarse_monotonic`]), which a get reads anyway (to poll the pause): a lease's
+    /// deadline is then computed from that reading instead of a second one.
+    fn is_coarse_monotonic(&self) -> bool {
+        false
+    }
 }
 
 /// The machine's clocks, read coarsely: `CLOCK_MONOTONIC_COARSE` and
@@ -60,6 +66,10 @@ impl Clock for SystemClock {
 
     fn coarse_wall_ms(&self) -> u64 {
         coarse(rustix::time::ClockId::RealtimeCoarse).as_millis() as u64
+    }
+
+    fn is_coarse_monotonic(&self) -> bool {
+        true
     }
 }
 
@@ -100,7 +110,13 @@ impl Clock for ManualClock {
 /// Milliseconds of the coarse monotonic clock (a vDSO read, no system call): for polls
 /// that a `ManualClock` must not stop.
 pub(crate) fn coarse_ms() -> u64 {
-    coarse(rustix::time::ClockId::MonotonicCoarse).as_millis() as u64
+    coarse_monotonic().as_millis() as u64
+}
+
+/// The coarse monotonic clock ([`SystemClock::monotonic`]).
+#[inline]
+pub(crate) fn coarse_monotonic() -> Duration {
+    coarse(rustix::time::ClockId::MonotonicCoarse)
 }
 
 pub(crate) fn system() -> Arc<dyn Clock> {

@@ -61,6 +61,10 @@ impl DeliveryEntries {
 #[derive(Debug)]
 pub(crate) struct Retries {
     clock: Arc<dyn Clock>,
+    /// `clock` is the coarse monotonic clock a get reads anyway (`note_now`).
+    coarse: bool,
+    /// That reading, taken by the get under way; 0: none.
+    noted: Nanos,
     lease: Option<Nanos>,
     ready: BTreeMap<u64, Loc>,
     /// (due, seq) of each delayed item before `read`.
@@ -109,6 +113,8 @@ impl Retries {
             delivered_written: r.delivered,
             unwritten_attempts: Vec::new(),
             unwritten_delays: Vec::new(),
+            coarse: clock.is_coarse_monotonic(),
+            noted: 0,
             clock,
         }
     }
@@ -121,6 +127,26 @@ impl Retries {
     #[inline]
     fn now(&self) -> Nanos {
         nanos(self.clock.monotonic())
+    }
+
+    /// A reading of the coarse monotonic clock that the get about to deliver took (to
+    /// poll the pause): the next lease starts from it, one clock read fewer per get
+    /// (BENCHMARKS.md, W7). Ignored unless the queue's clock is that clock.
+    #[inline]
+    pub(crate) fn note_now(&mut self, t: Duration) {
+        if self.lease.is_some() && self.coarse {
+            self.noted = nanos(t);
+        }
+    }
+
+    /// The time a new lease starts: the reading noted by this get, used once, or a new
+    /// one.
+    #[inline]
+    fn lease_start(&mut self) -> Nanos {
+        match std::mem::replace(&mut self.noted, 0) {
+            0 => self.now(),
+            t => t,
+        }
     }
 
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
@@ -294,7 +320,7 @@ impl Retries {
         self.leases.delivered(seq, token, attempt > 1);
         let deadline = match self.lease {
             Some(span) => {
-                let deadline = self.now().saturating_add(span);
+                let deadline = self.lease_start().saturating_add(span);
                 let (count, live) = in_flight;
                 self.leases.insert((deadline, seq, token, loc), count, live);
                 deadline

@@ -311,7 +311,10 @@ impl Engine {
     /// again). An unreadable file changes nothing.
     #[inline]
     pub(crate) fn poll_pause(&mut self) -> bool {
-        let now = crate::clock::coarse_ms();
+        let t = crate::clock::coarse_monotonic();
+        // The next delivery's lease starts from this reading (see `Retries::note_now`).
+        self.retries.note_now(t);
+        let now = t.as_millis() as u64;
         if now.wrapping_sub(self.pause_seen_at) < PAUSE_POLL_MS {
             return false;
         }

@@ -486,3 +486,24 @@ fn nack_after_on_a_full_bounded_queue_does_not_wait_for_room() {
     q.task_done().unwrap();
     assert_eq!(q.unfinished(), 0);
 }
+
+/// A lease starts from the clock reading the get takes to poll the pause, not from an
+/// older reading left by another call that polled it (`is_paused`, `stats`): the lease
+/// must run its whole span from the get.
+#[test]
+fn a_lease_runs_its_span_from_the_get_not_from_an_earlier_reading() {
+    let d = tempfile::tempdir().unwrap();
+    let q: Queue<u32> = Options::new()
+        .lease(std::time::Duration::from_millis(400))
+        .open(d.path())
+        .unwrap();
+    q.put(&1).unwrap();
+    assert!(!q.is_paused()); // polls the pause: a reading of the clock
+    let _ = q.stats();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let d1 = q.get_delivery().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // 200 ms into a 400 ms lease (500 ms after the older readings): still held.
+    assert!(q.get_delivery_nowait().unwrap_err().is_empty());
+    d1.ack().unwrap();
+}
