@@ -17,25 +17,32 @@
 //! and before the queue recorded its acknowledgement gets the same items again after
 //! the restart, with the same sequence numbers: Redis refuses them, and the forwarder
 //! reads the entry at that ID (`XRANGE`), finds the same item there (its `seq` and
-//! `data` fields compared byte for byte), counts it in
+//! `data` fields compared: byte for byte, or for JSON as values, since a `HashMap`
+//! encodes its keys in another order each run), counts it in
 //! [`ForwardStats::duplicates`] and acknowledges it. An item is acknowledged only once
 //! it is in the stream, so none is lost; it is added only if no entry holds its ID, so
 //! none is added twice.
 //!
 //! # Assumptions
 //!
-//! * **One forwarder per stream key, and no other writer.** An entry added by someone
-//!   else with a greater ID makes the forwarder's next items "not greater": it then finds
-//!   an entry that is not its item (or none) and stops with [`ForwardError::Conflict`]
-//!   instead of skipping anything.
+//! * **One forwarder per stream key, and no other writer** (nor a consumer that `XDEL`s
+//!   the newest entries). An entry added by someone else with a greater ID makes the
+//!   forwarder's next items "not greater": it looks again, finds an entry that is not its
+//!   item (or none) and stops with [`ForwardError::Conflict`] instead of skipping anything.
+//!   (Its own pipeline applied late, after a timeout and a reconnection, looks the same
+//!   at first; looking again tells them apart.)
 //! * **The forwarder is the queue's only consumer**, without `Options::lease` (a lease
 //!   running out while Redis is down would hand the batch out again) and with
 //!   `max_deliveries` unset or generous (each restart of the forwarder counts an attempt
-//!   for the items it held).
-//! * **Redis keeps what it confirmed.** With `appendonly yes` and `appendfsync always`
-//!   it does through a crash of the machine; with the default `everysec`, a crash of
-//!   Redis's machine may lose up to a second of confirmed entries, which the queue has
-//!   acknowledged by then: the stream then misses them (its IDs show the gap).
+//!   for the items it held). A queue with items waiting out a delay (`nack_after` by an
+//!   earlier consumer) is refused ([`ForwardError::Delayed`]): they would come due after
+//!   the items behind them were forwarded.
+//! * **Redis keeps what it confirmed.** Redis's defaults do not: without `appendonly yes`
+//!   a restart of Redis loses everything since its last snapshot. With `appendonly yes`
+//!   and the default `appendfsync everysec`, a crash of Redis or its machine may lose the
+//!   last second or two of confirmed entries; with `appendfsync always`, nothing. The queue
+//!   has acknowledged what Redis confirmed, so entries Redis loses are gone from both:
+//!   the stream's IDs show the gap.
 //!
 //! # After `repair`
 //!
@@ -51,6 +58,14 @@
 //!
 //! * An item that cannot be encoded (JSON cannot encode a map with non-string keys, for
 //!   one) goes to the queue's dead letters with the reason, and forwarding goes on.
+//! * With [`Encoding::Bincode`], an item whose encoding changes between runs (one holding
+//!   a `HashMap`) cannot be recognized after a crash: the forwarder stops with
+//!   `Conflict` rather than add it twice. Use `BTreeMap`, or JSON.
+//! * Redis dropping the connection on every attempt at one batch while it answers
+//!   otherwise (an item over its `proto-max-bulk-len`) ends in
+//!   [`ForwardError::Refused`] after 5 attempts.
+//! * Blocking I/O cannot be interrupted: `run_until` returns once a send or connection
+//!   under way ends, within 10 s when Redis stalls (plus connecting).
 //! * A server error on one `XADD` of a pipeline while a later one succeeds (only
 //!   possible when memory is freed between them, with `maxmemory` eviction) leaves an
 //!   item that can no longer be added in order: [`ForwardError::OutOfOrder`] names it,
@@ -92,6 +107,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `run_until` waits for items before it looks at `stop` again.
 const POLL: Duration = Duration::from_millis(100);
+/// Failures in a row of the same batch, with Redis answering otherwise, after which the
+/// batch counts as refused.
+const REFUSALS: u32 = 5;
 
 /// How an item is written into its entry's `data` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,6 +180,37 @@ pub enum ForwardError {
         /// What is at that ID: "another item" or "no entry".
         found: &'static str,
     },
+    /// Redis answers, but drops the connection on every attempt to add a batch (an item
+    /// larger than its `proto-max-bulk-len`, for one).
+    #[error(
+        "redis stream {stream}: Redis answers but refused the batch starting at item {seq} \
+         {attempts} times ({reason}); an item may exceed its proto-max-bulk-len. Nothing \
+         from item {seq} on was acknowledged; raise the limit, or take the item out of the \
+         queue"
+    )]
+    Refused {
+        /// The stream key.
+        stream: String,
+        /// The first item of the batch.
+        seq: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The queue holds items waiting out a delay (`nack_after`): they would come due
+    /// after the items put after them were forwarded, below the stream's last ID.
+    #[error(
+        "queue {path}: {delayed} items wait out a delay (nack_after), and would reach the \
+         stream out of order; let them come due and take them out, or forward from a \
+         queue that only the forwarder consumes"
+    )]
+    Delayed {
+        /// The queue directory.
+        path: std::path::PathBuf,
+        /// Items delayed.
+        delayed: usize,
+    },
     /// An `XADD` failed while a later one in the same pipeline succeeded: the item can
     /// no longer be added in order.
     #[error(
@@ -191,6 +240,9 @@ struct Pending {
 enum Failure {
     /// Redis down, unreachable, loading, out of memory: try again later.
     Transient(RedisError),
+    /// An ID refused as not greater than the stream's: look at the stream again (the
+    /// forwarder's own pipeline, applied late, or another writer) and try again now.
+    Recheck,
     Permanent(ForwardError),
 }
 
@@ -232,13 +284,21 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
     /// 5 s.
     ///
     /// # Errors
-    /// [`ForwardError::Redis`] when the URL is not one.
+    /// [`ForwardError::Redis`] when the URL is not one; [`ForwardError::Delayed`] when
+    /// items of the queue wait out a delay.
     pub fn new(
         queue: &'q Queue<T>,
         redis_url: &str,
         stream: impl Into<String>,
     ) -> Result<Forwarder<'q, T>, ForwardError> {
         let stream = stream.into();
+        let delayed = queue.stats().delayed;
+        if delayed > 0 {
+            return Err(ForwardError::Delayed {
+                path: queue.path().to_path_buf(),
+                delayed,
+            });
+        }
         let client = redis::Client::open(redis_url).map_err(|source| ForwardError::Redis {
             stream: stream.clone(),
             seq: 0,
@@ -310,8 +370,9 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
         }
     }
 
-    /// Forwards as items come until `stop` is set (looked at every 100 ms, and between
-    /// retries while Redis is down): for a background thread. Items taken and not yet
+    /// Forwards as items come until `stop` is set (looked at every 100 ms while waiting
+    /// for items, between retries while Redis is down, and after each batch; a batch
+    /// under way is sent first, within 10 s when Redis stalls): for a background thread. Items taken and not yet
     /// confirmed when it stops are given back to the queue when the forwarder is dropped.
     ///
     /// # Errors
@@ -364,12 +425,19 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
     /// failure. Returns early, the batch still pending, once `stop` is set.
     fn send_with_retry(&mut self, stop: Option<&AtomicBool>) -> Result<(), ForwardError> {
         let mut delay = self.backoff.0;
+        // Failures in a row of a batch starting at the same item.
+        let mut same = (u64::MAX, 0u32);
         while !self.pending.is_empty() {
+            let first = self.pending[0].seq;
             match self.send_pending() {
                 Ok(()) => {}
                 Err(Failure::Permanent(e)) => {
                     self.stats.last_error = Some(e.to_string());
                     return Err(e);
+                }
+                Err(Failure::Recheck) => {
+                    self.stats.retries += 1;
+                    self.top = None;
                 }
                 Err(Failure::Transient(e)) => {
                     self.stats.retries += 1;
@@ -378,6 +446,21 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
                     // what it had not written yet): a new one, and a new look.
                     self.conn = None;
                     self.top = None;
+                    same = if same.0 == first {
+                        (first, same.1 + 1)
+                    } else {
+                        (first, 1)
+                    };
+                    if same.1 >= REFUSALS && self.server_answers() {
+                        let e = ForwardError::Refused {
+                            stream: self.stream.clone(),
+                            seq: first,
+                            attempts: same.1,
+                            reason: e.to_string(),
+                        };
+                        self.stats.last_error = Some(e.to_string());
+                        return Err(e);
+                    }
                     if !pause(delay, stop) {
                         return Ok(());
                     }
@@ -386,6 +469,16 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
             }
         }
         Ok(())
+    }
+
+    /// Whether Redis answers a `PING` on a new connection: then a batch it keeps
+    /// dropping the connection for is refused, not unlucky.
+    fn server_answers(&mut self) -> bool {
+        let Ok(mut c) = self.client.get_connection_with_timeout(CONNECT_TIMEOUT) else {
+            return false;
+        };
+        let _ = c.set_read_timeout(Some(CONNECT_TIMEOUT));
+        redis::cmd("PING").query::<String>(&mut c).is_ok()
     }
 }
 
@@ -437,7 +530,7 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
                     let reason = match failed.take() {
                         Some(Failure::Transient(e)) => e.to_string(),
                         Some(Failure::Permanent(e)) => e.to_string(),
-                        None => unreachable!("matched Some"),
+                        Some(Failure::Recheck) | None => unreachable!("ends the loop"),
                     };
                     failed = Some(Failure::Permanent(ForwardError::OutOfOrder {
                         stream: self.stream.clone(),
@@ -446,7 +539,12 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
                     }));
                     break;
                 }
-                (Err(e), None) => failed = Some(self.refused(e, self.pending[confirmed].seq)),
+                (Err(e), None) if id_too_small(&e) => {
+                    // The items after it were not looked at: the next attempt does.
+                    failed = Some(Failure::Recheck);
+                    break;
+                }
+                (Err(e), None) => failed = Some(self.classify(e, self.pending[confirmed].seq)),
                 (Err(_), Some(_)) => {}
             }
         }
@@ -456,22 +554,6 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
         self.stats.forwarded += confirmed as u64;
         self.acknowledge(confirmed)?;
         failed.map_or(Ok(()), Err)
-    }
-
-    /// An `XADD` refused: by an ID not greater than the stream's (someone else added
-    /// entries since this connection looked), or for another reason.
-    fn refused(&mut self, e: RedisError, seq: u64) -> Failure {
-        if !id_too_small(&e) {
-            return self.classify(e, seq);
-        }
-        // Looked at again with a new look at the stream's top on the next attempt.
-        self.top = None;
-        Failure::Permanent(ForwardError::Conflict {
-            stream: self.stream.clone(),
-            id: entry_id(seq),
-            seq,
-            found: "a greater ID, added by another writer",
-        })
     }
 
     /// The millisecond part of the stream's last generated ID; 0 for no stream.
@@ -510,7 +592,15 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
             .queue
             .ack_tickets(self.pending[..n].iter().map(|p| &p.ticket));
         self.pending.drain(..n);
-        res.map_err(|e| Failure::Permanent(e.into()))
+        res.map_err(|e| Failure::Permanent(e.into()))?;
+        // At `Buffered` acknowledgements wait in memory for thousands more: a crash
+        // would bring back more batches than trimming (`max_len`) keeps to be checked.
+        if self.queue.durability == crate::Durability::Buffered {
+            self.queue
+                .flush()
+                .map_err(|e| Failure::Permanent(e.into()))?;
+        }
+        Ok(())
     }
 
     /// Sends one `XADD` per pending item in a pipeline; one reply each.
@@ -530,8 +620,9 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
             cmd.arg("data").arg(&p.data[..]);
         }
         let first = self.pending[0].seq;
+        let n = self.pending.len();
         let conn = self.connection(first)?;
-        pipe.query(conn).map_err(|e| self.classify(e, first))
+        query_within(conn, &pipe, n).map_err(|e| self.classify(e, first))
     }
 
     /// Looks at the entries at the IDs of the first `n` pending items: how many of them,
@@ -545,8 +636,14 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
         }
         let first = self.pending[0].seq;
         let conn = self.connection(first)?;
-        let found: Vec<redis::streams::StreamRangeReply> =
-            pipe.query(conn).map_err(|e| self.classify(e, first))?;
+        let replies = query_within(conn, &pipe, n).map_err(|e| self.classify(e, first))?;
+        let mut found = Vec::with_capacity(n);
+        for reply in replies {
+            let reply = reply.map_err(|e| self.classify(e, first))?;
+            let parsed: redis::streams::StreamRangeReply = redis::from_redis_value(reply)
+                .map_err(|e| self.classify(RedisError::from(e), first))?;
+            found.push(parsed);
+        }
         for (i, (p, found)) in self.pending.iter().zip(&found).enumerate() {
             let same = found.ids.first().is_some_and(|entry| {
                 let field = |name: &str| match entry.map.get(name) {
@@ -554,7 +651,7 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
                     _ => None,
                 };
                 field("seq") == Some(p.seq.to_string().as_bytes())
-                    && field("data") == Some(&p.data[..])
+                    && field("data").is_some_and(|d| same_item(self.encoding, d, &p.data))
             });
             if !same {
                 let conflict = ForwardError::Conflict {
@@ -621,6 +718,34 @@ impl<T: Serialize + DeserializeOwned> Forwarder<'_, T> {
     }
 }
 
+/// Sends `pipe` and reads its `n` replies within [`IO_TIMEOUT`] in all. (The `redis`
+/// crate's pipelined query waits out its read timeout once per reply still to come: a
+/// server that stalls held a batch of 512 for 85 minutes.) A server error is that reply's
+/// `Err`; a failure to send or read is the whole call's.
+fn query_within(
+    conn: &mut Connection,
+    pipe: &redis::Pipeline,
+    n: usize,
+) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    conn.send_packed_command(&pipe.get_packed_pipeline())?;
+    let mut replies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )));
+        }
+        conn.set_read_timeout(Some(left))?;
+        replies.push(match conn.recv_response()? {
+            Value::ServerError(e) => Err(e.into()),
+            v => Ok(v),
+        });
+    }
+    Ok(replies)
+}
+
 /// The stream entry ID of item `seq` (`0-0` is not a valid ID, hence `+ 1`).
 fn entry_id(seq: u64) -> String {
     format!("{}-0", seq + 1)
@@ -645,6 +770,17 @@ fn field(reply: &Value, name: &str) -> Option<String> {
             .and_then(|kv| kv.get(1).and_then(text)),
         _ => None,
     }
+}
+
+/// Whether an entry's `data` is this item's encoding: the same bytes, or for JSON the
+/// same value (a map encodes its keys in an order that may change between runs, as a
+/// `HashMap`'s does).
+fn same_item(encoding: Encoding, found: &[u8], ours: &[u8]) -> bool {
+    if found == ours {
+        return true;
+    }
+    let value = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+    encoding == Encoding::Json && value(found).is_some_and(|f| Some(f) == value(ours))
 }
 
 /// Redis's refusal of an ID not greater than the stream's last.

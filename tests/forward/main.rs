@@ -12,6 +12,7 @@ mod common;
 mod crash;
 mod forwarding;
 mod outage;
+mod review20;
 mod server;
 
 use serde::{Deserialize, Serialize};
