@@ -63,7 +63,7 @@
 //!   `Conflict` rather than add it twice. Use `BTreeMap`, or JSON.
 //! * Redis dropping the connection on every attempt at one batch while it answers
 //!   otherwise (an item over its `proto-max-bulk-len`) ends in
-//!   [`ForwardError::Refused`] after 5 attempts.
+//!   [`ForwardError::Refused`] after 8 attempts.
 //! * Blocking I/O cannot be interrupted: `run_until` returns once a send or connection
 //!   under way ends, within 10 s when Redis stalls (plus connecting).
 //! * A server error on one `XADD` of a pipeline while a later one succeeds (only
@@ -109,7 +109,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 /// Failures in a row of the same batch, with Redis answering otherwise, after which the
 /// batch counts as refused.
-const REFUSALS: u32 = 5;
+const REFUSALS: u32 = 8;
 
 /// How an item is written into its entry's `data` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -456,10 +456,13 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
                     // what it had not written yet): a new one, and a new look.
                     self.conn = None;
                     self.top = None;
-                    same = if same.0 == first {
-                        (first, same.1 + 1)
-                    } else {
-                        (first, 1)
+                    // Only a dropped connection counts towards a refusal: a server that
+                    // says it is loading or busy is waited for, however long.
+                    let dropped = e.is_connection_dropped() || e.is_io_error();
+                    same = match (dropped, same.0 == first) {
+                        (false, _) => (u64::MAX, 0),
+                        (true, true) => (first, same.1 + 1),
+                        (true, false) => (first, 1),
                     };
                     if same.1 >= REFUSALS && self.server_answers() {
                         let e = ForwardError::Refused {
