@@ -511,13 +511,18 @@ impl Inspector {
         let live = owner_pid(&self.dir).is_some();
         let mut state = self.state()?;
         let chunks = self.chunks()?;
-        chunk_set_problems(&chunks, state.info.as_ref(), &mut state.problems);
         let mut records = 0;
         let mut prev_end: Option<(u64, u64)> = None;
+        // The chunks read, which the set is judged by: a listed chunk the owner deleted
+        // meanwhile was acknowledged, and the owner deletes the oldest first, so a chunk
+        // missing above one that was still there to be read is a hole, and one missing
+        // below all of them was deleted (a listing under heavy churn leaves many gaps).
+        let mut read = Vec::with_capacity(chunks.len());
         for (idx, &no) in chunks.iter().enumerate() {
             let Some(bytes) = self.chunk_bytes(no)? else {
                 continue; // deleted by the owner: every item in it was acknowledged
             };
+            read.push(no);
             let scan = scan_chunk(&bytes, no);
             records += scan.frames.len() as u64;
             let newest = idx + 1 == chunks.len();
@@ -543,6 +548,7 @@ impl Inspector {
             }
             prev_end = scan.header.map(|h| (no, h.first_seq + scan.intact as u64));
         }
+        chunk_set_problems(&read, state.info.as_ref(), &mut state.problems);
         let damage = state
             .damaged
             .into_iter()
