@@ -12,7 +12,7 @@ use std::io::Write;
 const DIR_ENV: &str = "DISKQ_FORWARD_CHILD_DIR";
 const URL_ENV: &str = "DISKQ_FORWARD_CHILD_URL";
 const ROUNDS: u64 = 60;
-const PER_ROUND: u64 = 2000;
+const PER_ROUND: u64 = 6000;
 
 fn say(s: &str) {
     let mut out = std::io::stdout().lock();
@@ -20,7 +20,8 @@ fn say(s: &str) {
     out.flush().unwrap();
 }
 
-/// The child: forwards what waits in small batches, says `DONE` when the queue is
+/// The child: forwards what waits in small batches (many pipelines a round, so that
+/// most kills land mid-forwarding even on a fast machine), says `DONE` when the queue is
 /// empty, and waits to be killed. Does nothing in a normal test run.
 #[test]
 fn forward_child() {
