@@ -87,10 +87,8 @@ fn sigkill_the_forwarder_at_random_moments_and_every_item_is_in_the_stream_once(
         cut_short >= ROUNDS / 4,
         "only {cut_short} kills came mid-forwarding"
     );
-    // A kill between Redis taking a batch and the queue acknowledging it happened, and
-    // the restarted forwarder did not add those items again.
-    assert!(
-        found_there > 0,
-        "no kill came between an XADD and its acknowledgement"
-    );
+    // How often a kill fell between Redis taking a batch and the queue acknowledging it
+    // is chance (1 to 10 times in 60 here); review20's
+    // probe_restart_after_crash_between_xadd_and_ack_bincode_and_json makes that case
+    // every time. Either way, the stream is checked above.
 }
