@@ -370,10 +370,11 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
         }
     }
 
-    /// Forwards as items come until `stop` is set (looked at every 100 ms while waiting
-    /// for items, between retries while Redis is down, and after each batch; a batch
-    /// under way is sent first, within 10 s when Redis stalls): for a background thread. Items taken and not yet
-    /// confirmed when it stops are given back to the queue when the forwarder is dropped.
+    /// Forwards as items come until `stop` is set, for a background thread. `stop` is
+    /// looked at every 100 ms while waiting for items, between retries while Redis is
+    /// down, and after each batch; a batch under way is sent first (within 10 s when
+    /// Redis stalls). Items taken and not yet confirmed when it stops are given back to
+    /// the queue when the forwarder is dropped.
     ///
     /// # Errors
     /// Those of [`ForwardError`].
@@ -443,6 +444,11 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
                 Ok(()) => {}
                 Err(Failure::Permanent(e)) => {
                     self.stats.last_error = Some(e.to_string());
+                    // A pipeline may have stopped being read halfway (a reply that does
+                    // not parse): replies left on the connection would answer the next
+                    // call's commands. A new connection, and a new look, next time.
+                    self.conn = None;
+                    self.top = None;
                     return Err(e);
                 }
                 Err(Failure::Recheck) => {

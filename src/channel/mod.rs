@@ -3,10 +3,11 @@
 //! Design, in brief (the public docs below say what users see):
 //!
 //! * One `Arc<Shared<T>>` holds the queue, the counts of senders and receivers, and a
-//!   mutex with two condition variables of the channel's own for the blocking paths. A
-//!   send or receive first tries without waiting (`put_nowait`, `get_delivery_timeout`
-//!   with a zero timeout); only when that fails does it take the channel mutex, count
-//!   itself as waiting, try again under the mutex, and wait. A successful send notifies a
+//!   mutex with two wait-lists of the channel's own (`WaitList`: a condition variable
+//!   that also wakes the futures of `asynchronous.rs`). A send or receive first tries
+//!   without waiting (`put_nowait`, `get_delivery_nowait`); only when that fails does it
+//!   take the channel mutex, count itself as waiting, try again under the mutex, and
+//!   wait. A successful send notifies a
 //!   waiting receiver only when the waiting count is non-zero (one atomic load otherwise).
 //!   No wakeup is lost: the waiter's increment comes before its second attempt, which
 //!   takes the queue's lock; either that attempt comes after the send's enqueue and sees
@@ -16,9 +17,9 @@
 //!   in the other direction. The last `Sender` (`Receiver`) to go notifies every waiting
 //!   receiver (sender) under the mutex, so disconnection wakes blocked calls at once, with
 //!   no polling and no change to the core.
-//! * Implicit acknowledgement: each `Receiver` remembers the sequence number of the item
-//!   it handed out last and acknowledges it (`Queue::ack_seq`) when asked for another one
-//!   or when dropped, except while its thread panics.
+//! * Implicit acknowledgement: each `Receiver` remembers the delivery of the item it
+//!   handed out last and acknowledges it (`Queue::ack_ticket`) when asked for another
+//!   one or when dropped, except while its thread panics.
 //! * `Receiver::ready`: a `crossbeam_channel::bounded(1)` per receiver that holds a token
 //!   whenever `try_recv` may return something other than `Empty`. It starts with a token;
 //!   every send (and the last sender's drop) puts one in every registered ready channel

@@ -267,3 +267,30 @@ fn another_writer_on_the_stream_is_a_conflict_and_nothing_is_skipped() {
     drop(fwd);
     assert_eq!(q.len(), 3, "nothing acknowledged");
 }
+
+#[test]
+fn a_forwarder_stopped_by_a_permanent_error_goes_on_once_the_cause_is_fixed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _: () = redis::cmd("SET")
+        .arg("jobs")
+        .arg("not a stream")
+        .query(&mut redis.conn())
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let q: Queue<Job> = Queue::open(d.path()).unwrap();
+    q.put_many(&(0..1000).map(job).collect::<Vec<_>>()).unwrap();
+    let mut fwd = Forwarder::new(&q, &redis.url(), "jobs")
+        .unwrap()
+        .batch_size(100);
+    assert!(matches!(fwd.forward_all(), Err(ForwardError::Redis { .. })));
+    let _: () = redis::cmd("DEL")
+        .arg("jobs")
+        .query(&mut redis.conn())
+        .unwrap();
+    // The same forwarder, its batch still in hand, on a new connection.
+    assert_eq!(fwd.forward_all().unwrap(), 1000);
+    drop(fwd);
+    assert_jobs_once_in_order(&read_stream(&mut redis.conn(), "jobs"), 1000, 0);
+}
