@@ -22,6 +22,11 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn coarse_wall_ms(&self) -> u64 {
         self.wall_ms()
     }
+    /// Milliseconds since the Unix epoch, rounded up: the base of a due time, so that a
+    /// delay is never shortened by the part of a millisecond the reading drops.
+    fn wall_ms_ceil(&self) -> u64 {
+        self.wall_ms()
+    }
     /// Whether blocking calls may sleep until a timer of this clock comes due (false for
     /// a clock that only moves when a test moves it).
     fn sleeps(&self) -> bool {
@@ -62,6 +67,12 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn wall_ms_ceil(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, ceil_ms)
     }
 
     fn coarse_wall_ms(&self) -> u64 {
@@ -105,6 +116,13 @@ impl Clock for ManualClock {
     fn sleeps(&self) -> bool {
         false
     }
+}
+
+/// `d` in whole milliseconds, rounded up (saturating): a delay of 0.3 ms waits 1 ms,
+/// never 0.
+pub(crate) fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    ms.min(u128::from(u64::MAX)) as u64
 }
 
 /// Milliseconds of the coarse monotonic clock (a vDSO read, no system call): for polls

@@ -336,6 +336,15 @@ impl Retries {
         }
     }
 
+    /// The wall-clock millisecond at which a delay of `delay` from now is over: both
+    /// rounded up, so that a get (which compares it with a reading that lags, never leads)
+    /// never delivers the item before `delay` has passed.
+    fn due_after(&self, delay: Duration) -> u64 {
+        self.clock
+            .wall_ms_ceil()
+            .saturating_add(crate::clock::ceil_ms(delay))
+    }
+
     /// Item `old`, given back with a delay, is appended again as item `copy` (FORMAT.md
     /// §nack_after): the copy keeps its deliveries and waits out the delay where it is.
     pub(crate) fn delay_copy(&mut self, copy: u64, old: u64, delay: Duration) {
@@ -343,10 +352,7 @@ impl Retries {
         if n > 0 {
             self.attempts.insert(copy, n);
         }
-        let due = self
-            .clock
-            .wall_ms()
-            .saturating_add(delay.as_millis().min(u128::from(u64::MAX)) as u64);
+        let due = self.due_after(delay);
         self.ahead.insert(copy, due);
         self.ahead_due.insert((due, copy));
         self.delays.insert(copy, due);
@@ -455,10 +461,7 @@ impl Retries {
                 self.ready.insert(seq, loc);
             }
             Some(d) => {
-                let due = self
-                    .clock
-                    .wall_ms()
-                    .saturating_add(d.as_millis().min(u128::from(u64::MAX)) as u64);
+                let due = self.due_after(d);
                 self.delayed.insert((due, seq), loc);
                 self.delays.insert(seq, due);
                 self.unwritten_delays.push((seq, due));
