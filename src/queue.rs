@@ -551,7 +551,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 wait.wait_timer(&self.sig.not_empty, e, Some(poll))?;
                 continue;
             }
-            e.promote();
+            e.promote_polled();
             if e.retries().ready() > 0 {
                 return Ok(());
             }

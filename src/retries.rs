@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::format::WorkState;
 use crate::leases::{Leases, NEVER, Nanos, nanos};
 use crate::seqmap::{LowMap, SeqMap};
+use crate::seqset::SeqSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,10 @@ impl DeliveryEntries {
     }
 }
 
+/// How long gets may go without reading the wall clock while delays wait (the wall clock
+/// may be set forward, making delays due sooner than the monotonic clock says).
+const DELAY_RECHECK: Nanos = 50_000_000;
+
 #[derive(Debug)]
 pub(crate) struct Retries {
     clock: Arc<dyn Clock>,
@@ -65,6 +70,9 @@ pub(crate) struct Retries {
     coarse: bool,
     /// That reading, taken by the get under way; 0: none.
     noted: Nanos,
+    /// The monotonic time before which no delay can be over: until then gets do not read
+    /// the wall clock (one clock read fewer per get while delays wait). 0: look now.
+    delays_checked_until: Nanos,
     lease: Option<Nanos>,
     ready: BTreeMap<u64, Loc>,
     /// (due, seq) of each delayed item before `read`.
@@ -115,6 +123,7 @@ impl Retries {
             unwritten_delays: Vec::new(),
             coarse: clock.is_coarse_monotonic(),
             noted: 0,
+            delays_checked_until: 0,
             clock,
         }
     }
@@ -134,8 +143,17 @@ impl Retries {
     /// (BENCHMARKS.md, W7). Ignored unless the queue's clock is that clock.
     #[inline]
     pub(crate) fn note_now(&mut self, t: Duration) {
-        if self.lease.is_some() && self.coarse {
+        if self.coarse {
             self.noted = nanos(t);
+        }
+    }
+
+    /// The reading noted by the get under way (not used up), or a new one.
+    #[inline]
+    fn noted_or_now(&self) -> Nanos {
+        match self.noted {
+            0 => self.now(),
+            t => t,
         }
     }
 
@@ -200,10 +218,16 @@ impl Retries {
 
     /// Makes due delays ready, and gives back items whose lease ran out (through
     /// `give_back`, which moves them into `Acks::out`). Returns whether anything changed.
-    pub(crate) fn promote(&mut self, mut give_back: impl FnMut(u64) -> bool) -> bool {
+    /// `noted`: the get under way read the clock just now (`note_now`); that reading
+    /// stands for now.
+    pub(crate) fn promote(&mut self, noted: bool, mut give_back: impl FnMut(u64) -> bool) -> bool {
         let mut changed = false;
+        let now = if noted {
+            self.noted_or_now()
+        } else {
+            self.now()
+        };
         if !self.leases.is_empty() {
-            let now = self.now();
             while let Some((seq, loc)) = self.leases.pop_expired(now) {
                 if give_back(seq) {
                     self.ready.insert(seq, loc);
@@ -211,9 +235,19 @@ impl Retries {
                 }
             }
         }
-        if self.delayed.is_empty() && self.ahead.is_empty() {
+        if (self.delayed.is_empty() && self.ahead.is_empty()) || now < self.delays_checked_until {
             return changed;
         }
+        changed |= self.promote_delays(now);
+        changed
+    }
+
+    /// The delays part of [`promote`](Self::promote): compares due times with the wall
+    /// clock, then sets when to look again: when the earliest due time left can come,
+    /// judged on the monotonic clock, and within [`DELAY_RECHECK`] at the latest (the
+    /// wall clock may be set forward).
+    fn promote_delays(&mut self, now: Nanos) -> bool {
+        let mut changed = false;
         let wall = self.clock.coarse_wall_ms();
         while let Some((&(due, seq), &loc)) = self.delayed.first_key_value() {
             if due > wall {
@@ -233,7 +267,18 @@ impl Retries {
             self.delays.remove(&seq);
             changed = true;
         }
+        let next = self.next_due().map_or(DELAY_RECHECK, |due| {
+            nanos(Duration::from_millis(due.saturating_sub(wall))).min(DELAY_RECHECK)
+        });
+        self.delays_checked_until = now.saturating_add(next);
         changed
+    }
+
+    /// The earliest due time of a delay, if any.
+    fn next_due(&self) -> Option<u64> {
+        let delayed = self.delayed.first_key_value().map(|(&(due, _), _)| due);
+        let ahead = self.ahead_due.first().map(|&(due, _)| due);
+        delayed.into_iter().chain(ahead).min()
     }
 
     /// How long until the next lease runs out or delay is over, if any.
@@ -245,12 +290,7 @@ impl Retries {
             .map(|d| Duration::from_nanos(d.saturating_sub(now)));
         let wall = self.clock.coarse_wall_ms();
         let due = self
-            .delayed
-            .first_key_value()
-            .map(|(&(due, _), _)| due)
-            .into_iter()
-            .chain(self.ahead_due.first().map(|&(due, _)| due))
-            .min()
+            .next_due()
             .map(|due| Duration::from_millis(due.saturating_sub(wall)));
         match (lease, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -355,6 +395,7 @@ impl Retries {
         let due = self.due_after(delay);
         self.ahead.insert(copy, due);
         self.ahead_due.insert((due, copy));
+        self.delays_checked_until = 0;
         self.delays.insert(copy, due);
     }
 
@@ -465,6 +506,7 @@ impl Retries {
                 self.delayed.insert((due, seq), loc);
                 self.delays.insert(seq, due);
                 self.unwritten_delays.push((seq, due));
+                self.delays_checked_until = 0;
             }
         }
     }
@@ -523,10 +565,11 @@ impl Retries {
     }
 
     /// What a checkpoint records: `delivered`, the attempts and the delays of items not
-    /// acknowledged (`acked` says which are).
-    pub(crate) fn snapshot(&mut self, acked: impl Fn(u64) -> bool) -> WorkState {
-        self.attempts.retain(|&s, _| !acked(s));
-        self.delays.retain(|&s, _| !acked(s));
+    /// acknowledged (those below `head` and the `singles`).
+    pub(crate) fn snapshot(&mut self, head: u64, singles: &SeqSet) -> WorkState {
+        self.attempts.remove_acked(head, singles);
+        self.delays
+            .retain(|s, _| !(*s < head || singles.contains(s)));
         let mut w = WorkState {
             delivered: self.delivered,
             attempts: self.attempts.iter().map(|(&s, &n)| (s, n)).collect(),

@@ -3,6 +3,7 @@
 //! get, are mostly kept for the newest items: copies appended by `nack_after`; and a
 //! checkpoint writes them in order; the same for the delays of those copies).
 
+use crate::seqset::SeqSet;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -87,8 +88,25 @@ impl<V> LowMap<V> {
     }
 
     /// Keeps the entries `keep` says to.
+    #[cfg(test)]
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
         self.map.retain(|s, v| keep(s, v));
+        self.tighten();
+    }
+
+    /// Drops the keys below `head` and those in `singles`: the acknowledged items, at a
+    /// cost of the entries dropped (a checkpoint keeps the counts of copies waiting at the
+    /// end of a long backlog, which a `retain` would walk every time).
+    pub(crate) fn remove_acked(&mut self, head: u64, singles: &SeqSet) {
+        if head > self.low {
+            self.map = self.map.split_off(&head);
+        }
+        for r in singles.ranges() {
+            let gone: Vec<u64> = self.map.range(r).map(|(&s, _)| s).collect();
+            for s in gone {
+                self.map.remove(&s);
+            }
+        }
         self.tighten();
     }
 
@@ -134,5 +152,19 @@ mod tests {
         assert_eq!(m.low, u64::MAX);
         m.insert(4, 3);
         assert_eq!(m.get(&4), Some(&3));
+    }
+
+    #[test]
+    fn remove_acked_drops_what_is_below_the_head_or_a_single() {
+        let mut m: LowMap<u32> = (0..40).map(|s| (s * 3, 0)).collect();
+        let singles: SeqSet = [50, 51, 60, 61, 62, 63, 100, 200].into_iter().collect();
+        let mut want = m.clone();
+        want.retain(|&s, _| !(s < 30 || singles.contains(&s)));
+        m.remove_acked(30, &singles);
+        assert!(m.iter().eq(want.iter()));
+        assert_eq!(m.low, 30);
+        m.remove_acked(1000, &SeqSet::default());
+        assert!(m.is_empty());
+        assert_eq!(m.low, u64::MAX);
     }
 }

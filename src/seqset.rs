@@ -75,6 +75,11 @@ impl SeqSet {
         true
     }
 
+    /// The members as disjoint `start..end` ranges, in order.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = std::ops::Range<u64>> + '_ {
+        self.ranges.iter().map(|(&a, &b)| a..b)
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.ranges.iter().flat_map(|(&a, &b)| a..b)
     }

@@ -69,8 +69,7 @@ impl Engine {
         }
         self.write_pending_locked()?;
         self.leave_drained_chunk()?;
-        let acks = &self.acks;
-        let mut work = self.retries.snapshot(|s| acks.is_acked(s));
+        let mut work = self.retries.snapshot(self.acks.head(), self.acks.singles());
         self.marks.forget_before(self.acks.head());
         work.marks = self.marks.recorded();
         let w = self.writer.as_ref().expect("writer is home");
@@ -94,16 +93,18 @@ impl Engine {
         };
         let journal_empty = self.journal.as_ref().is_some_and(|j| j.len == 0);
         // The same, or the same but synced on disk where this one need not be.
-        let same = self.info_on_disk.as_ref().is_some_and(|d| {
-            d == &info
-                || (info.unsynced
-                    && !d.unsynced
-                    && d == &Info {
-                        unsynced: false,
-                        ..info.clone()
-                    })
-        });
-        if journal_empty && same {
+        let same = || {
+            self.info_on_disk.as_ref().is_some_and(|d| {
+                d == &info
+                    || (info.unsynced
+                        && !d.unsynced
+                        && d == &Info {
+                            unsynced: false,
+                            ..info.clone()
+                        })
+            })
+        };
+        if journal_empty && same() {
             // Nothing changed since `info` was written or read (a queue opened and
             // closed untouched): a new `info` would be the same bytes, and creating
             // `info.tmp` costs 0.1-0.7 ms on an ext4 without journal.
@@ -112,14 +113,18 @@ impl Engine {
             return Ok(());
         }
         let (st, dir) = (&*self.storage, &self.dir);
-        if let Err(e) = self
+        let len = match self
             .reserve
             .with_room(st, dir, || write_info(st, dir, &info))
         {
-            self.info_on_disk = None;
-            // A full disk changed nothing: `info` is the old one, tried again later.
-            return Err(if e.is_no_space() { e } else { self.poison(e) });
-        }
+            Ok(len) => len,
+            Err(e) => {
+                self.info_on_disk = None;
+                // A full disk changed nothing: `info` is the old one, tried again later.
+                return Err(if e.is_no_space() { e } else { self.poison(e) });
+            }
+        };
+        self.journal_room = self.journal_limit.max(len.saturating_mul(2));
         self.durable_info_once = false;
         self.info_on_disk = Some(info);
         let sync = self.synced();
@@ -158,9 +163,12 @@ impl Engine {
 /// and tear its body (its lists), which `open` recognizes after a restart (FORMAT.md
 /// §info, §open steps 3 and 3a); an fdatasync here would make ext4 (data=ordered) write
 /// back every dirty page of the queue first.
-pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info) -> Result<()> {
+/// Returns the new `info`'s length.
+pub(crate) fn write_info(storage: &dyn Storage, dir: &Path, info: &Info) -> Result<u64> {
     let sync = !info.unsynced;
-    write_atomic(storage, dir, INFO, INFO_TMP, &info.encode(), sync, sync)
+    let bytes = info.encode();
+    write_atomic(storage, dir, INFO, INFO_TMP, &bytes, sync, sync)?;
+    Ok(bytes.len() as u64)
 }
 
 /// Replaces `<dir>/<name>` by `bytes` atomically: written to `<dir>/<tmp>`, synced when

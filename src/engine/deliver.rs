@@ -19,11 +19,24 @@ impl Engine {
     /// over make their items deliverable. Cheap when no timer runs.
     #[inline]
     pub(crate) fn promote(&mut self) -> bool {
+        self.promote_at(false)
+    }
+
+    /// [`promote`](Self::promote) in a get that has just polled the pause
+    /// ([`poll_pause`](Self::poll_pause)): its clock reading stands for now.
+    #[inline]
+    pub(crate) fn promote_polled(&mut self) -> bool {
+        self.promote_at(true)
+    }
+
+    #[inline]
+    fn promote_at(&mut self, polled: bool) -> bool {
         if !self.retries.timers() {
             return false;
         }
         let (acks, read) = (&mut self.acks, self.read);
-        self.retries.promote(|seq| acks.give_back(seq, read))
+        self.retries
+            .promote(polled, |seq| acks.give_back(seq, read))
     }
 
     /// Where the record just peeked is.

@@ -58,6 +58,7 @@ impl Engine {
             },
             durability: opts.durability,
             journal_limit: opts.journal_limit,
+            journal_room: opts.journal_limit,
             chunks,
             writer_chunk: writer.chunk,
             writer_end: writer.written,

@@ -507,3 +507,47 @@ fn a_lease_runs_its_span_from_the_get_not_from_an_earlier_reading() {
     assert!(q.get_delivery_nowait().unwrap_err().is_empty());
     d1.ack().unwrap();
 }
+
+/// A retry storm: thousands of copies wait out long delays, so `info` carries thousands of
+/// delays and attempt counts. Checkpoints then come once per twice `info`'s length of
+/// journal, not once per `journal_limit` (each would rewrite them all: a write
+/// amplification that grew with the storm); everything still holds across a reopen.
+#[test]
+fn a_large_info_is_not_rewritten_once_per_journal_limit() {
+    use diskq::storage::{Op, SimStorage};
+    let st = SimStorage::new();
+    let clock = ManualClock::new(1_000_000);
+    let open = || -> Queue<u32> {
+        Options::new()
+            .clock(Arc::new(clock.clone()))
+            .journal_limit(4096)
+            .open_on(Arc::new(st.clone()), "/sim/q")
+            .unwrap()
+    };
+    let q = open();
+    let (storm, rest) = (2_000u32, 1_000u32);
+    q.put_many(&(0..storm + rest).collect::<Vec<_>>()).unwrap();
+    for _ in 0..storm {
+        q.get_delivery()
+            .unwrap()
+            .nack_after(Duration::from_secs(3600))
+            .unwrap();
+    }
+    let info = st.file("/sim/q/info".as_ref()).unwrap().len();
+    assert!(info > 20_000, "info holds the delays: {info} bytes");
+    let renames = st.count(Op::Rename);
+    for _ in 0..rest {
+        q.get_delivery().unwrap().ack().unwrap();
+    }
+    // About 24 KiB of journal: five checkpoints of a 4 KiB limit before the change; at
+    // most one now (the journal may hold the storm's last entries already).
+    let rewrites = st.count(Op::Rename) - renames;
+    assert!(rewrites <= 1, "info rewritten {rewrites} times");
+    drop(q);
+    let q = open();
+    assert_eq!(q.stats().delayed, storm as usize);
+    assert!(q.get_nowait().unwrap_err().is_empty());
+    clock.advance(Duration::from_secs(3600));
+    let d = q.get_delivery_nowait().unwrap();
+    assert_eq!((*d, d.attempt()), (0, 2));
+}
