@@ -267,8 +267,10 @@ impl Retries {
             self.delays.remove(&seq);
             changed = true;
         }
+        // `wall` is truncated: the wall clock may be up to a millisecond past it already.
         let next = self.next_due().map_or(DELAY_RECHECK, |due| {
-            nanos(Duration::from_millis(due.saturating_sub(wall))).min(DELAY_RECHECK)
+            let ms = due.saturating_sub(wall).saturating_sub(1);
+            nanos(Duration::from_millis(ms)).min(DELAY_RECHECK)
         });
         self.delays_checked_until = now.saturating_add(next);
         changed
@@ -289,9 +291,12 @@ impl Retries {
             .first_deadline()
             .map(|d| Duration::from_nanos(d.saturating_sub(now)));
         let wall = self.clock.coarse_wall_ms();
+        // Not before `promote` looks at the delays again (a wall clock set forward makes
+        // a delay due before then: waiting for the recheck beats spinning until it).
+        let recheck = Duration::from_nanos(self.delays_checked_until.saturating_sub(now));
         let due = self
             .next_due()
-            .map(|due| Duration::from_millis(due.saturating_sub(wall)));
+            .map(|due| Duration::from_millis(due.saturating_sub(wall)).max(recheck));
         match (lease, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -124,7 +124,7 @@ impl Engine {
                 return Err(if e.is_no_space() { e } else { self.poison(e) });
             }
         };
-        self.journal_room = self.journal_limit.max(len.saturating_mul(2));
+        self.journal_room = journal_room(self.journal_limit, len);
         self.durable_info_once = false;
         self.info_on_disk = Some(info);
         let sync = self.synced();
@@ -154,6 +154,24 @@ impl Engine {
         self.checkpoint_wanted = false;
         self.delete_acked_chunks(true);
         Ok(())
+    }
+}
+
+/// An `info` this long or longer makes room for more journal (`journal_room`).
+const LARGE_INFO: u64 = 16 * 1024;
+
+/// The journal length that wants a checkpoint after an `info` of `info_len` bytes:
+/// `limit`, or twice the `info`'s length when that is large (many delays or attempt
+/// counts waiting: a retry storm), so that such an `info` is rewritten once per as many
+/// journal bytes, not once per `limit`: a checkpoint then writes at most half as many
+/// bytes as the journal took since the last, and recovery reads a journal at most twice
+/// the `info` it reads anyway. A small `info` costs little to rewrite (and tests that set
+/// a tiny limit to checkpoint often keep it exact).
+pub(crate) fn journal_room(limit: u64, info_len: u64) -> u64 {
+    if info_len >= LARGE_INFO {
+        limit.max(info_len.saturating_mul(2))
+    } else {
+        limit
     }
 }
 

@@ -385,7 +385,9 @@ fn append_entries(
         j.file.append(&buf[..n])?;
         return Ok(n);
     }
-    let mut buf = Vec::new();
+    // Pairs take two units; the delivered mark and the head one each.
+    let units = 2 * (work.attempts.len() + work.delays.len()) + entry.singles.len() + 2;
+    let mut buf = Vec::with_capacity(units * ACK_ENTRY_LEN);
     let entries = work
         .attempts
         .iter()

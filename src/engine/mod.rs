@@ -118,11 +118,7 @@ pub(crate) struct Engine {
     chunk_limit: ChunkLimit,
     durability: Durability,
     journal_limit: u64,
-    /// The journal length that wants a checkpoint: `journal_limit`, or twice the last
-    /// `info`'s length when that is more, so that a large `info` (many delays or attempt
-    /// counts waiting, a retry storm) is rewritten once per as many journal bytes, not
-    /// once per `journal_limit`: checkpoints then cost at most twice the bytes the journal
-    /// took, and recovery reads a journal at most twice the `info` it reads anyway.
+    /// The journal length that wants a checkpoint (`journal_room`).
     journal_room: u64,
     /// Chunk files, oldest first; the front holds the oldest unacknowledged item (or is
     /// the writer's chunk), the back is the writer's chunk.

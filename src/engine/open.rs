@@ -166,6 +166,8 @@ impl Engine {
             }
             self.checkpoint()
         } else {
+            let len = info.encode().len() as u64;
+            self.journal_room = crate::engine::checkpoint::journal_room(self.journal_limit, len);
             self.info_on_disk = Some(info);
             Ok(())
         }

@@ -14,6 +14,25 @@ pub fn test_path(module_path: &str, f: &str) -> String {
     }
 }
 
+/// Opens the queue at `dir` in a child process whose parent has just closed it: a
+/// `Locked` error is waited out for up to 20 s. While the parent's other test threads
+/// spawn processes, each new process holds a copy of the parent's descriptors, the closed
+/// queue's lock among them, until its `exec`; the library waits 100 ms for that, which a
+/// machine loaded by parallel test binaries can exceed. Any other error is returned.
+pub fn open_when_free<T: serde::Serialize + serde::de::DeserializeOwned>(
+    dir: impl AsRef<Path>,
+) -> diskq::Result<diskq::Queue<T>> {
+    let t = std::time::Instant::now();
+    loop {
+        match diskq::Queue::open(dir.as_ref()) {
+            Err(e) if e.is_locked() && t.elapsed() < std::time::Duration::from_secs(20) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;

@@ -28,7 +28,7 @@ fn forward_child() {
     let (Some(dir), Ok(url)) = (std::env::var_os(DIR_ENV), std::env::var(URL_ENV)) else {
         return;
     };
-    let q: Queue<Job> = Queue::open(dir).unwrap();
+    let q: Queue<Job> = crate::common::open_when_free(dir).unwrap();
     let mut fwd = Forwarder::new(&q, &url, "jobs").unwrap().batch_size(50);
     say("READY");
     match fwd.forward_all() {
