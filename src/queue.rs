@@ -1354,13 +1354,18 @@ impl<T> Queue<T> {
         if let Err(err) = check_dir(&**e.storage(), e.dir()) {
             return Err(e.poison(err));
         }
+        // What was put before this call; puts made while it writes are not chased (with
+        // producers that keep putting, a flush would never return).
+        let target = e.accepted();
+        let mut acks_journaled = false;
         loop {
             e.check()?;
             wait_idle(&mut e, &self.sig);
-            if e.pending_count() > 0 {
+            if e.pending_count() > 0 && e.written() < target {
                 write_pending(&mut e, &self.sig)?;
-            } else if e.acks().unjournaled() > 0 || e.retries().unwritten() {
+            } else if !acks_journaled && (e.acks().unjournaled() > 0 || e.retries().unwritten()) {
                 lead_acks(&mut e, &self.sig)?;
+                acks_journaled = true;
             } else {
                 return Ok(());
             }

@@ -40,9 +40,13 @@ pub(crate) struct Signals {
     pub(crate) joined: Condvar,
 }
 
-/// Writes pending frames until none are left. The writer must be home.
+/// Writes the frames pending now (those enqueued while it writes are left to their own
+/// callers: a consumer that writes the item it wants must not chase producers that keep
+/// adding, which kept a `get_timeout` of 10 ms writing for minutes). The writer must be
+/// home.
 pub(crate) fn lead_writes(e: &mut MutexGuard<'_, Engine>, sig: &Signals) -> Result<()> {
-    lead_writes_until(e, sig, u64::MAX)
+    let last = e.accepted().saturating_sub(1);
+    lead_writes_until(e, sig, last)
 }
 
 /// Waits until item `seq`, whose batch's fate is `fate`, is written, leading whenever

@@ -289,6 +289,67 @@ fn fixed_after_a_reopen_a_large_info_is_rewritten_after_journal_limit() {
     );
 }
 
+/// Found by a flake hunt (`review_cli_lib::probe_live_verify_and_items_buffered` ran
+/// 19 minutes once, under load): at `Buffered`, a call that writes the pending frames
+/// (a get whose item is still pending, a put that filled a batch) writes them outside
+/// the lock when they are many, and went on writing "until none are left" while other
+/// threads, whose puts only add to the pending frames while the writer is out, refilled
+/// them: one call lasted as long as the others kept putting, and the pending frames grew
+/// without bound. A slow disk (every write 5 ms) makes it certain. Now a writer writes
+/// what was pending when it started.
+#[test]
+fn fixed_a_buffered_writer_does_not_chase_producers_that_keep_putting() {
+    within(60, || {
+        let st = SimStorage::new();
+        for i in 0..5_000 {
+            st.delay_write(i, Duration::from_millis(5));
+        }
+        let q: Arc<Queue<Vec<u8>>> = Arc::new(
+            Options::new()
+                .durability(Durability::Buffered)
+                .open_on(Arc::new(st.clone()), "/sim/q")
+                .unwrap(),
+        );
+        let started = Instant::now();
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let (item, mut slowest) = (vec![7u8; 1024], Duration::ZERO);
+                    // Two seconds or more of steady puts, 10 MB in all.
+                    while started.elapsed() < Duration::from_secs(2) {
+                        for _ in 0..10 {
+                            let t = Instant::now();
+                            q.put(&item).unwrap();
+                            slowest = slowest.max(t.elapsed());
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        let (mut slowest_get, mut got) = (Duration::ZERO, 0);
+        while producers.iter().any(|p| !p.is_finished()) {
+            let t = Instant::now();
+            if q.get_timeout(Duration::from_millis(10)).is_ok() {
+                q.task_done().unwrap();
+                got += 1;
+            }
+            slowest_get = slowest_get.max(t.elapsed());
+        }
+        let slowest_puts: Vec<_> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+        let run = started.elapsed();
+        // A batch or two written (5 ms a write) per call, not the others' whole run.
+        let bound = Duration::from_millis(1000);
+        assert!(
+            slowest_get < bound && slowest_puts.iter().all(|&p| p < bound),
+            "slowest get_timeout(10 ms) {slowest_get:?}, slowest puts {slowest_puts:?}, \
+             in a run of {run:?} ({got} items gotten)"
+        );
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Probes.
 
