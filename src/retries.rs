@@ -272,7 +272,11 @@ impl Retries {
             let ms = due.saturating_sub(wall).saturating_sub(1);
             nanos(Duration::from_millis(ms)).min(DELAY_RECHECK)
         });
-        self.delays_checked_until = now.saturating_add(next);
+        // At least the next reading that differs from this one: the coarse clocks move
+        // together, once a tick, so until the monotonic one moves the wall one has not
+        // either (without this, a delay due within the millisecond made every get of the
+        // tick read the wall clock again).
+        self.delays_checked_until = now.saturating_add(next.max(1));
         changed
     }
 
