@@ -1331,7 +1331,10 @@ impl<T> Queue<T> {
     }
 
     /// Writes items and acknowledgements buffered at [`Durability::Buffered`] to the
-    /// operating system. At the other levels there is nothing to write.
+    /// operating system: those of this thread and every item put and acknowledgement
+    /// made by any thread before the call. (Puts that other threads make while it writes
+    /// are written by later writes, not chased: with producers that never stop, a flush
+    /// would never return.) At the other levels there is nothing to write.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
