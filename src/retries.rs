@@ -161,10 +161,9 @@ impl Retries {
     /// one.
     #[inline]
     fn lease_start(&mut self) -> Nanos {
-        match std::mem::replace(&mut self.noted, 0) {
-            0 => self.now(),
-            t => t,
-        }
+        let t = self.noted_or_now();
+        self.noted = 0;
+        t
     }
 
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {

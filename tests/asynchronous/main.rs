@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+pub use common::within;
 
 mod cancel;
 mod channel;
@@ -17,24 +18,4 @@ mod timers;
 /// runtime.
 pub fn assert_send<F: std::future::Future + Send>(f: F) -> F {
     f
-}
-
-/// Runs `body` on a thread and fails if it has not finished within `secs`: a lost
-/// wake-up shows as a hang, which must fail the test rather than stall CI.
-pub fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
-        Ok(r) => r,
-        // The body panicked: report its panic.
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("the body sent nothing and did not panic"),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("still running after {secs} s: a waiting future was never woken")
-        }
-    }
 }

@@ -14,6 +14,26 @@ pub fn test_path(module_path: &str, f: &str) -> String {
     }
 }
 
+/// Runs `body` on a thread and fails if it has not finished within `secs`: a lost
+/// wake-up shows as a hang, which must fail the test rather than stall CI. A panic in
+/// `body` is the test's panic.
+pub fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("the body sent nothing and did not panic"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: still running after {secs} s (a wake-up was lost)")
+        }
+    }
+}
+
 /// Opens the queue at `dir` in a child process whose parent has just closed it: a
 /// `Locked` error is waited out for up to 20 s. While the parent's other test threads
 /// spawn processes, each new process holds a copy of the parent's descriptors, the closed

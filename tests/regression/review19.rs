@@ -4,6 +4,7 @@
 //! `bug_*` tests show a defect (they fail on the reviewed code, bounded in time by a
 //! watchdog); `probe_*` tests check a claim that holds.
 
+use crate::common::within;
 use diskq::{Durability, Options, Queue};
 use std::future::Future;
 use std::pin::pin;
@@ -11,25 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Runs `body` on a thread; panics if it has not finished within `secs` (a lost wake-up
-/// must fail, not hang).
-fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(r) => r,
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!(),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: still running after {secs} s (a future was never woken)")
-        }
-    }
-}
 
 fn rt_multi() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

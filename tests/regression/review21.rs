@@ -8,31 +8,13 @@
 //! journal's room is set from the `info` read at open, and only an `info` of 16 KiB or
 //! more widens it. `probe_*` tests check a claim that holds.
 
+use crate::common::within;
 use diskq::storage::{Op, SimStorage};
 use diskq::{Clock, Durability, ManualClock, Options, Queue};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Runs `body` on a thread; panics if it has not finished within `secs` (a lost wake-up
-/// must fail, not hang).
-fn within<R: Send + 'static>(secs: u64, body: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(r) => r,
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!(),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: still running after {secs} s (a wake-up was lost)")
-        }
-    }
-}
 
 /// A clock moved by hand, with separate monotonic and wall readings in microseconds (the
 /// wall reading truncated / rounded up to the millisecond as the real clocks are), that
