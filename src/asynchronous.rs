@@ -33,6 +33,11 @@ impl<L: Future<Output = ()> + Unpin> Notified<L> {
             .map(Sleep::until);
         Notified { listener, sleep }
     }
+
+    /// The listener, for its owner to give back to its wait-list.
+    pub(crate) fn listener_mut(&mut self) -> &mut L {
+        &mut self.listener
+    }
 }
 
 impl<L: Future<Output = ()> + Unpin> Future for Notified<L> {

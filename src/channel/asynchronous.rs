@@ -16,8 +16,7 @@ use super::{Deadline, OwnedDelivery, Receiver, RecvError, RecvFail, SendError, S
 use super::{Sender, Shared};
 use crate::asynchronous::Notified;
 use crate::delivery::Ticket;
-use crate::waitlist::WaitList;
-use event_listener::EventListener;
+use crate::waitlist::{Armed, WaitList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::{Future, poll_fn};
@@ -29,7 +28,7 @@ use std::task::{Context, Poll};
 /// A future's place among the waiters: counted while it lives.
 struct Waiting<T> {
     shared: Arc<Shared<T>>,
-    notified: Notified<EventListener>,
+    notified: Notified<Armed>,
     side: Side,
 }
 
@@ -70,8 +69,8 @@ impl<T> Waiting<T> {
 impl<T> Drop for Waiting<T> {
     fn drop(&mut self) {
         let (count, list) = self.side.of(&self.shared);
+        list.unlisten(self.notified.listener_mut());
         count.fetch_sub(1, SeqCst);
-        list.unlisten();
     }
 }
 

@@ -13,6 +13,7 @@ mod cancel;
 mod channel;
 mod queue;
 mod timers;
+mod wakeups;
 
 /// Fails to compile unless the future is `Send`: it can be spawned on a multi-threaded
 /// runtime.
