@@ -150,6 +150,7 @@ pub(super) fn wrap_file(file: File, mode: OpenMode) -> io::Result<Box<dyn Storag
                 map_at: 0,
                 appended: false,
                 synced: false,
+                retry_at: 0,
             })
         }
         OpenMode::Read | OpenMode::Truncate => None,
@@ -221,6 +222,9 @@ struct Tail {
     appended: bool,
     /// Whether this handle was synced: it then appends with `pwrite` only.
     synced: bool,
+    /// After a window could not be had, none is tried before the data reaches this
+    /// ([`FsFile::no_window`]).
+    retry_at: u64,
 }
 
 impl FsFile {
@@ -255,6 +259,9 @@ impl FsFile {
         if first || buf.len() >= BIG_APPEND {
             return Ok(());
         }
+        if t.len < t.retry_at {
+            return Ok(());
+        }
         if t.synced {
             if !grew {
                 return Ok(());
@@ -263,19 +270,32 @@ impl FsFile {
             // within the file's size, which `fdatasync` syncs without a metadata write
             // (see `Tail`). Best effort, as below.
             let want = t.len + window(t.len);
-            t.size = match grow(file, t.size, want) {
-                Ok(()) => want,
-                Err(_) => file.metadata().map_or(t.size, |m| m.len()).max(t.len),
-            };
+            match grow(file, t.size, want) {
+                Ok(()) => t.size = want,
+                Err(_) => Self::no_window(file, t),
+            }
             return Ok(());
         }
         // The bytes are written: from here on a failure only means no window, and the
         // next append writes with `pwrite` again (and reports a full disk itself).
         if Self::reserve(file, t).is_err() {
-            t.map = None;
-            t.size = file.metadata().map_or(t.size, |m| m.len()).max(t.len);
+            Self::no_window(file, t);
         }
         Ok(())
+    }
+
+    /// A window that could not be had (a full disk, most likely): the zeros grown for
+    /// it are cut off again, or they would take the room that draining a full disk
+    /// needs (the queue's `reserve`, given up for its acknowledgements and `info`), and
+    /// no window is tried again for a window's length of appends. Zeros cut off are
+    /// only space: what follows the data is zeros or nothing either way.
+    fn no_window(file: &File, t: &mut Tail) {
+        t.map = None;
+        t.size = match file.set_len(t.len) {
+            Ok(()) => t.len,
+            Err(_) => file.metadata().map_or(t.size, |m| m.len()).max(t.len),
+        };
+        t.retry_at = t.len + window(t.len);
     }
 
     /// Grows the file by a window after the data and maps the window.
