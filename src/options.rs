@@ -10,8 +10,11 @@ use std::time::Duration;
 pub const DEFAULT_CHUNK_SIZE: usize = 100_000;
 
 /// The journal is folded into `info` (a checkpoint) once it reaches this size, which
-/// bounds what recovery reads.
-pub(crate) const JOURNAL_LIMIT: u64 = 512 * 1024;
+/// bounds what recovery reads (while the disk is full, `reserve::SHORT_JOURNAL`). Each
+/// checkpoint replaces `info` by a rename and empties the journal, 0.2-0.3 ms here; at
+/// 24 journal bytes per item (delivery and acknowledgement) this limit takes one every
+/// 87,000 items (BENCHMARKS.md, "The journal's size").
+pub(crate) const JOURNAL_LIMIT: u64 = 2 << 20;
 
 /// Chunk files larger than this are not started: the writer moves to a new chunk before
 /// a record that would take the current one past it (FORMAT.md §Chunks). It bounds the

@@ -17,9 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) const RESERVE: &str = "reserve";
-/// Enough for the journal to reach its checkpoint size with its preallocation window
-/// (512 + 256 KiB), a new `info`, and what `open` writes, with room to spare.
+/// Enough for the journal to reach its checkpoint size while the reserve is missing
+/// ([`SHORT_JOURNAL`]) with its preallocation window (512 + 256 KiB), a new `info`, and
+/// what `open` writes, with room to spare.
 pub(crate) const RESERVE_BYTES: u64 = 1 << 20;
+/// The journal length that wants a checkpoint while the reserve is missing (the disk
+/// filled up), when less than the usual one: each checkpoint empties the journal, so it
+/// grows and shrinks within the space the reserve gave back, however long the disk
+/// stays full.
+pub(crate) const SHORT_JOURNAL: u64 = 512 * 1024;
 /// How often a put retries making the reserve while it is missing.
 const RETRY: Duration = Duration::from_millis(20);
 

@@ -6,11 +6,19 @@ use crate::engine::{DRAINED_CHUNK_BYTES, Engine, INFO, INFO_TMP, check_dir, crea
 use crate::error::{Error, Result};
 use crate::format::Info;
 use crate::options::Durability;
+use crate::reserve::SHORT_JOURNAL;
 use crate::storage::{OpenMode, Storage, remove_if_exists};
 use crate::writer::create_chunk;
 use std::path::Path;
 
 impl Engine {
+    /// Whether a journal of `len` bytes wants a checkpoint: at `journal_room`, or at
+    /// [`SHORT_JOURNAL`] while the reserve is missing (see there).
+    #[inline]
+    pub(crate) fn journal_is_full(&self, len: u64) -> bool {
+        len >= self.journal_room || (len >= SHORT_JOURNAL && !self.reserve.present())
+    }
+
     /// Whether every item is written, gotten and acknowledged while the writer's chunk
     /// has grown past [`DRAINED_CHUNK_BYTES`]: the chunk holds only dead bytes. (The
     /// checkpoint that then leaves it makes the acknowledgements durable before it

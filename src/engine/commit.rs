@@ -277,7 +277,8 @@ pub(crate) fn journal_delivery(
         Ok(Ok(())) => {
             j.len += n as u64;
             j.all_synced = false;
-            let full = j.len >= e.journal_room;
+            let len = j.len;
+            let full = e.journal_is_full(len);
             e.retries.simple_journaled(delivered, attempts.is_some());
             if full {
                 e.checkpoint_wanted = true;
@@ -352,7 +353,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             e.retries.not_journaled(work);
             return journal_failed(e, sig, j, entry, err);
         }
-        let full = j.len >= e.journal_room;
+        let full = e.journal_is_full(j.len);
         e.journal = Some(j);
         sig.progress.notify_all();
         e.acks.journaled(&entry);
