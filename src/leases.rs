@@ -27,6 +27,17 @@ pub(crate) fn nanos(d: Duration) -> Nanos {
 /// A lease: (deadline, seq, token, where the item's record is). Ordered by deadline.
 pub(crate) type Entry = (Nanos, u64, u64, Loc);
 
+/// An entry before [`Leases::push`] fills it in.
+const VACANT: Entry = (
+    0,
+    0,
+    0,
+    Loc {
+        chunk: 0,
+        offset: 0,
+    },
+);
+
 /// The leases of deliveries in flight, by deadline. An entry is not removed when its
 /// delivery ends: it is *dead* once its item is no longer in flight (acknowledged, given
 /// back), once the item was delivered again (`tokens` holds the newer delivery's token),
@@ -127,7 +138,19 @@ impl Leases {
     #[inline]
     fn push(&mut self, e: Entry) {
         if self.in_order.back().is_none_or(|b| b.0 <= e.0) {
-            self.in_order.push_back(e);
+            // Pushed as zeros, then filled in field by field. Pushed whole, the entry was
+            // copied from a temporary with 16-byte loads of fields stored 8 bytes at a
+            // time just before, which the CPU cannot forward from its store buffer: a
+            // stall of about 10 ns, half the time of a leased get's engine work.
+            let (deadline, seq, token, loc) = e;
+            self.in_order.push_back(VACANT);
+            if let Some(b) = self.in_order.back_mut() {
+                b.0 = deadline;
+                b.1 = seq;
+                b.2 = token;
+                b.3.chunk = loc.chunk;
+                b.3.offset = loc.offset;
+            }
         } else {
             self.out_of_order.insert(e);
         }

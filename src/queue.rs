@@ -841,6 +841,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_delivery_until(Wait::No(|| Error::Empty))
     }
 
+    #[inline(always)]
     fn get_delivery_until(&self, wait: Wait) -> Result<Delivery<'_, T>> {
         let mut e = self.engine.lock();
         let (item, handed) = self.take_waiting(&mut e, &wait)?;
