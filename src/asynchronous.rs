@@ -28,10 +28,19 @@ impl<L: Future<Output = ()> + Unpin> Notified<L> {
     /// `after`: when the waiter must look again by itself (a delay or lease that comes
     /// due, a pause to poll), as the blocking waits' timers.
     pub(crate) fn new(listener: L, after: Option<Duration>) -> Notified<L> {
-        let sleep = after
+        let mut n = Notified {
+            listener,
+            sleep: None,
+        };
+        n.set_after(after);
+        n
+    }
+
+    /// Sets the timer: `after` from now, as in [`new`](Self::new).
+    pub(crate) fn set_after(&mut self, after: Option<Duration>) {
+        self.sleep = after
             .and_then(|t| Instant::now().checked_add(t))
             .map(Sleep::until);
-        Notified { listener, sleep }
     }
 
     /// The listener, for its owner to give back to its wait-list.

@@ -8,7 +8,7 @@
 //! the list, though, even when no one listens or every listener is already notified; so
 //! the wait-list counts its listeners and the notifications they hold, and notifies the
 //! `Event` only while some listener holds none. The blocking paths pay one atomic load
-//! per notification, and a producer whose consumer task was woken but has not run yet
+//! per notification while no task listens, and a producer whose consumer task was woken but has not run yet
 //! (tokio runs it after the producer's task yields) pays two.
 //!
 //! Why skipping is safe: `armed` counts notifications delivered (added after the
@@ -121,6 +121,10 @@ impl WaitList {
         let Some(inner) = listener.inner.take() else {
             return; // already given back
         };
+        debug_assert!(
+            inner.listens_to(&self.event),
+            "a listener of another wait-list"
+        );
         let unused = inner.discard();
         if unused || listener.fired {
             self.armed.fetch_sub(1, SeqCst);
@@ -136,9 +140,10 @@ impl WaitList {
 }
 
 /// A future's registration on a [`WaitList`], not borrowing it: ready once notified.
-/// Given back with [`WaitList::unlisten`]. (One dropped without that would leave both
-/// counts one high when it held a notification, and `listening` alone when not: the
-/// comparison stays safe, it only notifies more.)
+/// Given back with [`WaitList::unlisten`], always, and before its owner looks at the
+/// state again (the module docs' argument needs both). One dropped without that leaves
+/// `listening` one high for good (`event-listener` passes a notification it held on by
+/// itself, uncounted): safe, but every notification then takes the lock.
 #[derive(Debug)]
 pub(crate) struct Armed {
     inner: Option<EventListener>,
@@ -266,5 +271,259 @@ mod tests {
         // Nobody listens: a notification is dropped, and counts nothing.
         w.notify_one();
         assert_eq!(counts(&w), (0, 0));
+    }
+
+    // ---- review22 (d6cbf40): probes added by the review, not part of the change ----
+
+    /// A reference of the semantics the skip must keep: FIFO listeners, each notified at
+    /// most once; `notify_one` notifies the first listener that holds none (notified or
+    /// fired), `notify_all` all of them, a dropped listener holding an unused notification
+    /// passes it to the first that holds none.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum RefState {
+        Waiting,
+        Notified,
+        Fired,
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+
+    fn ref_wake_first(r: &mut [(usize, RefState)]) {
+        if let Some(e) = r.iter_mut().find(|e| e.1 == RefState::Waiting) {
+            e.1 = RefState::Notified;
+        }
+    }
+
+    /// Single-threaded random sequences: every observable (which listener is ready) and
+    /// both counts match the reference after every step, for `listen` (borrowing) and
+    /// `listen_counted` (given back) listeners alike.
+    #[test]
+    fn probe_review22_random_ops_match_reference_semantics() {
+        for seed in 1..400u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let w = WaitList::new();
+            let mut live: Vec<(usize, Armed)> = Vec::new();
+            let mut reference: Vec<(usize, RefState)> = Vec::new();
+            let mut next_id = 0;
+            for _ in 0..200 {
+                match rng.below(6) {
+                    0 | 1 => {
+                        live.push((next_id, w.listen_counted()));
+                        reference.push((next_id, RefState::Waiting));
+                        next_id += 1;
+                    }
+                    2 => {
+                        w.notify_one();
+                        ref_wake_first(&mut reference);
+                    }
+                    3 => {
+                        w.notify_all();
+                        for e in reference.iter_mut().filter(|e| e.1 == RefState::Waiting) {
+                            e.1 = RefState::Notified;
+                        }
+                    }
+                    4 if !live.is_empty() => {
+                        // Poll one (only once ready: a fired listener is not polled again).
+                        let i = rng.below(live.len() as u64) as usize;
+                        if reference[i].1 != RefState::Fired {
+                            let got = ready(&mut live[i].1);
+                            let want = reference[i].1 == RefState::Notified;
+                            assert_eq!(got, want, "seed {seed}: poll of listener {}", live[i].0);
+                            if got {
+                                reference[i].1 = RefState::Fired;
+                            }
+                        }
+                    }
+                    5 if !live.is_empty() => {
+                        let i = rng.below(live.len() as u64) as usize;
+                        let (_, mut l) = live.remove(i);
+                        let (_, st) = reference.remove(i);
+                        w.unlisten(&mut l);
+                        if st == RefState::Notified {
+                            ref_wake_first(&mut reference);
+                        }
+                    }
+                    _ => {}
+                }
+                let armed = reference
+                    .iter()
+                    .filter(|e| e.1 != RefState::Waiting)
+                    .count();
+                assert_eq!(counts(&w), (reference.len(), armed as isize), "seed {seed}");
+            }
+            // Every listener's readiness matches at the end too.
+            for (i, (id, l)) in live.iter_mut().enumerate() {
+                if reference[i].1 != RefState::Fired {
+                    assert_eq!(
+                        ready(l),
+                        reference[i].1 == RefState::Notified,
+                        "seed {seed}: {id}"
+                    );
+                }
+            }
+            for (_, mut l) in live {
+                w.unlisten(&mut l);
+            }
+            assert_eq!(counts(&w), (0, 0));
+        }
+    }
+
+    /// An `Armed` dropped without `unlisten` (the module's "stays safe" claim): the
+    /// event-listener's own drop passes its notification on to another listener without
+    /// `armed` counting that delivery, and the other listener's end then takes `armed`
+    /// down: the counts end at `listening` one high and `armed` exact, as `Armed`'s docs
+    /// say; still safe (it only notifies more).
+    #[test]
+    fn probe_review22_armed_dropped_without_unlisten_drifts_safely() {
+        let w = WaitList::new();
+        let (a, mut b) = (w.listen_counted(), w.listen_counted());
+        w.notify_one(); // to `a`
+        assert_eq!(counts(&w), (2, 1));
+        drop(a); // not given back: event-listener propagates to `b`, uncounted
+        assert!(ready(&mut b));
+        w.unlisten(&mut b);
+        assert_eq!(counts(&w), (1, 0));
+        // A new listener is still woken.
+        let mut c = w.listen_counted();
+        w.notify_one();
+        assert!(ready(&mut c));
+        w.unlisten(&mut c);
+    }
+
+    /// Threads and tasks race on a bare wait-list guarding a counter of "items": putters
+    /// (threads and tasks) add one item under a mutex then `notify_one` (sometimes
+    /// `notify_all`), takers (tasks) look, listen, look again, and await the listener,
+    /// many of them racing a `yield_now` (cancelled while registered or notified) or a
+    /// short timer. A lost wake-up leaves takers asleep with items left: the watchdog
+    /// reports a hang.
+    #[test]
+    fn probe_review22_stress_bare_waitlist_no_lost_wakeup() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicU64;
+        use std::time::{Duration, Instant};
+        struct S {
+            items: parking_lot::Mutex<u64>,
+            w: WaitList,
+        }
+        fn take(s: &S) -> bool {
+            let mut g = s.items.lock();
+            if *g > 0 {
+                *g -= 1;
+                true
+            } else {
+                false
+            }
+        }
+        async fn taker(s: Arc<S>, n: u64, seed: u64, cancels: Arc<AtomicU64>) {
+            let mut got = 0;
+            let mut rng = Rng(seed | 1);
+            while got < n {
+                if take(&s) {
+                    got += 1;
+                    continue;
+                }
+                let l = s.w.listen();
+                if take(&s) {
+                    got += 1;
+                    continue;
+                }
+                match rng.below(4) {
+                    0 => {
+                        tokio::select! {
+                            biased;
+                            _ = l => {}
+                            _ = tokio::task::yield_now() => { cancels.fetch_add(1, SeqCst); }
+                        }
+                    }
+                    1 => {
+                        tokio::select! {
+                            _ = l => {}
+                            _ = tokio::time::sleep(Duration::from_micros(50)) => { cancels.fetch_add(1, SeqCst); }
+                        }
+                    }
+                    _ => l.await,
+                }
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut rounds = 0;
+            let mut total_cancels = 0;
+            while start.elapsed() < Duration::from_secs(2) {
+                rounds += 1;
+                let workers = [1usize, 2, 4][rounds % 3];
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let s = Arc::new(S {
+                    items: parking_lot::Mutex::new(0),
+                    w: WaitList::new(),
+                });
+                let cancels = Arc::new(AtomicU64::new(0));
+                let takers = 6u64;
+                let per = 300u64;
+                let hs: Vec<_> = (0..takers)
+                    .map(|i| {
+                        rt.spawn(taker(
+                            s.clone(),
+                            per,
+                            rounds as u64 * 31 + i,
+                            cancels.clone(),
+                        ))
+                    })
+                    .collect();
+                let putters: Vec<_> = (0..3)
+                    .map(|t| {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            for i in 0..takers * per / 3 {
+                                *s.items.lock() += 1;
+                                if (i + t) % 97 == 0 {
+                                    s.w.notify_all();
+                                } else {
+                                    s.w.notify_one();
+                                }
+                                if i % 7 == 0 {
+                                    std::thread::yield_now();
+                                }
+                                if i % 61 == 0 {
+                                    std::thread::sleep(Duration::from_micros(30));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for p in putters {
+                    p.join().unwrap();
+                }
+                rt.block_on(async {
+                    for h in hs {
+                        h.await.unwrap();
+                    }
+                });
+                assert_eq!(*s.items.lock(), 0);
+                assert_eq!(counts(&s.w), (0, 0));
+                total_cancels += cancels.load(SeqCst);
+            }
+            assert!(total_cancels > 0);
+            tx.send((rounds, total_cancels)).unwrap();
+        });
+        match rx.recv_timeout(Duration::from_secs(40)) {
+            Ok((rounds, c)) => eprintln!("probe_review22_stress: {rounds} rounds, {c} cancels"),
+            Err(_) => panic!("watchdog: takers asleep with items left (a lost wake-up)"),
+        }
     }
 }

@@ -56,13 +56,15 @@ impl<T> Waiting<T> {
     fn new(shared: &Arc<Shared<T>>, side: Side) -> Waiting<T> {
         let (count, list) = side.of(shared);
         count.fetch_add(1, SeqCst);
-        let listener = list.listen_counted();
-        let after = shared.queue.timer();
-        Waiting {
+        let mut waiting = Waiting {
             shared: shared.clone(),
-            notified: Notified::new(listener, after),
+            notified: Notified::new(list.listen_counted(), None),
             side,
-        }
+        };
+        // After listening (a delay added meanwhile notifies the listener), and with the
+        // count and the listener owned: a panicking clock gives both back (`Drop`).
+        waiting.notified.set_after(shared.queue.timer());
+        waiting
     }
 }
 

@@ -22,6 +22,7 @@ mod review17d;
 mod review17g;
 mod review19;
 mod review21;
+mod review22;
 mod review_cli_lib;
 mod review_info;
 mod review_nospace;
