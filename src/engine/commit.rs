@@ -268,7 +268,7 @@ pub(crate) fn journal_delivery(
         mark = false;
     }
     if let Some(d) = delivered {
-        buf[n..n + ACK_ENTRY_LEN].copy_from_slice(&AckEntry::Delivered(d).encode_marked(mark));
+        AckEntry::Delivered(d).encode_marked_into(mark, &mut buf[n..n + ACK_ENTRY_LEN]);
         n += ACK_ENTRY_LEN;
     }
     let entry = &buf[..n];
@@ -384,7 +384,7 @@ fn append_entries(
         let mut buf = [0u8; 2 * ACK_ENTRY_LEN];
         let mut n = 0;
         for e in [delivered, head].into_iter().flatten() {
-            buf[n..n + ACK_ENTRY_LEN].copy_from_slice(&e.encode_marked(mark && n == 0));
+            e.encode_marked_into(mark && n == 0, &mut buf[n..n + ACK_ENTRY_LEN]);
             n += ACK_ENTRY_LEN;
         }
         j.file.append(&buf[..n])?;

@@ -110,13 +110,15 @@ const CRC_TABLES: [[u32; 256]; 8] = {
     t
 };
 
+/// A one-unit entry's 12 bytes, written straight into `b`: its value, then its check
+/// value. (Returned as an array instead, they were copied into place with an 8-byte
+/// load across the array's 8- and 4-byte stores, which the CPU cannot forward: a stall
+/// at every journal append.)
 #[inline]
-fn unit(v: u64, kind: u32) -> [u8; ACK_ENTRY_LEN] {
-    let mut b = [0u8; ACK_ENTRY_LEN];
+fn unit_into(v: u64, kind: u32, b: &mut [u8]) {
     b[0..8].copy_from_slice(&v.to_le_bytes());
-    let crc = crc(&[&b[..8]]) ^ kind;
+    let crc = crc(&[&v.to_le_bytes()]) ^ kind;
     b[8..12].copy_from_slice(&crc.to_le_bytes());
-    b
 }
 
 fn pair_value(key: &[u8], v: u64) -> [u8; ACK_ENTRY_LEN] {
@@ -159,14 +161,24 @@ impl AckEntry {
 
     /// The entry's first (for most, only) unit, with the sync mark when `mark`.
     pub(crate) fn encode_marked(&self, mark: bool) -> [u8; ACK_ENTRY_LEN] {
+        let mut b = [0u8; ACK_ENTRY_LEN];
+        self.encode_marked_into(mark, &mut b);
+        b
+    }
+
+    /// [`encode_marked`](Self::encode_marked) into `out`, its first 12 bytes (see
+    /// `unit_into`).
+    #[inline]
+    pub(crate) fn encode_marked_into(&self, mark: bool, out: &mut [u8]) {
         let m = if mark { MARK } else { 0 };
-        match *self {
-            AckEntry::Head(s) => unit(s | m, 0),
-            AckEntry::Single(s) => unit(s | SINGLE | m, 0),
-            AckEntry::Delivered(s) => unit(s | m, KIND_DELIVERED),
-            AckEntry::Attempts { seq, .. } => unit(seq | m, KIND_ATTEMPTS),
-            AckEntry::Delay { seq, .. } => unit(seq | m, KIND_DELAY),
-        }
+        let (v, kind) = match *self {
+            AckEntry::Head(s) => (s | m, 0),
+            AckEntry::Single(s) => (s | SINGLE | m, 0),
+            AckEntry::Delivered(s) => (s | m, KIND_DELIVERED),
+            AckEntry::Attempts { seq, .. } => (seq | m, KIND_ATTEMPTS),
+            AckEntry::Delay { seq, .. } => (seq | m, KIND_DELAY),
+        };
+        unit_into(v, kind, out);
     }
 
     /// `None` when the bytes are not a valid one-unit entry (torn or damaged).
