@@ -325,21 +325,35 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: &T, wait: Wait) -> Result<()> {
+        // The closure returns whether the put failed, and leaves the error here: a
+        // `Result` (an `Error`'s size) returned through `with` was copied with 16-byte
+        // loads of a discriminant just stored 8 bytes wide, a stall on every put.
+        let mut failed = None;
+        // `wait` by reference: moved into the call, it was copied with 16-byte loads of
+        // the caller's 8-byte stores, another stall.
+        let put = |frame: &mut Frames, failed: &mut Option<Error>| {
+            if let Err(e) = self.put_framed(item, &wait, frame) {
+                *failed = Some(e);
+            }
+        };
         FRAME.with(|cell| match cell.try_borrow_mut() {
             Ok(mut frame) => {
-                let res = self.put_framed(item, wait, &mut frame);
+                put(&mut frame, &mut failed);
                 // Do not keep a huge item's buffer for the thread's lifetime.
                 if frame.capacity() > 1 << 20 {
                     *frame = Frames::default();
                 }
-                res
             }
             // A `Serialize` impl that itself puts: use a buffer of its own.
-            Err(_) => self.put_framed(item, wait, &mut Frames::default()),
-        })
+            Err(_) => put(&mut Frames::default(), &mut failed),
+        });
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 
-    fn put_framed(&self, item: &T, wait: Wait, frame: &mut Frames) -> Result<()> {
+    fn put_framed(&self, item: &T, wait: &Wait, frame: &mut Frames) -> Result<()> {
         frame.clear();
         frame.push(item)?;
         if let Some(intake) = &self.intake {
@@ -521,7 +535,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 self.sig.not_empty.notify_all();
                 Err(err)
             }
-            ok => ok,
+            // Not `ok => ok`: moving the whole `Result` (an `Error`'s size) copied it
+            // with 16-byte loads of what the callee had just stored 8 bytes at a time.
+            Ok(()) => Ok(()),
         }
     }
 

@@ -313,7 +313,6 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         let entry = e.acks.take_entry();
         let work = e.retries.take_entries();
         let head_changed = entry.head != e.acks.head_written();
-        let mut j = e.journal.take().expect("journal is home");
         let sync = e.synced();
         let append = |j: &mut Journal| -> Result<()> {
             // The first entry of a synced append after a synced journal carries the sync
@@ -333,28 +332,38 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
             Ok(())
         };
         // Without a sync the append is a copy into the mapped reserve: done under the
-        // lock, as for small writes.
-        let guarded = |j: &mut Journal| catch_unwind(AssertUnwindSafe(|| append(j)));
-        let res = if sync {
-            MutexGuard::unlocked(e, || guarded(&mut j))
+        // lock, as for small writes. The error is left in `failed` rather than returned
+        // through `catch_unwind`, which copied the whole `Result` with 16-byte loads of
+        // the 8-byte discriminant just stored: a stall at every acknowledgement.
+        let mut failed = None;
+        let guarded = |j: &mut Journal, failed: &mut Option<Error>| {
+            catch_unwind(AssertUnwindSafe(|| {
+                if let Err(err) = append(j) {
+                    *failed = Some(err);
+                }
+            }))
+        };
+        let caught = if sync {
+            let mut j = e.journal.take().expect("journal is home");
+            let caught = MutexGuard::unlocked(e, || guarded(&mut j, &mut failed));
+            e.journal = Some(j);
+            caught
         } else {
-            guarded(&mut j)
+            // In place: taken out and put back, the journal was copied with 16-byte loads
+            // of the length just stored 8 bytes at a time, a stall the CPU cannot forward.
+            guarded(e.journal.as_mut().expect("journal is home"), &mut failed)
         };
-        let res = match res {
-            Ok(res) => res,
-            Err(panic) => {
-                // As for writes: the journal goes home, the queue is poisoned.
-                e.journal = Some(j);
-                e.set_poisoned();
-                resume_unwind(panic);
-            }
-        };
-        if let Err(err) = res {
+        if let Err(panic) = caught {
+            // As for writes: the journal is home, the queue is poisoned.
+            e.set_poisoned();
+            resume_unwind(panic);
+        }
+        if let Some(err) = failed {
             e.retries.not_journaled(work);
+            let j = e.journal.take().expect("journal is home");
             return journal_failed(e, sig, j, entry, err);
         }
-        let full = e.journal_is_full(j.len);
-        e.journal = Some(j);
+        let full = e.journal.as_ref().is_some_and(|j| e.journal_is_full(j.len));
         sig.progress.notify_all();
         e.acks.journaled(&entry);
         e.retries.journaled(&work);

@@ -48,8 +48,9 @@ impl Engine {
         }
     }
 
-    /// Records that item `seq`, at `loc`, is handed out now.
-    #[inline]
+    /// Records that item `seq`, at `loc`, is handed out now. Inlined: a `Handed`
+    /// returned through memory was read back with wider loads than it was stored with.
+    #[inline(always)]
     pub(crate) fn deliver(&mut self, seq: u64, loc: Loc) -> Handed {
         if self.acks.any_out() {
             self.acks.take_back(seq);
