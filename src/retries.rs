@@ -135,7 +135,13 @@ impl Retries {
     /// The monotonic clock now.
     #[inline]
     fn now(&self) -> Nanos {
-        nanos(self.clock.monotonic())
+        if self.coarse {
+            // The queue's clock is the system's coarse monotonic clock: read it directly,
+            // not through the trait object (a lease's check at every acknowledgement).
+            crate::clock::coarse_monotonic_nanos()
+        } else {
+            nanos(self.clock.monotonic())
+        }
     }
 
     /// A reading of the coarse monotonic clock that the get about to deliver took (to
