@@ -559,6 +559,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<()> {
         let mut spins = 0;
         loop {
+            // Woken by a writer that failed (a panic, an I/O error) and poisoned the
+            // queue: there is nothing more to wait for.
+            e.check()?;
             if e.poll_pause() {
                 self.sig.not_empty.notify_all();
             }

@@ -110,7 +110,14 @@ pub(crate) fn write_alone(
     e.room_for_puts()?;
     // Counted before the write: a full disk drops it again (`Engine::unstored`).
     e.queued_bytes += frame.len() as u64;
-    e.write_locked(frame, 1)?;
+    if let Err(err) = e.write_locked(frame, 1) {
+        if e.poisoned() {
+            // Waiters (a get on an empty queue) would otherwise sleep on for good.
+            sig.progress.notify_all();
+            sig.not_empty.notify_all();
+        }
+        return Err(err);
+    }
     sig.progress.notify_all();
     sig.not_empty.notify_all();
     checkpoint_if_due(e, sig)?;

@@ -431,6 +431,9 @@ impl StorageFile for FsFile {
             self.file.set_len(len)?;
             t.len = len;
             t.size = len;
+            // A window that failed before does not hold back one after this (the journal
+            // is emptied at every checkpoint, which frees room).
+            t.retry_at = 0;
             Ok(())
         } else {
             self.file.set_len(len)
