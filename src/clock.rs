@@ -132,16 +132,6 @@ pub(crate) fn coarse_ms() -> u64 {
     coarse_monotonic().as_millis() as u64
 }
 
-/// The coarse monotonic clock ([`SystemClock::monotonic`]) in nanoseconds, as
-/// `leases::nanos` of it, without the `Duration` in between.
-#[inline]
-pub(crate) fn coarse_monotonic_nanos() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    (t.tv_sec.max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec.clamp(0, 999_999_999) as u64)
-}
-
 /// The coarse monotonic clock ([`SystemClock::monotonic`]).
 #[inline]
 pub(crate) fn coarse_monotonic() -> Duration {

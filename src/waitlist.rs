@@ -197,6 +197,7 @@ impl Deref for WaitList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
     use std::task::Waker;
 
     /// Polls once: whether the listener has been notified.
@@ -400,123 +401,125 @@ mod tests {
         w.unlisten(&mut c);
     }
 
-    /// Threads and tasks race on a bare wait-list guarding a counter of "items": putters
-    /// (threads and tasks) add one item under a mutex then `notify_one` (sometimes
-    /// `notify_all`), takers (tasks) look, listen, look again, and await the listener,
-    /// many of them racing a `yield_now` (cancelled while registered or notified) or a
-    /// short timer. A lost wake-up leaves takers asleep with items left: the watchdog
-    /// reports a hang.
+    /// A bare wait-list guarding a counter of "items", for the stress test below.
+    struct Items {
+        items: parking_lot::Mutex<u64>,
+        w: WaitList,
+    }
+
+    impl Items {
+        fn take(&self) -> bool {
+            let mut g = self.items.lock();
+            let had = *g > 0;
+            if had {
+                *g -= 1;
+            }
+            had
+        }
+    }
+
+    /// Takes `n` items: looks, listens, looks again, and awaits the listener, often
+    /// racing a `yield_now` (cancelled while registered or notified) or a short timer.
+    async fn taker(s: std::sync::Arc<Items>, n: u64, seed: u64, cancels: &AtomicU64) {
+        let mut got = 0;
+        let mut rng = Rng(seed | 1);
+        while got < n {
+            if s.take() {
+                got += 1;
+                continue;
+            }
+            let l = s.w.listen();
+            if s.take() {
+                got += 1;
+                continue;
+            }
+            match rng.below(4) {
+                0 => tokio::select! {
+                    biased;
+                    _ = l => {}
+                    _ = tokio::task::yield_now() => { cancels.fetch_add(1, SeqCst); }
+                },
+                1 => tokio::select! {
+                    _ = l => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_micros(50)) => {
+                        cancels.fetch_add(1, SeqCst);
+                    }
+                },
+                _ => l.await,
+            }
+        }
+    }
+
+    /// Adds `n` items one at a time, notifying one (now and then all), with pauses.
+    fn putter(s: &Items, n: u64, t: u64) {
+        for i in 0..n {
+            *s.items.lock() += 1;
+            if (i + t).is_multiple_of(97) {
+                s.w.notify_all();
+            } else {
+                s.w.notify_one();
+            }
+            if i.is_multiple_of(7) {
+                std::thread::yield_now();
+            }
+            if i.is_multiple_of(61) {
+                std::thread::sleep(std::time::Duration::from_micros(30));
+            }
+        }
+    }
+
+    /// One round: 6 taker tasks on a runtime of `workers` threads, 3 putter threads.
+    /// Returns how many waits were cancelled.
+    fn stress_round(workers: usize, seed: u64) -> u64 {
+        use std::sync::Arc;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = Arc::new(Items {
+            items: parking_lot::Mutex::new(0),
+            w: WaitList::new(),
+        });
+        let cancels = Arc::new(AtomicU64::new(0));
+        let (takers, per) = (6u64, 300u64);
+        let hs: Vec<_> = (0..takers)
+            .map(|i| {
+                let (s, c) = (s.clone(), cancels.clone());
+                rt.spawn(async move { taker(s, per, seed * 31 + i, &c).await })
+            })
+            .collect();
+        let putters: Vec<_> = (0..3)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || putter(&s, takers * per / 3, t))
+            })
+            .collect();
+        for p in putters {
+            p.join().unwrap();
+        }
+        rt.block_on(async {
+            for h in hs {
+                h.await.unwrap();
+            }
+        });
+        assert_eq!(*s.items.lock(), 0);
+        assert_eq!(counts(&s.w), (0, 0));
+        cancels.load(SeqCst)
+    }
+
+    /// Threads and tasks race on a bare wait-list (`stress_round`). A lost wake-up
+    /// leaves takers asleep with items left: the watchdog reports a hang.
     #[test]
     fn probe_review22_stress_bare_waitlist_no_lost_wakeup() {
-        use std::sync::Arc;
-        use std::sync::atomic::AtomicU64;
         use std::time::{Duration, Instant};
-        struct S {
-            items: parking_lot::Mutex<u64>,
-            w: WaitList,
-        }
-        fn take(s: &S) -> bool {
-            let mut g = s.items.lock();
-            if *g > 0 {
-                *g -= 1;
-                true
-            } else {
-                false
-            }
-        }
-        async fn taker(s: Arc<S>, n: u64, seed: u64, cancels: Arc<AtomicU64>) {
-            let mut got = 0;
-            let mut rng = Rng(seed | 1);
-            while got < n {
-                if take(&s) {
-                    got += 1;
-                    continue;
-                }
-                let l = s.w.listen();
-                if take(&s) {
-                    got += 1;
-                    continue;
-                }
-                match rng.below(4) {
-                    0 => {
-                        tokio::select! {
-                            biased;
-                            _ = l => {}
-                            _ = tokio::task::yield_now() => { cancels.fetch_add(1, SeqCst); }
-                        }
-                    }
-                    1 => {
-                        tokio::select! {
-                            _ = l => {}
-                            _ = tokio::time::sleep(Duration::from_micros(50)) => { cancels.fetch_add(1, SeqCst); }
-                        }
-                    }
-                    _ => l.await,
-                }
-            }
-        }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let start = Instant::now();
-            let mut rounds = 0;
-            let mut total_cancels = 0;
+            let (mut rounds, mut total_cancels) = (0u64, 0);
             while start.elapsed() < Duration::from_secs(2) {
                 rounds += 1;
-                let workers = [1usize, 2, 4][rounds % 3];
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let s = Arc::new(S {
-                    items: parking_lot::Mutex::new(0),
-                    w: WaitList::new(),
-                });
-                let cancels = Arc::new(AtomicU64::new(0));
-                let takers = 6u64;
-                let per = 300u64;
-                let hs: Vec<_> = (0..takers)
-                    .map(|i| {
-                        rt.spawn(taker(
-                            s.clone(),
-                            per,
-                            rounds as u64 * 31 + i,
-                            cancels.clone(),
-                        ))
-                    })
-                    .collect();
-                let putters: Vec<_> = (0..3)
-                    .map(|t| {
-                        let s = s.clone();
-                        std::thread::spawn(move || {
-                            for i in 0..takers * per / 3 {
-                                *s.items.lock() += 1;
-                                if (i + t) % 97 == 0 {
-                                    s.w.notify_all();
-                                } else {
-                                    s.w.notify_one();
-                                }
-                                if i % 7 == 0 {
-                                    std::thread::yield_now();
-                                }
-                                if i % 61 == 0 {
-                                    std::thread::sleep(Duration::from_micros(30));
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                for p in putters {
-                    p.join().unwrap();
-                }
-                rt.block_on(async {
-                    for h in hs {
-                        h.await.unwrap();
-                    }
-                });
-                assert_eq!(*s.items.lock(), 0);
-                assert_eq!(counts(&s.w), (0, 0));
-                total_cancels += cancels.load(SeqCst);
+                total_cancels += stress_round([1, 2, 4][rounds as usize % 3], rounds);
             }
             assert!(total_cancels > 0);
             tx.send((rounds, total_cancels)).unwrap();

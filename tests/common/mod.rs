@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod fixtures;
+pub mod mount;
 
 /// The name libtest runs test function `f` of the module at `module_path` by
 /// (`module_path!()` there): the path without the crate's name, as test files are modules

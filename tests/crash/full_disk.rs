@@ -6,84 +6,16 @@
 
 use diskq::{Durability, Error, Options, Queue};
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::XorShift;
+use crate::common::mount::{Mount, fill_up};
 
 const ITEM: usize = 4096;
-
-/// A small file system mounted for the test, unmounted on drop.
-struct Mount {
-    dir: tempfile::TempDir,
-    _image: Option<tempfile::TempDir>,
-}
-
-/// Runs a command; `None` (and the reason printed) when it fails.
-fn try_run(what: &str, cmd: &mut Command) -> Option<()> {
-    match cmd.output() {
-        Ok(o) if o.status.success() => Some(()),
-        Ok(o) => {
-            println!(
-                "skipped: cannot {what} here (run as root to test a full disk): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            println!("skipped: cannot {what}: {e}");
-            None
-        }
-    }
-}
-
-impl Mount {
-    /// A tmpfs of `mib` MiB.
-    fn tmpfs(mib: u32) -> Option<Mount> {
-        let dir = tempfile::tempdir().unwrap();
-        let size = format!("size={mib}m");
-        let mut cmd = Command::new("mount");
-        cmd.args(["-t", "tmpfs", "-o", &size, "tmpfs"])
-            .arg(dir.path());
-        try_run("mount a tmpfs", &mut cmd)?;
-        Some(Mount { dir, _image: None })
-    }
-
-    /// An ext4 of `mib` MiB in a loop-mounted image, with no blocks reserved for root
-    /// (the tests run as root, which could write into them).
-    fn ext4(mib: u32) -> Option<Mount> {
-        let image = tempfile::tempdir().unwrap();
-        let file = image.path().join("ext4.img");
-        File::create(&file)
-            .unwrap()
-            .set_len(u64::from(mib) << 20)
-            .unwrap();
-        let mut mkfs = Command::new("mkfs.ext4");
-        mkfs.args(["-q", "-F", "-m", "0"]).arg(&file);
-        try_run("make an ext4 image", &mut mkfs)?;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("mount");
-        cmd.args(["-o", "loop"]).arg(&file).arg(dir.path());
-        try_run("loop-mount an ext4 image", &mut cmd)?;
-        Some(Mount {
-            dir,
-            _image: Some(image),
-        })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 fn item(i: u32) -> Vec<u8> {
     let mut v = vec![(i % 251) as u8; ITEM];
@@ -94,21 +26,6 @@ fn item(i: u32) -> Vec<u8> {
 fn opts(level: Durability) -> Options {
     // 256 KiB chunks: several fit, so draining deletes some.
     Options::new().durability(level).chunk_size(64)
-}
-
-/// Fills what space is left with `filler` (appending), until the disk refuses a byte.
-fn fill_up(filler: &Path) {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(filler)
-        .unwrap();
-    for size in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0xAB; size];
-        while f.write_all(&buf).is_ok() {}
-    }
-    // What the page cache took is on the tmpfs already: nothing to flush.
-    assert!(f.write(&[1]).is_err(), "the disk is full");
 }
 
 fn no_space<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {

@@ -7,12 +7,12 @@
 //! these commits (it passed on d6cbf40, before 263b2d7); the blocked gets failed on
 //! d6cbf40 too.
 
+use crate::common::mount::{Mount, fill_up};
 use crate::common::{XorShift, within};
 use diskq::storage::{Fault, Op, SimStorage};
 use diskq::{Durability, Error, ManualClock, Options, Queue};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -23,57 +23,6 @@ const EIO: i32 = 5;
 
 fn open_sim(st: &SimStorage, o: Options) -> Queue<u64> {
     o.open_on(Arc::new(st.clone()), DIR).unwrap()
-}
-
-// ---------------------------------------------------------------------------------------
-// A real full disk (tmpfs), as tests/crash/full_disk.rs mounts one.
-
-struct Mount(tempfile::TempDir);
-
-impl Mount {
-    fn tmpfs(mib: u32) -> Option<Mount> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Mount(dir)),
-            Ok(o) => {
-                println!(
-                    "skipped: cannot mount a tmpfs here (run as root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                println!("skipped: cannot mount a tmpfs: {e}");
-                None
-            }
-        }
-    }
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
-fn fill_up(filler: &Path) {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(filler)
-        .unwrap();
-    for size in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0xAB; size];
-        while f.write_all(&buf).is_ok() {}
-    }
-    assert!(f.write(&[1]).is_err(), "the disk is full");
 }
 
 fn size(p: &Path) -> u64 {
