@@ -577,6 +577,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 return Ok(());
             }
             if e.len() == 0 {
+                // About to wait: a delay may be over by the precise clock already.
+                if e.promote_due_delays() {
+                    continue;
+                }
                 if let Some(intake) = &self.intake
                     && intake.len() > 0
                 {

@@ -5,8 +5,10 @@
 //! - an item is in `ready` (deliverable now) or `delayed` (due later) exactly when it is
 //!   in `Acks::out`; both are before `read`, and each keeps where its record is, so that
 //!   it is read again without the reader;
-//! - `ahead` holds the delays recovered at open of items at or after `read`: gets step
-//!   over such an item (into `delayed`) until it is due, and it is not counted waiting;
+//! - `ahead` holds the delays of items at or after `read` (recovered at open, and copies
+//!   appended by `nack_after`): gets step over such an item (into `delayed`) until it is
+//!   due, and it is not counted waiting; `delayed` and `ahead` together are every delay
+//!   not yet over (a checkpoint records them);
 //! - `leases` holds a lease of every item in flight with one, in deadline order (and
 //!   ended ones not yet dropped, see `Leases`);
 //! - `delivered`: every item before it was delivered at least once; `attempts` counts the
@@ -17,7 +19,7 @@
 use crate::clock::Clock;
 use crate::format::WorkState;
 use crate::leases::{Leases, NEVER, Nanos, nanos};
-use crate::seqmap::{LowMap, SeqMap};
+use crate::seqmap::LowMap;
 use crate::seqset::SeqSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -86,8 +88,6 @@ pub(crate) struct Retries {
     next_token: u64,
     delivered: u64,
     attempts: LowMap<u32>,
-    /// Every delay not yet over, by item (for checkpoints).
-    delays: SeqMap<u64>,
     /// Not yet journaled.
     delivered_written: u64,
     unwritten_attempts: Vec<(u64, u32)>,
@@ -117,7 +117,6 @@ impl Retries {
             next_token: 1,
             delivered: r.delivered,
             attempts: r.attempts.into_iter().collect(),
-            delays: r.delays.into_iter().filter(|&(_, due)| due > now).collect(),
             delivered_written: r.delivered,
             unwritten_attempts: Vec::new(),
             unwritten_delays: Vec::new(),
@@ -245,23 +244,31 @@ impl Retries {
         if (self.delayed.is_empty() && self.ahead.is_empty()) || now < self.delays_checked_until {
             return changed;
         }
-        changed |= self.promote_delays(now);
+        changed |= self.promote_delays(now, self.clock.coarse_wall_ms());
         changed
+    }
+
+    /// Makes the delays that are over ready, judged on the precise wall clock: for a get
+    /// about to sleep (the coarse clock [`promote`](Self::promote) reads may lag a tick,
+    /// up to 4 ms, behind a due time that has come). Returns whether anything changed.
+    pub(crate) fn promote_due_delays(&mut self) -> bool {
+        if self.delayed.is_empty() && self.ahead.is_empty() {
+            return false;
+        }
+        self.promote_delays(self.now(), self.clock.wall_ms())
     }
 
     /// The delays part of [`promote`](Self::promote): compares due times with the wall
     /// clock, then sets when to look again: when the earliest due time left can come,
     /// judged on the monotonic clock, and within [`DELAY_RECHECK`] at the latest (the
     /// wall clock may be set forward).
-    fn promote_delays(&mut self, now: Nanos) -> bool {
+    fn promote_delays(&mut self, now: Nanos, wall: u64) -> bool {
         let mut changed = false;
-        let wall = self.clock.coarse_wall_ms();
         while let Some((&(due, seq), &loc)) = self.delayed.first_key_value() {
             if due > wall {
                 break;
             }
             self.delayed.pop_first();
-            self.delays.remove(&seq);
             self.ready.insert(seq, loc);
             changed = true;
         }
@@ -271,7 +278,6 @@ impl Retries {
             }
             self.ahead_due.pop_first();
             self.ahead.remove(&seq);
-            self.delays.remove(&seq);
             changed = true;
         }
         // `wall` is truncated: the wall clock may be up to a millisecond past it already.
@@ -301,7 +307,8 @@ impl Retries {
             .leases
             .first_deadline()
             .map(|d| Duration::from_nanos(d.saturating_sub(now)));
-        let wall = self.clock.coarse_wall_ms();
+        // Precise: a sleep reckoned from the coarse clock ends up to a tick late.
+        let wall = self.clock.wall_ms();
         // Not before `promote` looks at the delays again (a wall clock set forward makes
         // a delay due before then: waiting for the recheck beats spinning until it).
         let recheck = Duration::from_nanos(self.delays_checked_until.saturating_sub(now));
@@ -412,7 +419,6 @@ impl Retries {
         self.ahead.insert(copy, due);
         self.ahead_due.insert((due, copy));
         self.delays_checked_until = 0;
-        self.delays.insert(copy, due);
     }
 
     /// The copy of [`delay_copy`](Self::delay_copy) is stored: its count and delay go to
@@ -423,7 +429,7 @@ impl Retries {
         if let Some(&n) = self.attempts.get(&copy) {
             self.unwritten_attempts.push((copy, n));
         }
-        if let Some(&due) = self.delays.get(&copy) {
+        if let Some(&due) = self.ahead.get(&copy) {
             self.unwritten_delays.push((copy, due));
         }
     }
@@ -434,7 +440,6 @@ impl Retries {
         if let Some(due) = self.ahead.remove(&copy) {
             self.ahead_due.remove(&(due, copy));
         }
-        self.delays.remove(&copy);
     }
 
     /// Takes back delivery `h`, the latest of its item, which was not handed out after all
@@ -520,7 +525,6 @@ impl Retries {
             Some(d) => {
                 let due = self.due_after(d);
                 self.delayed.insert((due, seq), loc);
-                self.delays.insert(seq, due);
                 self.unwritten_delays.push((seq, due));
                 self.delays_checked_until = 0;
             }
@@ -584,12 +588,16 @@ impl Retries {
     /// acknowledged (those below `head` and the `singles`).
     pub(crate) fn snapshot(&mut self, head: u64, singles: &SeqSet) -> WorkState {
         self.attempts.remove_acked(head, singles);
-        self.delays
-            .retain(|s, _| !(*s < head || singles.contains(s)));
+        // Every delay not yet over: before `read` (by due time) and after it.
+        let delayed = self.delayed.keys().map(|&(d, s)| (s, d));
+        let ahead = self.ahead.iter().map(|(&s, &d)| (s, d));
         let mut w = WorkState {
             delivered: self.delivered,
             attempts: self.attempts.iter().map(|(&s, &n)| (s, n)).collect(),
-            delays: self.delays.iter().map(|(&s, &d)| (s, d)).collect(),
+            delays: delayed
+                .chain(ahead)
+                .filter(|&(s, _)| !(s < head || singles.contains(&s)))
+                .collect(),
             marks: Vec::new(),
         };
         // The attempts come in order (an ordered map); the delays, few, are sorted.

@@ -29,6 +29,13 @@ impl Engine {
         self.promote_at(true)
     }
 
+    /// Delays over by the precise wall clock are made deliverable: for a get about to
+    /// sleep, which `promote`'s coarse reading would keep waiting up to a tick past a due
+    /// time.
+    pub(crate) fn promote_due_delays(&mut self) -> bool {
+        self.retries.promote_due_delays()
+    }
+
     #[inline]
     fn promote_at(&mut self, polled: bool) -> bool {
         if !self.retries.timers() {

@@ -185,6 +185,56 @@ fn a_blocking_get_wakes_when_a_delay_ends() {
     assert!(start.elapsed() >= Duration::from_millis(25));
 }
 
+/// Real time, precise, except that the coarse wall clock is an hour behind: what a get
+/// reads on its fast path may lag a due time (by a tick, up to 4 ms, on Linux).
+#[derive(Debug)]
+struct StaleCoarseClock(std::time::Instant);
+
+impl diskq::Clock for StaleCoarseClock {
+    fn monotonic(&self) -> Duration {
+        Duration::from_secs(1) + self.0.elapsed()
+    }
+    fn wall_ms(&self) -> u64 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() as u64
+    }
+    fn coarse_wall_ms(&self) -> u64 {
+        self.wall_ms() - 3_600_000
+    }
+}
+
+#[test]
+fn a_get_about_to_sleep_looks_at_due_times_on_the_precise_clock() {
+    for level in LEVELS {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(StaleCoarseClock(std::time::Instant::now()));
+        let q: Queue<u32> = Options::new()
+            .durability(level)
+            .clock(clock)
+            .open(dir.path())
+            .unwrap();
+        q.put_many(&[1, 2]).unwrap();
+        q.get_delivery()
+            .unwrap()
+            .nack_after(Duration::from_millis(5))
+            .unwrap();
+        assert_eq!(q.get().unwrap(), 2);
+        // Judged on the coarse reading alone, the item would wait an hour here.
+        let d = q.get_delivery_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((*d, d.attempt()), (1, 2), "{level:?}");
+        d.ack().unwrap();
+        // get_nowait looks at the precise clock as well, and not before the due time.
+        q.put(&3).unwrap();
+        q.get_delivery()
+            .unwrap()
+            .nack_after(Duration::from_millis(200))
+            .unwrap();
+        assert!(q.get_nowait().unwrap_err().is_empty(), "{level:?}");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(q.get_nowait().unwrap(), 3, "{level:?}");
+    }
+}
+
 #[test]
 fn an_expired_lease_gives_the_item_back_and_the_late_holder_fails() {
     for level in LEVELS {
