@@ -268,10 +268,7 @@ pub(crate) fn journal_delivery(
     let mut buf = [0u8; 3 * ACK_ENTRY_LEN];
     let mut n = 0;
     if let Some((seq, count)) = attempts {
-        let mut v = Vec::with_capacity(2 * ACK_ENTRY_LEN);
-        AckEntry::Attempts { seq, n: count }.encode_into(mark, &mut v);
-        buf[..v.len()].copy_from_slice(&v);
-        n = v.len();
+        n = AckEntry::Attempts { seq, n: count }.encode_slice(mark, &mut buf);
         mark = false;
     }
     if let Some(d) = delivered {

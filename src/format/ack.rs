@@ -121,12 +121,11 @@ fn unit_into(v: u64, kind: u32, b: &mut [u8]) {
     b[8..12].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn pair_value(key: &[u8], v: u64) -> [u8; ACK_ENTRY_LEN] {
-    let mut b = [0u8; ACK_ENTRY_LEN];
+/// A pair's second unit, of first unit `key`, into `b` (its 12 bytes).
+fn pair_value_into(key: &[u8], v: u64, b: &mut [u8]) {
     b[0..8].copy_from_slice(&v.to_le_bytes());
     let c = crc(&[&key[..8], &b[..8]]);
     b[8..12].copy_from_slice(&(c ^ KIND_PAIR_VALUE).to_le_bytes());
-    b
 }
 
 impl AckEntry {
@@ -148,18 +147,31 @@ impl AckEntry {
 
     /// Appends the entry, with the sync mark when `mark`.
     pub(crate) fn encode_into(&self, mark: bool, out: &mut Vec<u8>) {
-        let first = self.encode_marked(mark);
-        out.extend_from_slice(&first);
-        match *self {
-            AckEntry::Attempts { n, .. } => {
-                out.extend_from_slice(&pair_value(&first, u64::from(n)))
+        let mut b = [0u8; 2 * ACK_ENTRY_LEN];
+        let n = self.encode_slice(mark, &mut b);
+        out.extend_from_slice(&b[..n]);
+    }
+
+    /// The whole entry into the front of `out` (room for a pair: 24 bytes); returns its
+    /// length. No allocation: a get's journal entry is built with it.
+    #[inline]
+    pub(crate) fn encode_slice(&self, mark: bool, out: &mut [u8]) -> usize {
+        let second = match *self {
+            AckEntry::Attempts { n, .. } => u64::from(n),
+            AckEntry::Delay { due, .. } => due,
+            _ => {
+                self.encode_marked_into(mark, &mut out[..ACK_ENTRY_LEN]);
+                return ACK_ENTRY_LEN;
             }
-            AckEntry::Delay { due, .. } => out.extend_from_slice(&pair_value(&first, due)),
-            _ => {}
-        }
+        };
+        let (first, rest) = out.split_at_mut(ACK_ENTRY_LEN);
+        self.encode_marked_into(mark, first);
+        pair_value_into(first, second, &mut rest[..ACK_ENTRY_LEN]);
+        2 * ACK_ENTRY_LEN
     }
 
     /// The entry's first (for most, only) unit, with the sync mark when `mark`.
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn encode_marked(&self, mark: bool) -> [u8; ACK_ENTRY_LEN] {
         let mut b = [0u8; ACK_ENTRY_LEN];
         self.encode_marked_into(mark, &mut b);
@@ -216,10 +228,12 @@ impl AckEntry {
     /// The pair whose first unit is `key` (a [`Unit::PairKey`]) and second `b`, when `b`
     /// completes it; and whether it carries the sync mark.
     pub(crate) fn decode_pair(key: &[u8], b: &[u8]) -> Option<(AckEntry, bool)> {
-        if b.len() != ACK_ENTRY_LEN
-            || key.len() != ACK_ENTRY_LEN
-            || pair_value(key, u64_at(b, 0)) != b[..]
-        {
+        if b.len() != ACK_ENTRY_LEN || key.len() != ACK_ENTRY_LEN {
+            return None;
+        }
+        let mut want = [0u8; ACK_ENTRY_LEN];
+        pair_value_into(key, u64_at(b, 0), &mut want);
+        if want[..] != b[..] {
             return None;
         }
         let k = u64_at(key, 0);
