@@ -92,6 +92,9 @@ pub(crate) struct Retries {
     delivered_written: u64,
     unwritten_attempts: Vec<(u64, u32)>,
     unwritten_delays: Vec<(u64, u64)>,
+    /// Emptied lists of a journaled append, kept for the next (`take_entries`): without
+    /// them every `nack_after` allocated and freed both.
+    spare: (Vec<(u64, u32)>, Vec<(u64, u64)>),
 }
 
 impl Retries {
@@ -120,6 +123,7 @@ impl Retries {
             delivered_written: r.delivered,
             unwritten_attempts: Vec::new(),
             unwritten_delays: Vec::new(),
+            spare: (Vec::new(), Vec::new()),
             coarse: clock.is_coarse_monotonic(),
             noted: 0,
             delays_checked_until: 0,
@@ -531,19 +535,29 @@ impl Retries {
         }
     }
 
-    /// What the next journal entry records, taken out (see `journaled_back`).
+    /// What the next journal entry records, taken out (see `journaled`, `not_journaled`).
     pub(crate) fn take_entries(&mut self) -> DeliveryEntries {
         DeliveryEntries {
             delivered: (self.delivered > self.delivered_written).then_some(self.delivered),
-            attempts: std::mem::take(&mut self.unwritten_attempts),
-            delays: std::mem::take(&mut self.unwritten_delays),
+            attempts: std::mem::replace(
+                &mut self.unwritten_attempts,
+                std::mem::take(&mut self.spare.0),
+            ),
+            delays: std::mem::replace(
+                &mut self.unwritten_delays,
+                std::mem::take(&mut self.spare.1),
+            ),
         }
     }
 
-    pub(crate) fn journaled(&mut self, e: &DeliveryEntries) {
+    /// The entries of [`take_entries`](Self::take_entries) were journaled.
+    pub(crate) fn journaled(&mut self, mut e: DeliveryEntries) {
         if let Some(d) = e.delivered {
             self.delivered_written = self.delivered_written.max(d);
         }
+        e.attempts.clear();
+        e.delays.clear();
+        self.spare = (e.attempts, e.delays);
     }
 
     /// The entries were not written: back in line, before later ones.

@@ -370,7 +370,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         let full = e.journal.as_ref().is_some_and(|j| e.journal_is_full(j.len));
         sig.progress.notify_all();
         e.acks.journaled(&entry);
-        e.retries.journaled(&work);
+        e.retries.journaled(work);
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
         // A drained queue leaves its large chunk (at the checkpoint just below).
@@ -405,7 +405,6 @@ fn append_entries(
     }
     // Pairs take two units; the delivered mark and the head one each.
     let units = 2 * (work.attempts.len() + work.delays.len()) + entry.singles.len() + 2;
-    let mut buf = Vec::with_capacity(units * ACK_ENTRY_LEN);
     let entries = work
         .attempts
         .iter()
@@ -418,12 +417,25 @@ fn append_entries(
         .chain(delivered)
         .chain(entry.singles.iter().map(|&s| AckEntry::Single(s)))
         .chain(head);
+    // A `nack_after` (an attempts and a delay pair, a head) fits on the stack.
+    let mut stack = [0u8; STACK_UNITS * ACK_ENTRY_LEN];
+    let mut heap = Vec::new();
+    let buf = if units <= STACK_UNITS {
+        &mut stack[..]
+    } else {
+        heap.resize(units * ACK_ENTRY_LEN, 0);
+        &mut heap[..]
+    };
+    let mut n = 0;
     for (i, e) in entries.enumerate() {
-        e.encode_into(mark && i == 0, &mut buf);
+        n += e.encode_slice(mark && i == 0, &mut buf[n..]);
     }
-    j.file.append(&buf)?;
-    Ok(buf.len())
+    j.file.append(&buf[..n])?;
+    Ok(n)
 }
+
+/// Units of a journal append built on the stack (more go to the heap).
+const STACK_UNITS: usize = 8;
 
 /// After a failed journal append. A full disk poisons nothing: the acknowledgements stay
 /// in memory (`singles` back in line) to be journaled by the next leader, once the

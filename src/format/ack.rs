@@ -146,6 +146,7 @@ impl AckEntry {
     }
 
     /// Appends the entry, with the sync mark when `mark`.
+    #[cfg(any(test, feature = "__testing"))]
     pub(crate) fn encode_into(&self, mark: bool, out: &mut Vec<u8>) {
         let mut b = [0u8; 2 * ACK_ENTRY_LEN];
         let n = self.encode_slice(mark, &mut b);
