@@ -38,7 +38,7 @@ impl Engine {
 
     #[inline]
     fn promote_at(&mut self, polled: bool) -> bool {
-        if !self.retries.timers() {
+        if !self.retries.timers() || (polled && self.retries.nothing_due_yet()) {
             return false;
         }
         let (acks, read) = (&mut self.acks, self.read);
