@@ -94,7 +94,8 @@ pub(crate) struct Retries {
     unwritten_delays: Vec<(u64, u64)>,
     /// Emptied lists of a journaled append, kept for the next (`take_entries`): without
     /// them every `nack_after` allocated and freed both.
-    spare: (Vec<(u64, u32)>, Vec<(u64, u64)>),
+    spare_attempts: Vec<(u64, u32)>,
+    spare_delays: Vec<(u64, u64)>,
 }
 
 impl Retries {
@@ -123,7 +124,8 @@ impl Retries {
             delivered_written: r.delivered,
             unwritten_attempts: Vec::new(),
             unwritten_delays: Vec::new(),
-            spare: (Vec::new(), Vec::new()),
+            spare_attempts: Vec::new(),
+            spare_delays: Vec::new(),
             coarse: clock.is_coarse_monotonic(),
             noted: 0,
             delays_checked_until: 0,
@@ -548,25 +550,18 @@ impl Retries {
     pub(crate) fn take_entries(&mut self) -> DeliveryEntries {
         DeliveryEntries {
             delivered: (self.delivered > self.delivered_written).then_some(self.delivered),
-            attempts: std::mem::replace(
-                &mut self.unwritten_attempts,
-                std::mem::take(&mut self.spare.0),
-            ),
-            delays: std::mem::replace(
-                &mut self.unwritten_delays,
-                std::mem::take(&mut self.spare.1),
-            ),
+            attempts: take_list(&mut self.unwritten_attempts, &mut self.spare_attempts),
+            delays: take_list(&mut self.unwritten_delays, &mut self.spare_delays),
         }
     }
 
     /// The entries of [`take_entries`](Self::take_entries) were journaled.
-    pub(crate) fn journaled(&mut self, mut e: DeliveryEntries) {
+    pub(crate) fn journaled(&mut self, e: &mut DeliveryEntries) {
         if let Some(d) = e.delivered {
             self.delivered_written = self.delivered_written.max(d);
         }
-        e.attempts.clear();
-        e.delays.clear();
-        self.spare = (e.attempts, e.delays);
+        keep_list(&mut e.attempts, &mut self.spare_attempts);
+        keep_list(&mut e.delays, &mut self.spare_delays);
     }
 
     /// The entries were not written: back in line, before later ones.
@@ -633,5 +628,24 @@ impl Retries {
         self.delivered_written = self.delivered;
         self.unwritten_attempts.clear();
         self.unwritten_delays.clear();
+    }
+}
+
+/// The entries of `list`, leaving `spare` (emptied, its memory kept) in its place. An
+/// empty list is left alone: most appends (an acknowledgement) have none.
+#[inline]
+fn take_list<T>(list: &mut Vec<T>, spare: &mut Vec<T>) -> Vec<T> {
+    if list.is_empty() {
+        return Vec::new();
+    }
+    std::mem::replace(list, std::mem::take(spare))
+}
+
+/// Keeps the memory of a journaled `list` as the next `spare`.
+#[inline]
+fn keep_list<T>(list: &mut Vec<T>, spare: &mut Vec<T>) {
+    if list.capacity() > 0 {
+        list.clear();
+        *spare = std::mem::take(list);
     }
 }

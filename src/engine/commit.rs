@@ -315,7 +315,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
     {
         e.check()?;
         let entry = e.acks.take_entry();
-        let work = e.retries.take_entries();
+        let mut work = e.retries.take_entries();
         let head_changed = entry.head != e.acks.head_written();
         let sync = e.synced();
         let append = |j: &mut Journal| -> Result<()> {
@@ -370,7 +370,7 @@ fn lead_acks_until(e: &mut MutexGuard<'_, Engine>, sig: &Signals, generation: u6
         let full = e.journal.as_ref().is_some_and(|j| e.journal_is_full(j.len));
         sig.progress.notify_all();
         e.acks.journaled(&entry);
-        e.retries.journaled(work);
+        e.retries.journaled(&mut work);
         e.checkpoint_wanted |= full;
         e.delete_acked_chunks(false);
         // A drained queue leaves its large chunk (at the checkpoint just below).
