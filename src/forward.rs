@@ -8,6 +8,45 @@
 //! Consumers on any machine, in any language, read the stream (with `XREAD` or a
 //! consumer group).
 //!
+//! # The entries
+//!
+//! Item `seq` of the queue becomes the stream entry with ID `<seq + 1>-0` (`0-0` is not
+//! a valid ID), with these fields, in this order:
+//!
+//! | field    | value |
+//! |----------|-------|
+//! | `seq`    | the item's sequence number in the queue, in decimal |
+//! | `put_ms` | when the queue wrote the item, in milliseconds since the Unix epoch, in decimal (below); left out when the queue has no time for the item |
+//! | `data`   | the item: JSON text with [`Encoding::Json`] (the default), the bytes the queue stores (bincode) with [`Encoding::Bincode`] |
+//!
+//! `put_ms` comes from the queue's put-time marks, the ones behind
+//! [`Stats::oldest_age`](crate::Stats::oldest_age).
+//! When the queue writes items into a chunk file, it notes the first item's sequence
+//! number and the time, read from the coarse wall clock (`CLOCK_REALTIME_COARSE`: the
+//! last scheduler tick, 1 to 4 ms behind), at most one mark per millisecond. An item's
+//! `put_ms` is the time of the newest mark at or before it: a lower bound, never later
+//! than the end of the write that stored the item. How close it is:
+//!
+//! * In the process that put the item, within a tick of the coarse clock and a
+//!   millisecond of that write's end. At the default level the write is part of the
+//!   `put`, so `put_ms` is at most the time the `put` returned; at
+//!   [`Buffered`](crate::Durability::Buffered) it comes later, when the buffer is
+//!   written (64 KiB of items, a get that runs out of written items, `flush`), so
+//!   `put_ms` may be later than the `put` returned, by as long as the item waited in the
+//!   buffer.
+//! * A backlog written over more than 4,096 separate milliseconds thins the marks kept
+//!   in memory (every other one goes, so that they stay spread evenly over the backlog):
+//!   the items between two marks kept get the older one's time.
+//! * After a reopen, items put before it have only the 16 marks that the last checkpoint
+//!   recorded in `info`, spread over the items waiting then: an item gets the time of
+//!   the newest of those at or before it, so it is early by up to the time between two
+//!   of them. Items written after that checkpoint, in a process that then crashed,
+//!   get the newest mark's time.
+//! * `put_ms` is left out when no mark is at or before the item: items from a queue
+//!   written in format version 4 or older, items written before a crash that came
+//!   before any checkpoint recorded a mark, and after a power loss that tore an unsynced
+//!   `info` (FORMAT.md §info: its lists, the marks among them, are dropped).
+//!
 //! # Exactly once: the mechanism
 //!
 //! Each entry's ID comes from the item's sequence number in the queue: item `seq` is
@@ -283,6 +322,24 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
     /// Defaults: JSON entries, batches of 512 items, no trimming, backoff from 50 ms to
     /// 5 s.
     ///
+    /// ```
+    /// use diskq::forward::{ForwardError, Forwarder};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let fwd = Forwarder::new(&q, "redis://127.0.0.1:6379/0", "orders")?; // no connection yet
+    /// assert_eq!(fwd.stream(), "orders");
+    ///
+    /// let err = Forwarder::new(&q, "http://127.0.0.1/", "orders").unwrap_err();
+    /// assert!(matches!(err, ForwardError::Redis { .. })); // not a Redis URL
+    ///
+    /// // An item waiting out a delay would come due after the items behind it left:
+    /// q.put(&"order 17 shipped".to_string())?;
+    /// q.get_delivery()?.nack_after(std::time::Duration::from_secs(60))?;
+    /// let err = Forwarder::new(&q, "redis://127.0.0.1/", "orders").unwrap_err();
+    /// assert!(matches!(err, ForwardError::Delayed { delayed: 1, .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ForwardError::Redis`] when the URL is not one; [`ForwardError::Delayed`] when
     /// items of the queue wait out a delay.
@@ -319,13 +376,35 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
         })
     }
 
-    /// How items are written into their entries (JSON by default).
+    /// How items are written into their entries' `data` field (JSON by default).
+    ///
+    /// ```
+    /// use diskq::forward::{Encoding, Forwarder};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<(u64, String)> = diskq::Queue::open(dir.path())?;
+    /// // `data` holds the bytes the queue stores, for readers in Rust:
+    /// // bincode::deserialize::<(u64, String)>(data)
+    /// let fwd = Forwarder::new(&q, "redis://127.0.0.1/", "orders")?.encoding(Encoding::Bincode);
+    /// # drop(fwd);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self
     }
 
-    /// Items per pipeline and per local acknowledgement (512 by default).
+    /// Items per pipeline and per local acknowledgement (512 by default; 0 is taken as
+    /// 1). Larger batches move more items per round trip; a crash brings back at most one
+    /// batch, which the restarted forwarder finds in the stream.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?
+    ///     .batch_size(4096);
+    /// # drop(fwd);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch = n.max(1);
         self
@@ -333,30 +412,91 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
 
     /// Trims the stream to about `n` entries as it grows (`XADD ... MAXLEN ~ n`); at
     /// least twice the batch size (see the module docs, Limits).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?
+    ///     .max_len(1_000_000); // the newest million entries, or a few more
+    /// # drop(fwd);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_len(mut self, n: usize) -> Self {
         self.max_len = Some(n);
         self
     }
 
     /// The wait after a failed send: `first`, doubling up to `max`, back to `first`
-    /// after a success.
+    /// after a success. A `max` below `first` is taken as `first`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// // While Redis is down: 0.1 s, 0.2 s, 0.4 s, ... then every 30 s.
+    /// let fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?
+    ///     .backoff(Duration::from_millis(100), Duration::from_secs(30));
+    /// # drop(fwd);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = (first, max.max(first));
         self
     }
 
     /// What this forwarder has done.
+    ///
+    /// ```
+    /// use diskq::forward::{ForwardStats, Forwarder};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let fwd = Forwarder::new(&q, "redis://127.0.0.1/", "orders")?;
+    /// assert_eq!(fwd.stats(), &ForwardStats::default()); // nothing yet
+    /// let s = fwd.stats(); // for a monitor, from the thread that runs the forwarder:
+    /// println!("{} forwarded, {} found already there, {} retries", s.forwarded, s.duplicates, s.retries);
+    /// if let Some(e) = &s.last_error {
+    ///     println!("last failure: {e}"); // Redis down, for one
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stats(&self) -> &ForwardStats {
         &self.stats
     }
 
     /// The stream key.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?;
+    /// assert_eq!(fwd.stream(), "orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stream(&self) -> &str {
         &self.stream
     }
 
     /// Forwards until the queue is empty; returns the items acknowledged (forwarded, or
     /// found already forwarded). While Redis is down it waits and retries, however long.
+    ///
+    /// ```no_run
+    /// use diskq::forward::{ForwardError, Forwarder};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// q.put_many(&["order 17 shipped".to_string(), "order 18 shipped".to_string()])?;
+    ///
+    /// let mut fwd = Forwarder::new(&q, "redis://127.0.0.1/", "orders")?;
+    /// match fwd.forward_all() {
+    ///     Ok(n) => assert_eq!((n, q.len()), (2, 0)), // in the stream, gone from the queue
+    ///     // Someone else's entry at an item's ID, or a queue renumbered by repair:
+    ///     Err(ForwardError::Conflict { id, .. }) => eprintln!("{id} is taken: use a new key"),
+    ///     // Refused for good (a key of another type, authentication): fix, run again.
+    ///     Err(e @ ForwardError::Redis { .. }) => eprintln!("{e}"),
+    ///     // Refused, Delayed, OutOfOrder, Queue: each message says what to do.
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// Those of [`ForwardError`]; the items not forwarded stay in the queue.
@@ -376,8 +516,26 @@ impl<'q, T: Serialize + DeserializeOwned> Forwarder<'q, T> {
     /// Redis stalls). Items taken and not yet confirmed when it stops are given back to
     /// the queue when the forwarder is dropped.
     ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
+    /// let stop = AtomicBool::new(false);
+    /// std::thread::scope(|s| {
+    ///     let forwarder = s.spawn(|| {
+    ///         let mut fwd = diskq::forward::Forwarder::new(&q, "redis://127.0.0.1/", "orders")?;
+    ///         fwd.run_until(&stop) // Ok once told to stop
+    ///     });
+    ///     q.put(&"order 17 shipped".to_string())?; // forwarded as it comes
+    ///     // ... at shutdown:
+    ///     stop.store(true, Ordering::Release);
+    ///     forwarder.join().unwrap()
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
-    /// Those of [`ForwardError`].
+    /// Those of [`ForwardError`], as [`forward_all`](Self::forward_all) shows.
     pub fn run_until(&mut self, stop: &AtomicBool) -> Result<(), ForwardError> {
         while !stop.load(Ordering::Acquire) {
             if self.pending.is_empty() && !self.take(POLL)? {
