@@ -140,6 +140,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// before the item is handed out, and at `Buffered` a get may wait for another
     /// thread's write in progress.
     ///
+    /// ```
+    /// use futures::FutureExt;
+    /// # let dir = tempfile::tempdir()?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// // Polled once on an empty queue, then dropped (a `select!` that took another
+    /// // branch): it took nothing.
+    /// assert!(q.get_async().now_or_never().is_none());
+    /// q.put(&7)?;
+    /// assert_eq!(futures::executor::block_on(q.get_async())?, 7);
+    /// q.task_done()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// Those of [`get`](Self::get).
     pub async fn get_async(&self) -> Result<T> {

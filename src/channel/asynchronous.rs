@@ -312,6 +312,19 @@ impl<T: Serialize + DeserializeOwned> futures_core::Stream for IntoStream<T> {
 
 impl<T> IntoStream<T> {
     /// The receiver back (its item in progress, if any, still unacknowledged).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # let dir = tempfile::tempdir()?;
+    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// let mut items = rx.into_stream();
+    /// assert_eq!(futures::executor::block_on(items.next()), Some(1));
+    /// let rx = items.into_inner(); // item 1 not acknowledged yet: the next receive does it
+    /// assert_eq!(rx.recv()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_inner(self) -> Receiver<T> {
         self.rx
     }
