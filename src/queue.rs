@@ -210,12 +210,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
     /// q.put(&7)?;
     /// assert_eq!(q.len(), 1);
+    ///
+    /// // An item that serde cannot serialize, such as a path that is not UTF-8:
+    /// use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
+    /// let paths: diskq::Queue<PathBuf> = diskq::Queue::open(dir.path().join("paths"))?;
+    /// let bad = PathBuf::from(OsStr::from_bytes(b"photo-\xff.jpg"));
+    /// assert!(matches!(paths.put(&bad), Err(diskq::Error::Encode(_))));
+    /// assert!(paths.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::Encode`] or [`Error::TooLarge`] for an item that cannot be stored (nothing
-    /// is written). [`Error::NoSpace`] when the disk is full: the item was not stored and
+    /// [`Error::Encode`] when serde fails to serialize the item (above), and
+    /// [`Error::TooLarge`] when it serializes to more than 1 GiB (2^30 bytes, the most a
+    /// record holds; not shown above, since that takes a gigabyte of memory): nothing is
+    /// written, and the queue goes on. [`Error::NoSpace`] when the disk is full: the item was not stored and
     /// the queue goes on (free space and put again; at [`Durability::Buffered`] the put
     /// whose batch found the disk full succeeds, its item kept in memory, and later puts
     /// fail until there is room). [`Error::DirectoryDeleted`] when the queue's directory
@@ -479,6 +488,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
     /// q.put(&5)?;
     /// assert_eq!(q.get_deadline(Instant::now() + Duration::from_secs(1))?, 5);
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert!(q.get_deadline(deadline).unwrap_err().is_timeout());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -660,6 +671,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// let waiting: Vec<u32> = q.browse().collect::<Result<_, _>>()?;
     /// assert_eq!(waiting, [1, 2, 3]);
     /// assert_eq!(q.len(), 3); // nothing taken
+    ///
+    /// // Bytes that are not the item type's: a producer put raw bytes under the tag of
+    /// // a queue of strings, one of them not UTF-8.
+    /// use diskq::Options;
+    /// let dir = dir.path().join("names");
+    /// let raw: diskq::Queue<Vec<u8>> = Options::new().schema("names").open(&dir)?;
+    /// raw.put_many(&[b"ada".to_vec(), vec![0xff], b"grace".to_vec()])?;
+    /// drop(raw);
+    /// let names: diskq::Queue<String> = Options::new().schema("names").open(&dir)?;
+    /// let seen: Vec<_> = names.browse().collect();
+    /// assert_eq!(seen[0].as_deref().ok(), Some("ada"));
+    /// assert!(matches!(seen[1], Err(diskq::Error::Decode { seq: 1, .. }))); // and goes on
+    /// assert_eq!(seen[2].as_deref().ok(), Some("grace"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -884,7 +908,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
-    /// q.put_many(&[1, 2, 3])?;
+    /// let items = [1, 2, 3];
+    /// match q.put_many(&items) {
+    ///     Ok(()) => {}
+    ///     // The disk filled after the first `stored` items: put the rest again later.
+    ///     Err(diskq::Error::PartlyStored { stored, .. }) => println!("{:?} not stored", &items[stored..]),
+    ///     Err(e) => return Err(e.into()),
+    /// }
     /// assert_eq!(q.get_many(10)?, vec![1, 2, 3]);
     /// q.task_done_n(3)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -893,8 +923,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// Those of [`put`](Self::put). When an item cannot be serialized, none is put. On a
     /// full disk, [`Error::NoSpace`] when none of the items was stored and
-    /// [`Error::PartlyStored`] when the first `stored` were. After an I/O error, any prefix
-    /// of the items may be in the queue after a reopen.
+    /// [`Error::PartlyStored`] when the first `stored` were: when the batch ran past the
+    /// end of a chunk file and the disk had no room for the next one, or, with
+    /// `max_size` or `max_bytes`, when the items went in as room came, in several writes,
+    /// and the disk filled before a later one. (The example cannot fill a disk; the test
+    /// suite does, on a small tmpfs.) After an I/O error, any prefix of the items may be
+    /// in the queue after a reopen.
     pub fn put_many<'a, I>(&self, items: I) -> Result<()>
     where
         I: IntoIterator<Item = &'a T>,
@@ -1175,7 +1209,7 @@ impl<T> Queue<T> {
     /// let batch = q.get_many(3)?;
     /// q.task_done_n(batch.len())?;
     /// assert_eq!(q.unfinished(), 0);
-    /// assert!(q.task_done_n(1).is_err());
+    /// assert!(matches!(q.task_done_n(1), Err(diskq::Error::NothingToAcknowledge)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

@@ -62,6 +62,12 @@ pub use asynchronous::{IntoStream, RecvStream};
 /// let (tx, rx) = diskq::channel::<String>(dir.path())?;
 /// tx.send("hello".to_string())?;
 /// assert_eq!(rx.recv()?, "hello");
+///
+/// // The directory is locked while the channel's ends exist, in this process too:
+/// assert!(diskq::channel::<String>(dir.path()).unwrap_err().is_locked());
+/// drop((tx, rx));
+/// let (_tx, rx) = diskq::channel::<String>(dir.path())?;
+/// # drop(rx);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -499,8 +505,11 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// ```
     /// use std::time::{Duration, Instant};
     /// # let dir = tempfile::tempdir()?;
-    /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
+    /// let (tx, rx) = diskq::sync_channel::<u32>(dir.path(), 1)?;
     /// tx.send_deadline(1, Instant::now() + Duration::from_secs(1))?;
+    /// let err = tx.send_deadline(2, Instant::now() + Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timeout()); // still full at the deadline
+    /// assert_eq!(err.into_inner(), 2); // the item comes back
     /// assert_eq!(rx.recv()?, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -897,9 +906,12 @@ impl<T: Serialize + DeserializeOwned> Receiver<T> {
     /// ```
     /// use std::time::{Duration, Instant};
     /// # let dir = tempfile::tempdir()?;
+    /// use diskq::RecvTimeoutError;
     /// let (tx, rx) = diskq::channel::<u32>(dir.path())?;
     /// tx.send(3)?;
     /// assert_eq!(rx.recv_deadline(Instant::now() + Duration::from_secs(1))?, 3);
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(rx.recv_deadline(deadline), Err(RecvTimeoutError::Timeout));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
