@@ -195,7 +195,16 @@ impl<'q, T> Delivery<'q, T> {
     /// let two = q.get_delivery()?;
     /// assert_eq!(two.ack()?, 2); // in any order
     /// q.task_done()?; // FIFO: acknowledges the oldest item in flight, 1
-    /// assert!(one.ack().unwrap_err().to_string().contains("already acknowledged"));
+    /// assert!(matches!(one.ack(), Err(diskq::Error::AlreadyAcknowledged { seq: 0 })));
+    ///
+    /// let leased: diskq::Queue<u32> = diskq::Options::new()
+    ///     .lease(std::time::Duration::from_millis(30))
+    ///     .open(dir.path().join("leased"))?;
+    /// leased.put(&3)?;
+    /// let slow = leased.get_delivery()?;
+    /// std::thread::sleep(std::time::Duration::from_millis(60)); // the lease runs out
+    /// assert!(slow.ack().unwrap_err().is_lease_expired());
+    /// assert_eq!(leased.get()?, 3); // it was given back
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -227,6 +236,14 @@ impl<'q, T> Delivery<'q, T> {
     /// assert_eq!((*again, again.attempt()), (1, 2));
     /// q.task_done()?; // FIFO: acknowledges the oldest item in flight, 1 again
     /// assert!(matches!(again.nack(), Err(diskq::Error::AlreadyAcknowledged { seq: 0 })));
+    ///
+    /// let leased: diskq::Queue<u32> = diskq::Options::new()
+    ///     .lease(std::time::Duration::from_millis(30))
+    ///     .open(dir.path().join("leased"))?;
+    /// leased.put(&3)?;
+    /// let slow = leased.get_delivery()?;
+    /// std::thread::sleep(std::time::Duration::from_millis(60)); // the lease runs out
+    /// assert!(slow.nack().unwrap_err().is_lease_expired()); // given back already
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -292,7 +309,8 @@ impl<'q, T> Delivery<'q, T> {
     /// q.put(&"next".to_string())?;
     /// let d = q.get_delivery()?;
     /// q.task_done()?;
-    /// assert!(d.dead_letter("late").is_err()); // already acknowledged: nothing changes
+    /// let late = d.dead_letter("late"); // already acknowledged: nothing changes
+    /// assert!(matches!(late, Err(diskq::Error::AlreadyAcknowledged { seq: 1 })));
     /// assert_eq!(q.dead_letters().len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -330,6 +348,11 @@ impl<'q, T> Delivery<'q, T> {
     /// let late = q.get_delivery()?;
     /// std::thread::sleep(Duration::from_millis(60)); // its lease runs out
     /// assert!(late.extend_lease(Duration::from_secs(60)).unwrap_err().is_lease_expired());
+    /// q.put(&3)?;
+    /// let done = q.get_delivery()?;
+    /// q.task_done()?; // FIFO: acknowledges the oldest item in flight, this one
+    /// let res = done.extend_lease(Duration::from_secs(60));
+    /// assert!(matches!(res, Err(diskq::Error::AlreadyAcknowledged { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

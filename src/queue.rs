@@ -430,6 +430,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// q.put(&1)?;
     /// assert_eq!(q.get()?, 1);
     /// q.task_done()?;
+    ///
+    /// // A damaged record: the get names the file and offset, and takes nothing.
+    /// q.put(&2)?;
+    /// q.close()?;
+    /// let chunk = dir.path().join("q00000");
+    /// let mut bytes = std::fs::read(&chunk)?;
+    /// bytes[28 + 12 + 8] ^= 0xff; // past the chunk header and item 1: item 2's payload
+    /// std::fs::write(&chunk, bytes)?;
+    /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?;
+    /// assert!(matches!(q.get(), Err(diskq::Error::Corrupt { offset: 40, .. })));
+    /// assert!(q.get().unwrap_err().is_corrupt()); // the same, until `diskq::repair`
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -1403,6 +1414,10 @@ impl<T> Queue<T> {
     ///     .open(dir.path())?;
     /// q.put(&1)?;
     /// q.flush()?; // now it survives a crash of this process
+    ///
+    /// std::fs::remove_dir_all(dir.path())?;
+    /// q.put(&2)?; // in memory
+    /// assert!(matches!(q.flush(), Err(diskq::Error::DirectoryDeleted { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -1445,6 +1460,9 @@ impl<T> Queue<T> {
     /// q.close()?;
     /// let q: diskq::Queue<u32> = diskq::Queue::open(dir.path())?; // no longer locked
     /// assert_eq!(q.len(), 1);
+    ///
+    /// std::fs::remove_dir_all(dir.path())?; // no checkpoint to write into it
+    /// assert!(matches!(q.close(), Err(diskq::Error::DirectoryDeleted { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

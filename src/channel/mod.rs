@@ -442,6 +442,12 @@ impl<T: Serialize + DeserializeOwned> Sender<T> {
     /// let err = tx.send("another".to_string()).unwrap_err();
     /// assert!(err.is_disconnected());
     /// assert_eq!(err.into_inner(), "another");
+    ///
+    /// // An item the queue cannot store, such as a path that is not UTF-8:
+    /// use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
+    /// let (tx, _rx) = diskq::channel::<PathBuf>(dir.path().join("paths"))?;
+    /// let err = tx.send(PathBuf::from(OsStr::from_bytes(b"\xff"))).unwrap_err();
+    /// assert!(matches!(err.storage_error(), Some(diskq::Error::Encode(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
