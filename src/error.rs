@@ -126,6 +126,26 @@ pub enum Error {
         /// The queue directory.
         path: PathBuf,
     },
+    /// The path given to a tool that looks at an existing queue ([`Inspector`],
+    /// [`pause`], [`resume`]) is not a queue directory: it does not exist, is not a
+    /// directory, or holds neither `info` nor a chunk file. (`Queue::open` creates a
+    /// queue there instead.)
+    ///
+    /// [`Inspector`]: crate::Inspector
+    /// [`pause`]: crate::pause
+    /// [`resume`]: crate::resume
+    #[error(
+        "{} is not a diskq queue directory: {reason}. Nothing was changed; check the path \
+         (a queue directory holds an info file and chunk files q00000, q00001, ...)",
+        .path.display()
+    )]
+    NotAQueue {
+        /// The path given.
+        path: PathBuf,
+        /// Why not: "it does not exist", "it is not a directory", or "it holds neither an
+        /// info file nor a chunk file".
+        reason: &'static str,
+    },
     /// The queue was created for another item type (or `Options::schema` tag).
     #[error(
         "queue directory {} holds items of type {stored:?}, not {requested:?}: open it with \

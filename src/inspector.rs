@@ -13,6 +13,7 @@ use crate::pause::PAUSED;
 use crate::reader::parse_chunk_name;
 use crate::repair::DamagedRange;
 use crate::storage::{FsStorage, Storage};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +34,7 @@ const MAX_GAP_LOOKUPS: u64 = 4096;
 /// assert_eq!((s.waiting, s.owner_pid.is_some()), (1, true));
 /// assert!(matches!(
 ///     diskq::Inspector::open(dir.path().join("nothing here")),
-///     Err(diskq::Error::Io { .. })
+///     Err(diskq::Error::NotAQueue { .. })
 /// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -135,8 +136,8 @@ impl Inspector {
     /// A view of the queue in `dir`. Reads nothing yet.
     ///
     /// # Errors
-    /// [`Error::Io`] when `dir` is not a directory; [`Error::MissingInfo`] when it holds
-    /// neither `info` nor a chunk file (not a queue).
+    /// [`Error::NotAQueue`] when `dir` does not exist, is not a directory, or holds
+    /// neither `info` nor a chunk file; [`Error::Io`] when it cannot be listed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -144,19 +145,34 @@ impl Inspector {
     /// let i = diskq::Inspector::open(dir.path())?;
     /// assert_eq!(i.snapshot()?.waiting, 0);
     /// let empty = tempfile::tempdir()?;
-    /// assert!(diskq::Inspector::open(empty.path()).unwrap_err().is_corrupt()); // MissingInfo
+    /// let e = diskq::Inspector::open(empty.path()).unwrap_err();
+    /// assert!(matches!(e, diskq::Error::NotAQueue { .. }), "{e}");
+    /// assert!(e.to_string().contains("is not a diskq queue directory"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
         let dir = dir.as_ref().to_path_buf();
-        let names = FsStorage
-            .list(&dir)
-            .map_err(|e| Error::io("list queue directory", &dir, e))?;
+        let not_a_queue = |reason| Error::NotAQueue {
+            path: dir.clone(),
+            reason,
+        };
+        let names = match FsStorage.list(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(not_a_queue("it does not exist"));
+            }
+            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+                return Err(not_a_queue("it is not a directory"));
+            }
+            Err(e) => return Err(Error::io("list queue directory", &dir, e)),
+        };
         if !names
             .iter()
             .any(|n| n == crate::engine::INFO || parse_chunk_name(n).is_some())
         {
-            return Err(Error::MissingInfo { path: dir });
+            return Err(not_a_queue(
+                "it holds neither an info file nor a chunk file",
+            ));
         }
         Ok(Inspector { dir })
     }
@@ -366,7 +382,8 @@ impl Inspector {
         let (bytes_on_disk, files) = disk_usage(&self.dir);
         let dead_letters = match Inspector::open(self.dir.join(crate::dead_letters::DEAD)) {
             Ok(dead) => dead.snapshot()?.waiting,
-            Err(_) => 0,
+            Err(Error::NotAQueue { .. }) => 0, // none yet
+            Err(e) => return Err(e),
         };
         Ok(Snapshot {
             format_version: state.version,

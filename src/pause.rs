@@ -52,8 +52,8 @@ pub(crate) fn record(st: &dyn Storage, dir: &Path, paused: bool, durable: bool) 
 /// ```
 ///
 /// # Errors
-/// [`Error::MissingInfo`] when `dir` holds no queue; [`Error::Io`] when the file cannot be
-/// created or the directory synced.
+/// [`Error::NotAQueue`] when `dir` is not a queue directory; [`Error::Io`] when the file
+/// cannot be created or the directory synced.
 pub fn pause(dir: impl AsRef<Path>) -> Result<()> {
     set_from_outside(dir.as_ref(), true)
 }

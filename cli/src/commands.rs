@@ -246,7 +246,8 @@ fn list_dead(dir: &Path, json: bool) -> Res {
     let dead = dir.join("dead");
     let items = match Inspector::open(&dead) {
         Ok(i) => i.items(0, usize::MAX)?,
-        Err(_) => Vec::new(), // none yet
+        Err(diskq::Error::NotAQueue { .. }) => Vec::new(), // none yet
+        Err(e) => return Err(e.into()),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut docs = Vec::new();

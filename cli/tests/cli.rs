@@ -157,11 +157,11 @@ fn an_empty_queue_and_no_queue() {
     let missing = dir.path().join("nothing");
     let out = diskq(&["stat", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     let plain = tempfile::tempdir().unwrap();
     let out = diskq(&["verify", plain.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no info file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a diskq queue directory"));
 }
 
 /// The child process of the live tests: `DISKQ_CLI_CHILD=<dir>:<mode>` runs it.
