@@ -4,7 +4,7 @@
 //! files with the same code that `repair` uses (`inspect/`).
 
 use crate::error::{Error, Result};
-use crate::format::{Info, decode_frame};
+use crate::format::Info;
 use crate::inspect::dir::{
     Damage, acknowledgements, chunk_name, chunk_set_problems, read_info, read_journal, scan_chunk,
 };
@@ -13,9 +13,12 @@ use crate::pause::PAUSED;
 use crate::reader::parse_chunk_name;
 use crate::repair::DamagedRange;
 use crate::storage::{FsStorage, Storage};
+use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod walk;
 
 /// How many times a scan is repeated when the owner changed the files under it.
 const ATTEMPTS: usize = 5;
@@ -62,7 +65,8 @@ pub struct Snapshot {
     /// How long ago the oldest waiting item was put, at least (from the put-time marks
     /// of the last checkpoint; `None` when none covers it).
     pub oldest_age: Option<Duration>,
-    /// The next sequence number a put takes (as far as the files show).
+    /// The next sequence number a put takes (as far as the files show; when the scan
+    /// stopped at damage, the one after the last intact record before it).
     pub next_seq: u64,
     /// Bytes of every file in the directory (the dead letters included).
     pub bytes_on_disk: u64,
@@ -75,6 +79,24 @@ pub struct Snapshot {
     /// The process holding the queue open, where the OS tells (`/proc/locks`); `None`
     /// when none does, or the OS does not say.
     pub owner_pid: Option<u32>,
+    /// The damage the scan stopped at (file and offset): past it the records'
+    /// sequence numbers are unknown, so `waiting`, `delivered`, `delayed`, `oldest_seq`
+    /// and `next_seq` count only the records before it. `None` when nothing was left
+    /// out. [`Inspector::verify`] lists every damaged range; [`repair`](crate::repair)
+    /// salvages the intact records after them.
+    pub stopped_at: Option<DamagedRange>,
+}
+
+/// What [`Inspector::items`] and [`Inspector::records`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The items, in order.
+    pub items: Vec<RawItem>,
+    /// The damage the scan stopped at before it found `limit` items: the records after
+    /// it (their sequence numbers unknown) are not listed. `None` when nothing was left
+    /// out. As [`Snapshot::stopped_at`].
+    pub stopped_at: Option<DamagedRange>,
 }
 
 /// A waiting item, as [`Inspector::items`] reads it: its bytes as stored (the encoded
@@ -302,43 +324,6 @@ impl Inspector {
             .map_err(|e| Error::io("read", &path, e))
     }
 
-    /// Calls `f` with each intact record from `from` on, in order, until it returns
-    /// false: the waiting ones (not acknowledged) with `state`, every one still in the
-    /// files without. Records that do not check out are passed over (`verify` reports
-    /// them). Returns, for a walk `f` did not stop, the chunk files listed and the
-    /// sequence number after the newest chunk's intact records.
-    fn each_record(
-        &self,
-        state: Option<&State>,
-        from: u64,
-        mut f: impl FnMut(u64, &[u8]) -> bool,
-    ) -> Result<(u64, u64)> {
-        let chunks = self.chunks()?;
-        let mut end = 0;
-        for &no in &chunks {
-            let Some(bytes) = self.chunk_bytes(no)? else {
-                continue;
-            };
-            let scan = scan_chunk(&bytes, no);
-            if let Some(h) = scan.header {
-                end = h.first_seq + scan.intact as u64;
-            }
-            for (i, r) in scan.frames.iter().enumerate() {
-                let Some(seq) = scan.seq(i) else { break };
-                if seq < from || state.is_some_and(|s| s.acked.contains(seq)) {
-                    continue;
-                }
-                let Ok((payload, _)) = decode_frame(&bytes[r.clone()]) else {
-                    continue;
-                };
-                if !f(seq, payload) {
-                    return Ok((chunks.len() as u64, end));
-                }
-            }
-        }
-        Ok((chunks.len() as u64, end))
-    }
-
     /// Counts and sizes of the queue as its files show them now.
     ///
     /// ```
@@ -350,34 +335,45 @@ impl Inspector {
     /// drop(q);
     /// let s = diskq::Inspector::open(dir.path())?.snapshot()?;
     /// assert_eq!((s.waiting, s.oldest_seq, s.next_seq, s.owner_pid), (2, Some(1), 3, None));
+    /// // A flipped byte in item 2's record: the counts stop before it, and say so.
+    /// let chunk = dir.path().join("q00000");
+    /// let mut bytes = std::fs::read(&chunk)?;
+    /// bytes[28 + 2 * 12 + 8] ^= 1; // header 28 bytes, records of 12
+    /// std::fs::write(&chunk, bytes)?;
+    /// let s = diskq::Inspector::open(dir.path())?.snapshot()?;
+    /// assert_eq!((s.waiting, s.stopped_at.map(|d| d.offset)), (1, Some(52)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Io`] when a file cannot be read. Damage is not an error here: the
-    /// records that check out are counted ([`verify`](Self::verify) reports the rest).
+    /// records before it are counted, and [`Snapshot::stopped_at`] says where it is.
     pub fn snapshot(&self) -> Result<Snapshot> {
+        self.again_while_damaged(|| self.snapshot_once(), |s| s.stopped_at.is_some())
+    }
+
+    fn snapshot_once(&self) -> Result<Snapshot> {
         let state = self.state()?;
-        let (mut waiting, mut delivered, mut oldest) = (0, 0, None);
+        let (mut waiting, mut delivered, mut delayed, mut oldest) = (0, 0, 0, None);
         let work = state.info.as_ref().map(|i| &i.work);
         let delivered_below = work.map_or(0, |w| w.delivered);
-        let (chunk_files, next_seq) = self.each_record(Some(&state), 0, |seq, _| {
+        let now = now_ms();
+        // Counted as the records are met, so that `delayed` stays a part of `waiting`.
+        let due_later: BTreeSet<u64> = work.map_or_else(BTreeSet::new, |w| {
+            let later = w.delays.iter().filter(|&&(_, due)| due > now);
+            later.map(|&(seq, _)| seq).collect()
+        });
+        let walked = self.each_record(Some(&state), 0, |seq, _| {
             waiting += 1;
             delivered += u64::from(seq < delivered_below);
+            delayed += u64::from(due_later.contains(&seq));
             oldest.get_or_insert(seq);
             true
         })?;
-        let delayed = work.map_or(0, |w| {
-            let now = now_ms();
-            w.delays
-                .iter()
-                .filter(|&&(s, due)| due > now && !state.acked.contains(s))
-                .count() as u64
-        });
         let oldest_age = oldest.and_then(|seq| {
             let marks = work.map_or(&[][..], |w| &w.marks[..]);
             let ms = marks.iter().rev().find(|&&(s, _)| s <= seq)?.1;
-            Some(Duration::from_millis(now_ms().saturating_sub(ms)))
+            Some(Duration::from_millis(now.saturating_sub(ms)))
         });
         let (bytes_on_disk, files) = disk_usage(&self.dir);
         let dead_letters = match Inspector::open(self.dir.join(crate::dead_letters::DEAD)) {
@@ -393,67 +389,56 @@ impl Inspector {
             dead_letters,
             oldest_seq: oldest,
             oldest_age,
-            next_seq,
+            next_seq: walked.next_seq,
             bytes_on_disk,
             files,
-            chunk_files,
+            chunk_files: walked.chunk_files,
             paused: self.dir.join(PAUSED).exists(),
             owner_pid: owner_pid(&self.dir),
+            stopped_at: walked.stopped_at,
         })
     }
 
     /// Up to `limit` waiting items from sequence number `from` on, in order, not taken.
+    /// At damage that hides items asked for, the listing stops and
+    /// [`Listing::stopped_at`] says where.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let q: diskq::Queue<String> = diskq::Queue::open(dir.path())?;
     /// q.put_many(&["a".to_string(), "b".to_string(), "c".to_string()])?;
-    /// let items = diskq::Inspector::open(dir.path())?.items(1, 10)?;
-    /// let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
-    /// assert_eq!(seqs, [1, 2]);
-    /// assert_eq!(bincode::deserialize::<String>(&items[0].payload)?, "b");
+    /// let listed = diskq::Inspector::open(dir.path())?.items(1, 10)?;
+    /// let seqs: Vec<u64> = listed.items.iter().map(|i| i.seq).collect();
+    /// assert_eq!((seqs, listed.stopped_at), (vec![1, 2], None));
+    /// assert_eq!(bincode::deserialize::<String>(&listed.items[0].payload)?, "b");
     /// assert_eq!(q.len(), 3); // nothing taken
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Io`] when a file cannot be read.
-    pub fn items(&self, from: u64, limit: usize) -> Result<Vec<RawItem>> {
-        let state = self.state()?;
-        let work = state
-            .info
-            .as_ref()
-            .map(|i| i.work.clone())
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.each_record(Some(&state), from, |seq, payload| {
-            let attempts = match work.attempts.binary_search_by_key(&seq, |&(s, _)| s) {
-                Ok(i) => work.attempts[i].1,
-                Err(_) => u32::from(seq < work.delivered),
-            };
-            out.push(RawItem {
-                seq,
-                payload: payload.to_vec(),
-                put_at_ms: work
-                    .marks
-                    .iter()
-                    .rev()
-                    .find(|&&(s, _)| s <= seq)
-                    .map(|m| m.1),
-                attempts,
-            });
-            out.len() < limit
-        })?;
-        Ok(out)
+    pub fn items(&self, from: u64, limit: usize) -> Result<Listing> {
+        let read = || {
+            let state = self.state()?;
+            let work = state.info.as_ref().map(|i| &i.work);
+            let work = work.cloned().unwrap_or_default();
+            self.list(Some(&state), from, limit, |seq| {
+                let attempts = match work.attempts.binary_search_by_key(&seq, |&(s, _)| s) {
+                    Ok(i) => work.attempts[i].1,
+                    Err(_) => u32::from(seq < work.delivered),
+                };
+                let mark = work.marks.iter().rev().find(|&&(s, _)| s <= seq);
+                (mark.map(|m| m.1), attempts)
+            })
+        };
+        self.again_while_damaged(read, |l| l.stopped_at.is_some())
     }
 
     /// Up to `limit` records from sequence number `from` on, in order, whether or not
     /// they were gotten and acknowledged since: what the chunk files still hold (a chunk
     /// is deleted once every item in it is acknowledged). For following a queue
-    /// (`diskq tail`), where an item taken at once must still be seen.
+    /// (`diskq tail`), where an item taken at once must still be seen. Stops at damage
+    /// as [`items`](Self::items) does.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -462,28 +447,45 @@ impl Inspector {
     /// q.get()?;
     /// q.task_done()?; // item 0 is acknowledged, its record still there
     /// let i = diskq::Inspector::open(dir.path())?;
-    /// assert_eq!(i.records(0, 10)?.len(), 2);
-    /// assert_eq!(i.items(0, 10)?.len(), 1);
+    /// assert_eq!(i.records(0, 10)?.items.len(), 2);
+    /// assert_eq!(i.items(0, 10)?.items.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Io`] when a file cannot be read.
-    pub fn records(&self, from: u64, limit: usize) -> Result<Vec<RawItem>> {
-        let mut out = Vec::new();
+    pub fn records(&self, from: u64, limit: usize) -> Result<Listing> {
+        let read = || self.list(None, from, limit, |_| (None, 0));
+        self.again_while_damaged(read, |l| l.stopped_at.is_some())
+    }
+
+    /// Up to `limit` records from `from` on (the waiting ones with `state`); `about`
+    /// gives a record's put time and attempts.
+    fn list(
+        &self,
+        state: Option<&State>,
+        from: u64,
+        limit: usize,
+        about: impl Fn(u64) -> (Option<u64>, u32),
+    ) -> Result<Listing> {
+        let mut items = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            let stopped_at = None;
+            return Ok(Listing { items, stopped_at });
         }
-        self.each_record(None, from, |seq, payload| {
-            out.push(RawItem {
+        let walked = self.each_record(state, from, |seq, payload| {
+            let (put_at_ms, attempts) = about(seq);
+            let payload = payload.to_vec();
+            items.push(RawItem {
                 seq,
-                payload: payload.to_vec(),
-                put_at_ms: None,
-                attempts: 0,
+                payload,
+                put_at_ms,
+                attempts,
             });
-            out.len() < limit
+            items.len() < limit
         })?;
-        Ok(out)
+        let stopped_at = walked.stopped_at;
+        Ok(Listing { items, stopped_at })
     }
 
     /// Reads every file and checks every checksum, chain and journal entry, with the
@@ -511,17 +513,7 @@ impl Inspector {
     /// # Errors
     /// [`Error::Io`] when a file cannot be read.
     pub fn verify(&self) -> Result<Verification> {
-        let mut v = self.verify_once()?;
-        // A live owner may have changed the files between the reads: look again before
-        // calling anything damage.
-        for _ in 1..ATTEMPTS {
-            if v.healthy() || !v.live {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            v = self.verify_once()?;
-        }
-        Ok(v)
+        self.again_while_damaged(|| self.verify_once(), |v| !v.healthy())
     }
 
     fn verify_once(&self) -> Result<Verification> {

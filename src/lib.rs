@@ -67,7 +67,7 @@ pub use dead_letters::{DeadLetter, DeadLetterIter, DeadLetters};
 pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
-pub use inspector::{Inspector, RawItem, Snapshot, Verification};
+pub use inspector::{Inspector, Listing, RawItem, Snapshot, Verification};
 pub use options::{DEFAULT_CHUNK_SIZE, Durability, Options};
 pub use pause::{pause, resume};
 pub use queue::Queue;

@@ -1,8 +1,10 @@
-//! The subcommands. Each returns the exit status: 0, or 1 when `verify` finds damage;
-//! errors go to `main`, which prints them and exits with 2.
+//! The subcommands. Each returns the exit status: 0, or 1 when `verify` finds damage or
+//! when damage stopped the scan of `stat`, `dump`, `tail` or `dead-letters list` (what
+//! they show then covers only the records before it); errors go to `main`, which prints
+//! them and exits with 2.
 
 use crate::show::{self, Format};
-use diskq::{Inspector, RawItem};
+use diskq::{DamagedRange, Inspector, RawItem};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::error::Error;
@@ -12,6 +14,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 type Res = Result<ExitCode, Box<dyn Error>>;
+
+/// The exit status when damage was found (`verify`), or stopped a scan.
+const DAMAGE: u8 = 1;
+
+/// Says on stderr that damage stopped a scan of `dir`, so that `shown` covers only the
+/// records before it, and where to go from there; the exit status that says so.
+fn stopped(dir: &Path, at: &DamagedRange, shown: &str) -> ExitCode {
+    eprintln!(
+        "diskq: the scan stopped at damage in {} at offset {} ({}): {shown} only the records \
+         before it. `diskq verify {}` lists the damage; `diskq repair {}` salvages the intact \
+         records after it",
+        at.file.display(),
+        at.offset,
+        at.detail,
+        dir.display(),
+        dir.display()
+    );
+    ExitCode::from(DAMAGE)
+}
+
+/// The exit status of a scan that `stopped_at` damage, or not.
+fn finish(dir: &Path, stopped_at: Option<&DamagedRange>, shown: &str) -> ExitCode {
+    stopped_at.map_or(ExitCode::SUCCESS, |at| stopped(dir, at, shown))
+}
 
 /// A spinner on stderr for a scan that may take more than a second: it appears only
 /// after one second, and only on a terminal.
@@ -58,9 +84,10 @@ pub fn stat(dir: &Path, json: bool) -> Res {
             "chunk_files": s.chunk_files,
             "paused": s.paused,
             "open_by_pid": s.owner_pid,
+            "stopped_at": s.stopped_at.as_ref().map(show::damage_json),
         });
         println!("{doc}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(finish(dir, s.stopped_at.as_ref(), "the counts cover"));
     }
     println!("queue         {}", dir.display());
     println!("waiting       {} items", s.waiting);
@@ -92,18 +119,14 @@ pub fn stat(dir: &Path, json: bool) -> Res {
         None => println!("open          no"),
     }
     println!("paused        {}", if s.paused { "yes" } else { "no" });
-    Ok(ExitCode::SUCCESS)
+    Ok(finish(dir, s.stopped_at.as_ref(), "the counts above cover"))
 }
 
 pub fn verify(dir: &Path, json: bool) -> Res {
     let i = Inspector::open(dir)?;
     let v = scan("checking every file", || i.verify())?;
     if json {
-        let damage: Vec<_> = v
-            .damage
-            .iter()
-            .map(|d| json!({"file": d.file.to_string_lossy(), "offset": d.offset, "len": d.len, "detail": d.detail}))
-            .collect();
+        let damage: Vec<_> = v.damage.iter().map(show::damage_json).collect();
         let doc = json!({
             "dir": dir.to_string_lossy(),
             "healthy": v.healthy(),
@@ -148,7 +171,7 @@ pub fn verify(dir: &Path, json: bool) -> Res {
     Ok(if v.healthy() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(DAMAGE)
     })
 }
 
@@ -184,12 +207,24 @@ fn write_items(out: &mut impl Write, items: &[RawItem], format: Format) -> bool 
 
 pub fn dump(dir: &Path, from: u64, limit: Option<usize>, format: Format) -> Res {
     let i = Inspector::open(dir)?;
-    let items = scan("reading the items", || {
+    let listed = scan("reading the items", || {
         i.items(from, limit.unwrap_or(usize::MAX))
     })?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    write_items(&mut out, &items, format);
-    Ok(ExitCode::SUCCESS)
+    if write_items(&mut out, &listed.items, format) {
+        write_stop(&mut out, listed.stopped_at.as_ref(), format);
+    }
+    let shown = "the items shown are";
+    Ok(finish(dir, listed.stopped_at.as_ref(), shown))
+}
+
+/// With `--json`, a last line `{"stopped_at": {...}}` after the items when damage
+/// stopped the scan (the note itself goes to stderr in every format).
+fn write_stop(out: &mut impl Write, stopped_at: Option<&DamagedRange>, format: Format) {
+    if let (Some(at), Format::Json) = (stopped_at, format) {
+        let _ = writeln!(out, "{}", json!({ "stopped_at": show::damage_json(at) }));
+        let _ = out.flush();
+    }
 }
 
 pub fn tail(dir: &Path, from: Option<u64>, json: bool) -> Res {
@@ -201,15 +236,19 @@ pub fn tail(dir: &Path, from: Option<u64>, json: bool) -> Res {
     let format = if json { Format::Json } else { Format::Text };
     loop {
         // Every record, acknowledged or not: an item taken at once is still shown.
-        let items = i.records(next, 10_000)?;
-        if let Some(last) = items.last() {
-            next = last.seq + 1;
-            let mut out = std::io::stdout().lock();
-            if !write_items(&mut out, &items, format) {
-                return Ok(ExitCode::SUCCESS); // stdout closed
-            }
-        } else {
-            std::thread::sleep(Duration::from_millis(200));
+        let listed = i.records(next, 10_000)?;
+        let mut out = std::io::stdout().lock();
+        if !write_items(&mut out, &listed.items, format) {
+            return Ok(ExitCode::SUCCESS); // stdout closed
+        }
+        if let Some(at) = &listed.stopped_at {
+            // What follows has no known sequence number: there is nothing to follow.
+            write_stop(&mut out, Some(at), format);
+            return Ok(stopped(dir, at, "tail follows"));
+        }
+        match listed.items.last() {
+            Some(last) => next = last.seq + 1,
+            None => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }
@@ -244,9 +283,12 @@ pub fn dead_letters(dir: &Path, action: DeadAction, json: bool) -> Res {
 
 fn list_dead(dir: &Path, json: bool) -> Res {
     let dead = dir.join("dead");
-    let items = match Inspector::open(&dead) {
-        Ok(i) => i.items(0, usize::MAX)?,
-        Err(diskq::Error::NotAQueue { .. }) => Vec::new(), // none yet
+    let (items, stopped_at) = match Inspector::open(&dead) {
+        Ok(i) => {
+            let listed = i.items(0, usize::MAX)?;
+            (listed.items, listed.stopped_at)
+        }
+        Err(diskq::Error::NotAQueue { .. }) => (Vec::new(), None), // none yet
         Err(e) => return Err(e.into()),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -278,13 +320,17 @@ fn list_dead(dir: &Path, json: bool) -> Res {
         writeln!(
             out,
             "{}",
-            json!({"dir": dir.to_string_lossy(), "dead_letters": docs})
+            json!({"dir": dir.to_string_lossy(), "dead_letters": docs, "stopped_at": stopped_at.as_ref().map(show::damage_json)})
         )?;
-    } else if items.is_empty() {
+    } else if items.is_empty() && stopped_at.is_none() {
         writeln!(out, "no dead letters")?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(finish(
+        &dead,
+        stopped_at.as_ref(),
+        "the dead letters shown are",
+    ))
 }
 
 /// Any item type: the commands that take the lock move stored bytes and never decode

@@ -17,7 +17,11 @@ use std::process::ExitCode;
 #[command(
     name = "diskq",
     version,
-    about = "Inspect and operate diskq queue directories"
+    about = "Inspect and operate diskq queue directories",
+    after_help = "Exit status: 0 when all went well; 1 when damage was found: by `verify`, or \
+                  where it stopped the scan of `stat`, `dump`, `tail` or `dead-letters list` \
+                  (what they show then covers only the records before it; stderr says where, \
+                  and --json output has it in `stopped_at`); 2 on an error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,7 +31,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Items waiting, delivered, delayed, dead letters, oldest age, size on disk, format
-    /// version, whether a process has the queue open, whether it is paused.
+    /// version, whether a process has the queue open, whether it is paused. Damage stops
+    /// the count: stderr says where (--json: `stopped_at`) and the exit status is 1.
     Stat {
         dir: PathBuf,
         /// One JSON document.
@@ -42,7 +47,8 @@ enum Command {
         json: bool,
     },
     /// The waiting items in order: seq, length, put time where recorded, payload
-    /// (printable text as text, else hex).
+    /// (printable text as text, else hex). At damage it stops after the items before it:
+    /// stderr says where (--json: a last line `{"stopped_at": {...}}`), exit status 1.
     Dump {
         dir: PathBuf,
         /// The first sequence number to show.
@@ -58,7 +64,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Follows new items as they are put, like `tail -f` (stop it with Ctrl-C).
+    /// Follows new items as they are put, like `tail -f` (stop it with Ctrl-C). Ends with
+    /// exit status 1 at damage it cannot follow past, saying where on stderr.
     Tail {
         dir: PathBuf,
         /// Start at this sequence number instead of after the newest item.

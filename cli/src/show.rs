@@ -54,6 +54,11 @@ pub fn payload(b: &[u8]) -> String {
     }
 }
 
+/// A damaged range as JSON: `file`, `offset`, `len`, `detail`.
+pub fn damage_json(d: &diskq::DamagedRange) -> Value {
+    json!({"file": d.file.to_string_lossy(), "offset": d.offset, "len": d.len, "detail": d.detail})
+}
+
 /// The payload as JSON fields: `text` when it is text, and always `hex`.
 pub fn payload_json(b: &[u8]) -> Value {
     json!({ "text": as_text(b), "hex": hex(b) })

@@ -128,13 +128,24 @@ fn a_damaged_queue() {
         text.contains("q00000 at offset 72") && text.contains("diskq repair"),
         "{text}"
     );
-    // The others read on: dump passes over the damaged record.
-    let seqs: Vec<u64> = lines(&["dump", d, "--json"])
-        .iter()
-        .map(|i| i["seq"].as_u64().unwrap())
+    // dump and stat stop at the damaged record: they show what comes before it, say
+    // where they stopped, and exit 1.
+    let out = diskq(&["dump", d, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "dump stopped at damage: exit 1");
+    let items: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(seqs, [1]);
-    assert!(ok(&["stat", d]).contains("waiting"));
+    assert_eq!(items[0]["seq"], 1);
+    assert_eq!(items[1]["stopped_at"]["offset"].as_u64(), Some(28 + 2 * 22));
+    assert_eq!(items.len(), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("q00000 at offset 72"));
+    let out = diskq(&["stat", d]);
+    assert_eq!(out.status.code(), Some(1), "stat stopped at damage: exit 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waiting       1 items"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("q00000 at offset 72"), "{err}");
     let report = ok(&["repair", d, "--yes"]);
     assert!(report.contains("damaged"), "{report}");
     assert!(ok(&["verify", d]).starts_with("healthy"));

@@ -1,8 +1,10 @@
 //! Edge cases of the `diskq` command: paths that are not queues, each subcommand on a
 //! damaged and on an empty queue, `repair`'s prompt, `dump --raw`, `--json` everywhere.
 
+use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn diskq(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_diskq"))
@@ -68,4 +70,124 @@ fn paths_that_are_not_queues_say_so() {
         &q,
         "has queue files but no info file",
     );
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = diskq(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Exit status 1 (damage), with stderr's note naming `file` and `offset`, and `shown`
+/// ("the counts cover", "the items shown are"); returns stdout.
+fn stops_at_damage(args: &[&str], file: &str, offset: u64, shown: &str) -> String {
+    let out = diskq(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    let at = format!("{file} at offset {offset}");
+    assert!(
+        err.contains(&at) && err.contains(shown) && err.contains("only the records before it"),
+        "{args:?}: {err}"
+    );
+    assert!(
+        err.contains("diskq verify") && err.contains("diskq repair"),
+        "{err}"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// "item N" at seq N for N in 0..6: item 0 acknowledged, item 1 given back for an hour
+/// (its copy, seq 6, at the tail), item 2 dead-lettered; then item 4's record damaged.
+/// Before the damage: records 0 to 3, of which item 3 waits; after it: 5 and 6. Returns
+/// the damage's offset in q00000.
+fn damaged_queue(dir: &Path) -> u64 {
+    {
+        let q: diskq::Queue<String> = diskq::Queue::open(dir).unwrap();
+        for i in 0..6 {
+            q.put(&format!("item {i}")).unwrap();
+        }
+        q.get().unwrap();
+        q.task_done().unwrap();
+        let d = q.get_delivery().unwrap();
+        d.nack_after(Duration::from_secs(3600)).unwrap();
+        q.get_delivery().unwrap().dead_letter("bad input").unwrap();
+    }
+    flip(&dir.join("q00000"), 4)
+}
+
+/// Flips a payload bit of the record at `index` of a chunk file of "item N" strings
+/// (header 28 bytes, then records of 8 + 14 bytes); returns the record's offset.
+fn flip(chunk: &Path, index: usize) -> u64 {
+    let mut b = std::fs::read(chunk).unwrap();
+    let at = 28 + index * 22;
+    b[at + 12] ^= 0x40;
+    std::fs::write(chunk, b).unwrap();
+    at as u64
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON: {e}: {text}"))
+}
+
+/// Damage in the middle: stat and dump show what comes before it, say on stderr where it
+/// stopped them (and, with --json, in `stopped_at`), and exit 1.
+#[test]
+fn stat_and_dump_stop_at_damage_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let at = damaged_queue(dir.path());
+    let text = stops_at_damage(&["stat", d], "q00000", at, "the counts above cover");
+    for line in [
+        "waiting       1 items",
+        "delayed     0",
+        "oldest        item 3",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    let s = json(&stops_at_damage(
+        &["stat", d, "--json"],
+        "q00000",
+        at,
+        "counts",
+    ));
+    assert_eq!(
+        (s["waiting"].as_u64(), s["next_seq"].as_u64()),
+        (Some(1), Some(4))
+    );
+    // The copy of item 1 waits past the damage: not counted as delayed either.
+    assert_eq!(s["delayed"], 0, "{s}");
+    assert_eq!(s["stopped_at"]["offset"].as_u64(), Some(at), "{s}");
+    assert!(
+        s["stopped_at"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("q00000")
+    );
+
+    let text = stops_at_damage(&["dump", d], "q00000", at, "the items shown are");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("\"item 3\""), "{text}");
+    let out = stops_at_damage(&["dump", d, "--json"], "q00000", at, "items shown");
+    let lines: Vec<Value> = out.lines().map(json).collect();
+    assert_eq!(
+        (lines.len(), &lines[0]["seq"]),
+        (2, &Value::from(3)),
+        "{out}"
+    );
+    assert_eq!(lines[1]["stopped_at"]["offset"].as_u64(), Some(at), "{out}");
+    // A limit reached before the damage leaves nothing out.
+    assert_eq!(ok(&["dump", d, "--limit", "1"]).lines().count(), 1);
+
+    ok(&["repair", d, "--yes"]);
+    let s = json(&ok(&["stat", d, "--json"]));
+    assert_eq!(
+        (s["waiting"].as_u64(), &s["stopped_at"]),
+        (Some(3), &Value::Null)
+    );
+    assert_eq!(ok(&["dump", d]).lines().count(), 3);
 }

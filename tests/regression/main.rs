@@ -24,6 +24,7 @@ mod review19;
 mod review21;
 mod review22;
 mod review23;
+mod review_cli_audit;
 mod review_cli_lib;
 mod review_info;
 mod review_nospace;

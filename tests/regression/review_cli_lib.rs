@@ -193,7 +193,7 @@ fn probe_delivered_after_nack_and_close() {
     }
     let i = Inspector::open(dir.path()).unwrap();
     let s = i.snapshot().unwrap();
-    let items = i.items(0, 10).unwrap();
+    let items = i.items(0, 10).unwrap().items;
     eprintln!("{s:?}\n{items:?}");
     assert_eq!(s.waiting, 3);
     let attempted = items.iter().filter(|it| it.attempts > 0).count() as u64;
@@ -269,7 +269,7 @@ fn live_round(level: Durability, chunk: usize, size: usize, rounds: usize) {
         if !v.healthy() {
             bad.push(format!("round {r} verify: {:?} {:?}", v.damage, v.problems));
         }
-        for it in i.items(0, 200).unwrap() {
+        for it in i.items(0, 200).unwrap().items {
             let s: String = bincode::deserialize(&it.payload).unwrap();
             let want = format!("item {} ", it.seq);
             if !s.starts_with(&want) || s.len() != want.len() + size {
