@@ -255,8 +255,11 @@ pub fn tail(dir: &Path, from: Option<u64>, json: bool) -> Res {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum DeadAction {
+    /// Show each dead letter: seq, attempts, when and why it failed, payload.
     List,
+    /// Put every dead letter back into the queue, at its tail.
     Requeue,
+    /// Delete every dead letter.
     Purge,
 }
 
@@ -275,7 +278,11 @@ pub fn dead_letters(dir: &Path, action: DeadAction, json: bool) -> Res {
                 _ => (dl.purge()?, "purged"),
             };
             q.close()?;
-            println!("{what} {}", show::count(n as u64, "dead letter"));
+            if json {
+                println!("{}", json!({ what: n }));
+            } else {
+                println!("{what} {}", show::count(n as u64, "dead letter"));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -30,26 +30,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Counts: items waiting, dead letters, oldest age, size; open by whom, paused.
+    ///
     /// Items waiting, delivered, delayed, dead letters, oldest age, size on disk, format
     /// version, whether a process has the queue open, whether it is paused. Damage stops
     /// the count: stderr says where (--json: `stopped_at`) and the exit status is 1.
     Stat {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
         /// One JSON document.
         #[arg(long)]
         json: bool,
     },
+    /// Checks every file; exit status 1 when damage is found.
+    ///
     /// Reads every file and checks every checksum, chain and journal entry; prints each
     /// problem with file and offset. Exit status 0 when healthy, 1 when damage is found.
     Verify {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
+        /// One JSON document: `healthy`, `records` checked, `live` (another process has
+        /// the queue open), `damage` (each with `file`, `offset`, `len`, `detail`),
+        /// `problems`.
         #[arg(long)]
         json: bool,
     },
+    /// The waiting items in order.
+    ///
     /// The waiting items in order: seq, length, put time where recorded, payload
     /// (printable text as text, else hex). At damage it stops after the items before it:
     /// stderr says where (--json: a last line `{"stopped_at": {...}}`), exit status 1.
     Dump {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
         /// The first sequence number to show.
         #[arg(long, default_value_t = 0)]
@@ -64,9 +76,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follows new items as they are put, like `tail -f`.
+    ///
     /// Follows new items as they are put, like `tail -f` (stop it with Ctrl-C). Ends with
     /// exit status 1 at damage it cannot follow past, saying where on stderr.
     Tail {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
         /// Start at this sequence number instead of after the newest item.
         #[arg(long)]
@@ -78,21 +93,31 @@ enum Command {
     /// The dead-letter queue: list (the default), requeue every dead letter, or purge them.
     #[command(name = "dead-letters")]
     DeadLetters {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
         #[arg(value_enum, default_value = "list")]
         action: commands::DeadAction,
-        /// With `list`: one JSON document.
+        /// One JSON document: with `list`, `dead_letters` (and `stopped_at`); with
+        /// `requeue` or `purge`, `{"requeued": N}` or `{"purged": N}`.
         #[arg(long)]
         json: bool,
     },
     /// Pauses consumers: their gets wait (puts go on). A running process notices within a
     /// second.
-    Pause { dir: PathBuf },
+    Pause {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
+        dir: PathBuf,
+    },
     /// Lets paused consumers go on.
-    Resume { dir: PathBuf },
+    Resume {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
+        dir: PathBuf,
+    },
     /// Runs `diskq::repair` and prints its report. Asks first, unless `--yes`.
     Repair {
+        /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
+        /// Repair without asking first (the question reads its answer from stdin).
         #[arg(long, short)]
         yes: bool,
     },

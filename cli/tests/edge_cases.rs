@@ -191,3 +191,58 @@ fn stat_and_dump_stop_at_damage_and_say_so() {
     );
     assert_eq!(ok(&["dump", d]).lines().count(), 3);
 }
+
+/// Every argument and option of every subcommand has help text: in `-h`, a name
+/// alone on its line has none.
+#[test]
+fn every_argument_has_help() {
+    let commands = [
+        "stat",
+        "verify",
+        "dump",
+        "tail",
+        "dead-letters",
+        "pause",
+        "resume",
+        "repair",
+    ];
+    for cmd in commands {
+        let help = ok(&[cmd, "-h"]);
+        let args = help.lines().filter(|l| {
+            let t = l.trim_start();
+            l.starts_with("  ") && (t.starts_with('<') || t.starts_with('-') || t.starts_with('['))
+        });
+        for line in args {
+            assert!(
+                line.trim().contains("  "),
+                "{cmd}: no help for {line:?}\n{help}"
+            );
+        }
+    }
+    assert!(ok(&["--help"]).contains("Exit status: 0"));
+}
+
+/// `dead-letters requeue|purge --json` print one JSON object (it was ignored).
+#[test]
+fn requeue_and_purge_print_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dead_letter = |n: usize| {
+        let q: diskq::Queue<String> = diskq::Queue::open(dir.path()).unwrap();
+        q.put(&"x".to_string()).unwrap();
+        for _ in 0..n {
+            q.get_delivery().unwrap().dead_letter("bad").unwrap();
+        }
+    };
+    dead_letter(1);
+    assert_eq!(
+        json(&ok(&["dead-letters", d, "requeue", "--json"])),
+        json(r#"{"requeued": 1}"#)
+    );
+    dead_letter(2);
+    assert_eq!(
+        json(&ok(&["dead-letters", d, "purge", "--json"])),
+        json(r#"{"purged": 2}"#)
+    );
+    assert_eq!(ok(&["dead-letters", d, "purge"]), "purged 0 dead letters\n");
+}
