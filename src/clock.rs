@@ -6,11 +6,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of time for a queue's leases and delays. [`SystemClock`] unless a test sets
-/// another with `Options::clock`.
+/// another with `Options::clock` (feature `__testing`, as the whole module's public
+/// items: not in a default build).
 #[doc(hidden)]
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Time since an arbitrary origin that never goes back.
@@ -85,37 +85,49 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to (tests and the model): both its readings start
-/// at the given wall time and advance together.
-#[doc(hidden)]
-#[derive(Debug, Clone)]
-pub struct ManualClock {
-    ms: Arc<AtomicU64>,
-}
+#[cfg(feature = "__testing")]
+pub use manual::ManualClock;
 
-impl ManualClock {
-    pub fn new(wall_ms: u64) -> ManualClock {
-        ManualClock {
-            ms: Arc::new(AtomicU64::new(wall_ms)),
+/// Tests only, as `Options::clock`: not in a default build.
+#[cfg(feature = "__testing")]
+mod manual {
+    use super::Clock;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A clock that moves only when told to (tests and the model): both its readings
+    /// start at the given wall time and advance together.
+    #[doc(hidden)]
+    #[derive(Debug, Clone)]
+    pub struct ManualClock {
+        ms: Arc<AtomicU64>,
+    }
+
+    impl ManualClock {
+        pub fn new(wall_ms: u64) -> ManualClock {
+            ManualClock {
+                ms: Arc::new(AtomicU64::new(wall_ms)),
+            }
+        }
+
+        pub fn advance(&self, d: Duration) {
+            self.ms.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
         }
     }
 
-    pub fn advance(&self, d: Duration) {
-        self.ms.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
+    impl Clock for ManualClock {
+        fn monotonic(&self) -> Duration {
+            Duration::from_millis(self.ms.load(Ordering::SeqCst))
+        }
 
-impl Clock for ManualClock {
-    fn monotonic(&self) -> Duration {
-        Duration::from_millis(self.ms.load(Ordering::SeqCst))
-    }
+        fn wall_ms(&self) -> u64 {
+            self.ms.load(Ordering::SeqCst)
+        }
 
-    fn wall_ms(&self) -> u64 {
-        self.ms.load(Ordering::SeqCst)
-    }
-
-    fn sleeps(&self) -> bool {
-        false
+        fn sleeps(&self) -> bool {
+            false
+        }
     }
 }
 

@@ -23,9 +23,9 @@ mod format;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod forward;
-// The fuzz bodies, the simulated storage and the hidden tuning knobs are for the test
-// suite and the fuzz targets only: a default build has none of them (feature `__testing`,
-// which `[dev-dependencies]` turns on).
+// The fuzz bodies, the simulated storage, the hidden tuning knobs and the clock tests
+// drive by hand are for the test suite and the fuzz targets only: a default build has
+// none of them (feature `__testing`, which `[dev-dependencies]` turns on).
 #[cfg(feature = "__testing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -62,6 +62,8 @@ pub use channel::{
     SendError, SendTimeoutError, Sender, SyncSender, TryIter, TryRecvError, TrySendError, channel,
     channel_with, sync_channel,
 };
+#[cfg(feature = "__testing")]
+#[doc(hidden)]
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dead_letters::{DeadLetter, DeadLetterIter, DeadLetters};
 pub use delivery::Delivery;

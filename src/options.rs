@@ -279,6 +279,7 @@ impl Options {
     }
 
     /// The clock that leases and delays run on (tests drive one by hand).
+    #[cfg(feature = "__testing")]
     #[doc(hidden)]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Options {
         self.clock = Some(clock);
