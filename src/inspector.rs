@@ -16,6 +16,7 @@ use crate::storage::{FsStorage, Storage};
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod walk;
@@ -44,6 +45,7 @@ const MAX_GAP_LOOKUPS: u64 = 4096;
 #[derive(Debug, Clone)]
 pub struct Inspector {
     dir: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
 /// What [`Inspector::snapshot`] found.
@@ -173,12 +175,23 @@ impl Inspector {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
-        let dir = dir.as_ref().to_path_buf();
+        Inspector::open_with(Arc::new(FsStorage), dir.as_ref())
+    }
+
+    /// [`open`](Self::open) on another [`Storage`] (tests).
+    #[cfg(feature = "__testing")]
+    #[doc(hidden)]
+    pub fn open_on(storage: Arc<dyn Storage>, dir: impl AsRef<Path>) -> Result<Inspector> {
+        Inspector::open_with(storage, dir.as_ref())
+    }
+
+    fn open_with(storage: Arc<dyn Storage>, dir: &Path) -> Result<Inspector> {
+        let dir = dir.to_path_buf();
         let not_a_queue = |reason| Error::NotAQueue {
             path: dir.clone(),
             reason,
         };
-        let names = match FsStorage.list(&dir) {
+        let names = match storage.list(&dir) {
             Ok(names) => names,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(not_a_queue("it does not exist"));
@@ -196,7 +209,7 @@ impl Inspector {
                 "it holds neither an info file nor a chunk file",
             ));
         }
-        Ok(Inspector { dir })
+        Ok(Inspector { dir, storage })
     }
 
     /// The process that has the queue open, where the OS tells (`/proc/locks`); `None`
@@ -244,10 +257,7 @@ impl Inspector {
     /// [`Options::schema`]: crate::Options::schema
     pub fn schema(&self) -> Result<Option<String>> {
         let path = self.dir.join(crate::engine::SCHEMA);
-        let Some(b) = FsStorage
-            .read_all(&path)
-            .map_err(|e| Error::io("read", &path, e))?
-        else {
+        let Some(b) = self.read(&path)? else {
             return Ok(None);
         };
         crate::format::schema::decode(&b)
@@ -255,22 +265,25 @@ impl Inspector {
             .map_err(|e| Error::corrupt(&path, 0, format!("bad schema file: {e}")))
     }
 
+    /// A file's bytes; `None` when there is no such file.
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        self.storage
+            .read_all(path)
+            .map_err(|e| Error::io("read", path, e))
+    }
+
     /// Reads `info` and the journal, again if a checkpoint replaced `info` meanwhile
     /// (its journal then belongs to the new one).
     fn state(&self) -> Result<State> {
-        let st = &FsStorage;
+        let st = &*self.storage;
         let path = self.dir.join(crate::engine::INFO);
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let before = st
-                .read_all(&path)
-                .map_err(|e| Error::io("read", &path, e))?;
+            let before = self.read(&path)?;
             let (mut damaged, mut problems) = (Vec::new(), Vec::new());
             let info = read_info(st, &self.dir, &mut damaged, &mut problems)?;
             let journal = read_journal(st, &self.dir, &mut damaged)?;
-            let after = st
-                .read_all(&path)
-                .map_err(|e| Error::io("read", &path, e))?;
+            let after = self.read(&path)?;
             let (_, acked) = acknowledgements(info.as_ref(), journal);
             let version = match (&info, after.as_deref().and_then(|b| b.get(8..12))) {
                 (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
@@ -293,7 +306,8 @@ impl Inspector {
 
     /// The chunk files present, ascending.
     fn chunks(&self) -> Result<Vec<u64>> {
-        let names = FsStorage
+        let names = self
+            .storage
             .list(&self.dir)
             .map_err(|e| Error::io("list queue directory", &self.dir, e))?;
         let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
@@ -318,10 +332,7 @@ impl Inspector {
     /// A chunk file's bytes; `None` when the owner deleted it meanwhile (every item in it
     /// was acknowledged).
     fn chunk_bytes(&self, no: u64) -> Result<Option<Vec<u8>>> {
-        let path = self.dir.join(chunk_name(no));
-        FsStorage
-            .read_all(&path)
-            .map_err(|e| Error::io("read", &path, e))
+        self.read(&self.dir.join(chunk_name(no)))
     }
 
     /// Counts and sizes of the queue as its files show them now.
@@ -376,7 +387,8 @@ impl Inspector {
             Some(Duration::from_millis(now.saturating_sub(ms)))
         });
         let (bytes_on_disk, files) = disk_usage(&self.dir);
-        let dead_letters = match Inspector::open(self.dir.join(crate::dead_letters::DEAD)) {
+        let dead = self.dir.join(crate::dead_letters::DEAD);
+        let dead_letters = match Inspector::open_with(self.storage.clone(), &dead) {
             Ok(dead) => dead.snapshot()?.waiting,
             Err(Error::NotAQueue { .. }) => 0, // none yet
             Err(e) => return Err(e),
