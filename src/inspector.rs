@@ -14,6 +14,7 @@ use crate::reader::parse_chunk_name;
 use crate::repair::DamagedRange;
 use crate::storage::{FsStorage, Storage};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many times a scan is repeated when the owner changed the files under it.
@@ -40,6 +41,7 @@ const MAX_GAP_LOOKUPS: u64 = 4096;
 #[derive(Debug, Clone)]
 pub struct Inspector {
     dir: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
 /// What [`Inspector::snapshot`] found.
@@ -148,8 +150,19 @@ impl Inspector {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
-        let dir = dir.as_ref().to_path_buf();
-        let names = FsStorage
+        Inspector::open_with(Arc::new(FsStorage), dir.as_ref())
+    }
+
+    /// [`open`](Self::open) on another [`Storage`] (tests).
+    #[cfg(feature = "__testing")]
+    #[doc(hidden)]
+    pub fn open_on(storage: Arc<dyn Storage>, dir: impl AsRef<Path>) -> Result<Inspector> {
+        Inspector::open_with(storage, dir.as_ref())
+    }
+
+    fn open_with(storage: Arc<dyn Storage>, dir: &Path) -> Result<Inspector> {
+        let dir = dir.to_path_buf();
+        let names = storage
             .list(&dir)
             .map_err(|e| Error::io("list queue directory", &dir, e))?;
         if !names
@@ -158,7 +171,7 @@ impl Inspector {
         {
             return Err(Error::MissingInfo { path: dir });
         }
-        Ok(Inspector { dir })
+        Ok(Inspector { dir, storage })
     }
 
     /// The process that has the queue open, where the OS tells (`/proc/locks`); `None`
@@ -206,10 +219,7 @@ impl Inspector {
     /// [`Options::schema`]: crate::Options::schema
     pub fn schema(&self) -> Result<Option<String>> {
         let path = self.dir.join(crate::engine::SCHEMA);
-        let Some(b) = FsStorage
-            .read_all(&path)
-            .map_err(|e| Error::io("read", &path, e))?
-        else {
+        let Some(b) = self.read(&path)? else {
             return Ok(None);
         };
         crate::format::schema::decode(&b)
@@ -217,22 +227,25 @@ impl Inspector {
             .map_err(|e| Error::corrupt(&path, 0, format!("bad schema file: {e}")))
     }
 
+    /// A file's bytes; `None` when there is no such file.
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        self.storage
+            .read_all(path)
+            .map_err(|e| Error::io("read", path, e))
+    }
+
     /// Reads `info` and the journal, again if a checkpoint replaced `info` meanwhile
     /// (its journal then belongs to the new one).
     fn state(&self) -> Result<State> {
-        let st = &FsStorage;
+        let st = &*self.storage;
         let path = self.dir.join(crate::engine::INFO);
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            let before = st
-                .read_all(&path)
-                .map_err(|e| Error::io("read", &path, e))?;
+            let before = self.read(&path)?;
             let (mut damaged, mut problems) = (Vec::new(), Vec::new());
             let info = read_info(st, &self.dir, &mut damaged, &mut problems)?;
             let journal = read_journal(st, &self.dir, &mut damaged)?;
-            let after = st
-                .read_all(&path)
-                .map_err(|e| Error::io("read", &path, e))?;
+            let after = self.read(&path)?;
             let (_, acked) = acknowledgements(info.as_ref(), journal);
             let version = match (&info, after.as_deref().and_then(|b| b.get(8..12))) {
                 (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
@@ -255,7 +268,8 @@ impl Inspector {
 
     /// The chunk files present, ascending.
     fn chunks(&self) -> Result<Vec<u64>> {
-        let names = FsStorage
+        let names = self
+            .storage
             .list(&self.dir)
             .map_err(|e| Error::io("list queue directory", &self.dir, e))?;
         let mut chunks: Vec<u64> = names.iter().filter_map(|n| parse_chunk_name(n)).collect();
@@ -280,10 +294,7 @@ impl Inspector {
     /// A chunk file's bytes; `None` when the owner deleted it meanwhile (every item in it
     /// was acknowledged).
     fn chunk_bytes(&self, no: u64) -> Result<Option<Vec<u8>>> {
-        let path = self.dir.join(chunk_name(no));
-        FsStorage
-            .read_all(&path)
-            .map_err(|e| Error::io("read", &path, e))
+        self.read(&self.dir.join(chunk_name(no)))
     }
 
     /// Calls `f` with each intact record from `from` on, in order, until it returns
@@ -364,7 +375,8 @@ impl Inspector {
             Some(Duration::from_millis(now_ms().saturating_sub(ms)))
         });
         let (bytes_on_disk, files) = disk_usage(&self.dir);
-        let dead_letters = match Inspector::open(self.dir.join(crate::dead_letters::DEAD)) {
+        let dead = self.dir.join(crate::dead_letters::DEAD);
+        let dead_letters = match Inspector::open_with(self.storage.clone(), &dead) {
             Ok(dead) => dead.snapshot()?.waiting,
             Err(_) => 0,
         };
