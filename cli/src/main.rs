@@ -5,6 +5,10 @@
 //! others (`dead-letters requeue|purge`, `repair`) take the queue's lock and say so when
 //! another process has it; `pause` and `resume` only create or remove the `paused` file,
 //! which a running queue notices within a second.
+//!
+//! Exit status: 0; 1 when `verify` finds damage; 2 on an error; 3 when the queue changed
+//! under every read of a read-only command, so that nothing could be confirmed (busy:
+//! try again).
 
 mod commands;
 mod show;
@@ -35,7 +39,8 @@ enum Command {
         json: bool,
     },
     /// Reads every file and checks every checksum, chain and journal entry; prints each
-    /// problem with file and offset. Exit status 0 when healthy, 1 when damage is found.
+    /// problem with file and offset. Exit status 0 when healthy, 1 when damage is found,
+    /// 3 when the queue's owner changed the files under every read (busy: try again).
     Verify {
         dir: PathBuf,
         #[arg(long)]
@@ -113,7 +118,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("diskq: {e}");
-            ExitCode::from(2)
+            // The queue changed under every read: no answer yet, which is neither damage
+            // (1) nor a failure (2).
+            let busy = e
+                .downcast_ref::<diskq::Error>()
+                .is_some_and(|e| e.is_busy());
+            ExitCode::from(if busy { 3 } else { 2 })
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `verify` command reports it; nothing here changes a file. The journal and the chunk
 //! chain are read and checked by the same code as `open`'s (`journal.rs`, `chain.rs`).
 
-use super::journal::Acknowledged;
+use super::journal::{Acknowledged, JournalScan};
 use super::{chain, journal};
 use crate::engine::{ACKS, INFO, INFO_TMP};
 use crate::error::{Error, Result};
@@ -335,6 +335,11 @@ pub(crate) fn read_journal(
     let file =
         open_if_exists(st, &path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
     let scan = journal::scan(file.as_deref(), &path)?;
+    Ok(journal_of(scan, damaged))
+}
+
+/// The entries `scan` found; its invalid ranges recorded as damaged.
+pub(crate) fn journal_of(scan: JournalScan, damaged: &mut Vec<Damage>) -> Journal {
     for r in &scan.damaged {
         let cut = r.end == scan.len && r.end - r.start < ACK_ENTRY_LEN as u64;
         damaged.push(Damage {
@@ -348,10 +353,10 @@ pub(crate) fn read_journal(
             },
         });
     }
-    Ok(Journal {
+    Journal {
         head: scan.head,
         singles: scan.singles,
-    })
+    }
 }
 
 /// What `info` and the journal tell of acknowledgements. Every valid entry is evidence:
