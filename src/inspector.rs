@@ -7,7 +7,7 @@ use crate::engine::{ACKS, INFO};
 use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, Info, all_zero, decode_frame};
 use crate::inspect::dir::{
-    Damage, Journal, acknowledgements, chunk_name, chunk_set_problems, journal_of, read_info,
+    Damage, Journal, acknowledgements, chunk_name, chunk_set_problems, info_of, journal_of,
     scan_chunk,
 };
 use crate::inspect::journal::{Acknowledged, scan_bytes};
@@ -19,9 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How many times `info` and the journal are read at most while checkpoints replace
-/// `info` under the reads.
-const STATE_READS: usize = 20;
 /// How many times `verify` reads the queue at most before it calls it busy.
 const VERIFY_READS: usize = 10;
 /// Gaps in a listing of chunk files up to this long are looked up file by file.
@@ -248,37 +245,28 @@ impl Inspector {
             .map_err(|e| Error::io("read", path, e))
     }
 
-    /// Reads `info` and the journal, again while a checkpoint replaced `info` meanwhile
-    /// (the journal read may then be the new one's, which lacks what the old `info`
-    /// did not hold). `live`: see [`journal`](Self::journal).
+    /// Reads the journal, then `info`: in that order the two agree, however the owner
+    /// checkpoints meanwhile. A checkpoint replaces `info` before it empties the journal,
+    /// so an `info` read after the journal holds everything the entries of an emptied
+    /// journal held (and entries are absolute: older ones take nothing back). The other
+    /// way round, a checkpoint in between paired the old `info` with a journal that
+    /// lacks what the new one took in. `live`: see [`journal`](Self::journal).
     fn state(&self, live: bool) -> Result<State> {
-        let path = self.dir.join(INFO);
-        for n in 0..STATE_READS {
-            let before = self.read(&path)?;
-            let (mut damaged, mut problems) = (Vec::new(), Vec::new());
-            let info = read_info(&*self.storage, &self.dir, &mut damaged, &mut problems)?;
-            let journal = self.journal(live, &mut damaged)?;
-            let after = self.read(&path)?;
-            if before != after {
-                std::thread::sleep(Duration::from_millis(1 << n.min(4)));
-                continue;
-            }
-            let (_, acked) = acknowledgements(info.as_ref(), journal);
-            let version = match (&info, after.as_deref().and_then(|b| b.get(8..12))) {
-                (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
-                _ => 0,
-            };
-            return Ok(State {
-                version,
-                info,
-                acked,
-                damaged,
-                problems,
-            });
-        }
-        Err(Error::Busy {
-            path: self.dir.clone(),
-            reads: STATE_READS,
+        let (mut damaged, mut problems) = (Vec::new(), Vec::new());
+        let journal = self.journal(live, &mut damaged)?;
+        let bytes = self.read(&self.dir.join(INFO))?;
+        let info = info_of(bytes.as_deref(), &mut damaged, &mut problems);
+        let (_, acked) = acknowledgements(info.as_ref(), journal);
+        let version = match (&info, bytes.as_deref().and_then(|b| b.get(8..12))) {
+            (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
+            _ => 0,
+        };
+        Ok(State {
+            version,
+            info,
+            acked,
+            damaged,
+            problems,
         })
     }
 
@@ -385,9 +373,8 @@ impl Inspector {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when a file cannot be read; [`Error::Busy`] when checkpoints replaced
-    /// `info` under each of many reads. Damage is not an error here: the records that
-    /// check out are counted ([`verify`](Self::verify) reports the rest).
+    /// [`Error::Io`] when a file cannot be read. Damage is not an error here: the
+    /// records that check out are counted ([`verify`](Self::verify) reports the rest).
     pub fn snapshot(&self) -> Result<Snapshot> {
         let state = self.state(false)?;
         let (mut waiting, mut delivered, mut oldest) = (0, 0, None);
@@ -449,8 +436,7 @@ impl Inspector {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when a file cannot be read; [`Error::Busy`] as for
-    /// [`snapshot`](Self::snapshot).
+    /// [`Error::Io`] when a file cannot be read.
     pub fn items(&self, from: u64, limit: usize) -> Result<Vec<RawItem>> {
         let state = self.state(false)?;
         let work = state

@@ -6,9 +6,9 @@
 //! another process has it; `pause` and `resume` only create or remove the `paused` file,
 //! which a running queue notices within a second.
 //!
-//! Exit status: 0; 1 when `verify` finds damage; 2 on an error; 3 when the queue changed
-//! under every read of a read-only command, so that nothing could be confirmed (busy:
-//! try again).
+//! Exit status: 0; 1 when `verify` finds damage; 2 on an error; 3 when `verify` found
+//! the queue changed under every read, so that nothing could be confirmed (busy: try
+//! again).
 
 mod commands;
 mod show;

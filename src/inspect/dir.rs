@@ -271,16 +271,26 @@ pub(crate) fn read_info(
     damaged: &mut Vec<Damage>,
     problems: &mut Vec<String>,
 ) -> Result<Option<Info>> {
-    Ok(match read(st, &dir.join(INFO))? {
+    let bytes = read(st, &dir.join(INFO))?;
+    Ok(info_of(bytes.as_deref(), damaged, problems))
+}
+
+/// [`read_info`] of `info`'s bytes, read before (`None`: there is no `info`).
+pub(crate) fn info_of(
+    bytes: Option<&[u8]>,
+    damaged: &mut Vec<Damage>,
+    problems: &mut Vec<String>,
+) -> Option<Info> {
+    match bytes {
         None => {
             problems.push("info is missing".to_string());
             None
         }
-        Some(b) if b.is_empty() => {
+        Some([]) => {
             problems.push("info is empty".to_string());
             None
         }
-        Some(b) => match Info::read(&b) {
+        Some(b) => match Info::read(b) {
             Ok(InfoRead::Whole(info)) => Some(info),
             Ok(InfoRead::HeaderOnly(info, e)) => {
                 let len = b.len().saturating_sub(INFO_HEADER_LEN) as u64;
@@ -312,7 +322,7 @@ pub(crate) fn read_info(
                 None
             }
         },
-    })
+    }
 }
 
 /// The valid entries of the `acks` journal, wherever they are (FORMAT.md §Repair, step 3).

@@ -8,11 +8,16 @@
 //! the next block was read: in a file at rest that is damage. Every one of its 5 reads
 //! could overlap appends so, and it returned the last one's damage.
 //!
-//! The storage here cuts the Inspector's reads of `acks` in two, and has the owner
-//! acknowledge items in between, as a busy owner does while a read is under way.
+//! Its counts (`snapshot`, `items`) could lose acknowledgements the same way: it read
+//! `info`, the journal, then `info` again, and read again while the two differed; a
+//! checkpoint between the first two paired the old `info` with the new, emptied journal,
+//! which lacks what the new `info` took in. After 5 such reads it used the last one.
+//!
+//! The storage here has the owner work in the middle of the Inspector's reads of
+//! `acks`, as a busy owner does while a read is under way.
 
 use diskq::storage::{FsStorage, OpenMode, Storage, StorageFile};
-use diskq::{Inspector, Queue};
+use diskq::{Inspector, Options, Queue};
 use std::any::Any;
 use std::io;
 use std::path::Path;
@@ -22,21 +27,38 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Length of a journal entry (a unit; FORMAT.md §acks).
 const ENTRY: usize = 12;
 
-/// The real file system, except that the first `cuts` reads of `acks` see its bytes up
-/// to a page past the end of the data as they were before `owner` acknowledged items,
-/// and the rest as they are after.
+/// The real file system, except that the owner works during the first `reads` reads
+/// of `acks`.
 #[derive(Debug)]
-struct CutReads {
+struct Racing {
     owner: Arc<Queue<u32>>,
-    cuts: AtomicUsize,
+    reads: AtomicUsize,
+    during: During,
 }
 
-impl CutReads {
-    fn new(owner: &Arc<Queue<u32>>, cuts: usize) -> Arc<CutReads> {
-        Arc::new(CutReads {
+#[derive(Debug, Clone, Copy)]
+enum During {
+    /// The read sees the bytes up to a page past the end of the data as they were before
+    /// the owner acknowledged items, and the rest as they are after.
+    Appends,
+    /// The owner acknowledges items and checkpoints before the read.
+    Checkpoint,
+}
+
+impl Racing {
+    fn new(owner: &Arc<Queue<u32>>, reads: usize, during: During) -> Arc<Racing> {
+        Arc::new(Racing {
             owner: owner.clone(),
-            cuts: AtomicUsize::new(cuts),
+            reads: AtomicUsize::new(reads),
+            during,
         })
+    }
+
+    fn ack(&self, n: usize) {
+        for _ in 0..n {
+            self.owner.get().expect("items wait");
+            self.owner.task_done().expect("acknowledged");
+        }
     }
 
     /// `acks` as a read cut in two by appends sees it.
@@ -45,23 +67,33 @@ impl CutReads {
         let cut = (data_end(&before) / 4096 + 1) * 4096;
         let mut after = before.clone();
         while data_end(&after) < cut + ENTRY {
-            for _ in 0..50 {
-                self.owner.get().expect("items wait");
-                self.owner.task_done().expect("acknowledged");
-            }
+            self.ack(50);
             after = std::fs::read(path)?;
         }
         after[..cut].copy_from_slice(&before[..cut]);
         Ok(after)
     }
 
+    /// `acks` after the owner acknowledged items and put enough to start a chunk, which
+    /// checkpoints (`info` replaced, the journal emptied).
+    fn read_after_checkpoint(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let info = std::fs::read(path.with_file_name("info"))?;
+        self.ack(3);
+        self.owner.put_many(&[7; CHUNK]).unwrap();
+        assert_ne!(std::fs::read(path.with_file_name("info"))?, info);
+        std::fs::read(path)
+    }
+
     fn read_acks(&self, path: &Path) -> Option<io::Result<Vec<u8>>> {
-        let cut = path.ends_with("acks")
+        let racing = path.ends_with("acks")
             && self
-                .cuts
+                .reads
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
-        cut.then(|| self.cut_read(path))
+        racing.then(|| match self.during {
+            During::Appends => self.cut_read(path),
+            During::Checkpoint => self.read_after_checkpoint(path),
+        })
     }
 }
 
@@ -97,7 +129,7 @@ impl StorageFile for Bytes {
     }
 }
 
-impl Storage for CutReads {
+impl Storage for Racing {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         FsStorage.create_dir_all(dir)
     }
@@ -139,10 +171,13 @@ impl Storage for CutReads {
     }
 }
 
+/// Items per chunk file of the owner in the checkpoint test.
+const CHUNK: usize = 100;
+
 /// A queue open in this process (so the Inspector sees it live) with 20,000 items and
-/// a journal of a few KiB.
-fn owner(dir: &Path) -> Arc<Queue<u32>> {
-    let q = Arc::new(Queue::open(dir).unwrap());
+/// a journal of a few KiB, in chunks of `chunk` items.
+fn owner(dir: &Path, chunk: usize) -> Arc<Queue<u32>> {
+    let q = Arc::new(Options::new().chunk_size(chunk).open(dir).unwrap());
     q.put_many(&(0..20_000).collect::<Vec<u32>>()).unwrap();
     for _ in 0..300 {
         q.get().unwrap();
@@ -154,22 +189,22 @@ fn owner(dir: &Path) -> Arc<Queue<u32>> {
 #[test]
 fn reads_cut_by_appends_are_not_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let q = owner(dir.path());
+    let q = owner(dir.path(), 100_000);
     // As many cut reads as the old code made reads.
-    let st = CutReads::new(&q, 5);
+    let st = Racing::new(&q, 5, During::Appends);
     let v = Inspector::open_on(st.clone(), dir.path())
         .unwrap()
         .verify()
         .unwrap();
     assert!(v.healthy() && v.live, "{v:?}");
-    assert_eq!(st.cuts.load(Ordering::SeqCst), 0, "every read was cut");
+    assert_eq!(st.reads.load(Ordering::SeqCst), 0, "every read was cut");
 }
 
 #[test]
 fn a_queue_changed_under_every_read_is_busy_not_damaged() {
     let dir = tempfile::tempdir().unwrap();
-    let q = owner(dir.path());
-    let i = Inspector::open_on(CutReads::new(&q, usize::MAX), dir.path()).unwrap();
+    let q = owner(dir.path(), 100_000);
+    let i = Inspector::open_on(Racing::new(&q, usize::MAX, During::Appends), dir.path()).unwrap();
     let e = i.verify().unwrap_err();
     assert!(e.is_busy(), "{e}");
     let text = e.to_string();
@@ -184,7 +219,7 @@ fn a_queue_changed_under_every_read_is_busy_not_damaged() {
 #[test]
 fn damage_is_reported_while_appends_cut_every_read() {
     let dir = tempfile::tempdir().unwrap();
-    let q = owner(dir.path());
+    let q = owner(dir.path(), 100_000);
     let acks = dir.path().join("acks");
     let at = 10 * ENTRY as u64;
     {
@@ -198,7 +233,7 @@ fn damage_is_reported_while_appends_cut_every_read() {
         f.read_at(&mut b, at + 3).unwrap();
         f.write_all_at(&[b[0] ^ 0x10], at + 3).unwrap();
     }
-    let i = Inspector::open_on(CutReads::new(&q, usize::MAX), dir.path()).unwrap();
+    let i = Inspector::open_on(Racing::new(&q, usize::MAX, During::Appends), dir.path()).unwrap();
     let v = i.verify().unwrap();
     assert_eq!(v.damage.len(), 1, "{v:?}");
     let d = &v.damage[0];
@@ -216,7 +251,7 @@ fn damage_is_reported_while_appends_cut_every_read() {
 fn an_entry_being_copied_in_at_the_end_is_not_damage() {
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
-    let q = owner(dir.path());
+    let q = owner(dir.path(), 100_000);
     let acks = dir.path().join("acks");
     let end = data_end(&std::fs::read(&acks).unwrap()) as u64;
     let f = std::fs::OpenOptions::new().write(true).open(&acks).unwrap();
@@ -230,4 +265,17 @@ fn an_entry_being_copied_in_at_the_end_is_not_damage() {
     assert!(!v.live, "{v:?}");
     assert_eq!(v.damage.len(), 1, "{v:?}");
     assert_eq!((&v.damage[0].file, v.damage[0].offset), (&acks, 0));
+}
+
+/// The counts agree with the owner's though it checkpoints during every read.
+#[test]
+fn a_checkpoint_during_the_read_loses_no_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = owner(dir.path(), CHUNK);
+    let i =
+        Inspector::open_on(Racing::new(&q, usize::MAX, During::Checkpoint), dir.path()).unwrap();
+    let s = i.snapshot().unwrap();
+    assert_eq!(s.waiting, q.len() as u64, "{s:?}");
+    let items = Inspector::open(dir.path()).unwrap().items(0, 1).unwrap();
+    assert_eq!(s.oldest_seq, Some(items[0].seq));
 }
