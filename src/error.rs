@@ -146,6 +146,23 @@ pub enum Error {
         /// info file nor a chunk file".
         reason: &'static str,
     },
+    /// A read-only look at a queue another process writes ([`Inspector`]) found the files
+    /// changed under each of its reads (appends, checkpoints), so nothing it found could
+    /// be told from a change seen half-way. Not damage: the queue is busy; try again.
+    ///
+    /// [`Inspector`]: crate::Inspector
+    #[error(
+        "queue directory {} changed under each of {reads} reads (the process that has it \
+         open appends or checkpoints faster than it can be read): nothing found could be \
+         confirmed, which is not damage. Try again, or when the queue is quieter",
+        .path.display()
+    )]
+    Busy {
+        /// The queue directory.
+        path: PathBuf,
+        /// How many times it was read.
+        reads: usize,
+    },
     /// The queue was created for another item type (or `Options::schema` tag).
     #[error(
         "queue directory {} holds items of type {stored:?}, not {requested:?}: open it with \
@@ -331,6 +348,21 @@ impl Error {
     /// ```
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Error::Corrupt { .. } | Error::MissingInfo { .. })
+    }
+
+    /// True for [`Error::Busy`]: the queue changed under every read of an
+    /// [`Inspector`](crate::Inspector); try again.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// drop(diskq::Queue::<u32>::open(dir.path())?);
+    /// // Nothing changes the files here: every read agrees.
+    /// let v = diskq::Inspector::open(dir.path())?.verify().map_err(|e| e.is_busy());
+    /// assert!(v.is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {

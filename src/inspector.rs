@@ -3,12 +3,14 @@
 //! process has the queue open and writing. It reads `info`, the journal and the chunk
 //! files with the same code that `repair` uses (`inspect/`).
 
+use crate::engine::{ACKS, INFO};
 use crate::error::{Error, Result};
-use crate::format::Info;
+use crate::format::{ACK_ENTRY_LEN, Info, all_zero};
 use crate::inspect::dir::{
-    Damage, acknowledgements, chunk_name, chunk_set_problems, read_info, read_journal, scan_chunk,
+    Damage, Journal, acknowledgements, chunk_name, chunk_set_problems, info_of, journal_of,
+    scan_chunk,
 };
-use crate::inspect::journal::Acknowledged;
+use crate::inspect::journal::{Acknowledged, scan_bytes};
 use crate::pause::PAUSED;
 use crate::reader::parse_chunk_name;
 use crate::repair::DamagedRange;
@@ -23,6 +25,8 @@ mod walk;
 
 /// How many times a scan is repeated when the owner changed the files under it.
 const ATTEMPTS: usize = 5;
+/// How many times `verify` reads the queue at most before it calls it busy.
+const VERIFY_READS: usize = 10;
 /// Gaps in a listing of chunk files up to this long are looked up file by file.
 const MAX_GAP_LOOKUPS: u64 = 4096;
 
@@ -144,6 +148,15 @@ impl Verification {
     pub fn healthy(&self) -> bool {
         self.damage.is_empty() && self.problems.is_empty()
     }
+
+    /// What this read found that one of the `earlier` ones found too, alike.
+    fn seen_also_in(mut self, earlier: &[Verification]) -> Verification {
+        self.damage
+            .retain(|d| earlier.iter().any(|e| e.damage.contains(d)));
+        self.problems
+            .retain(|p| earlier.iter().any(|e| e.problems.contains(p)));
+        self
+    }
 }
 
 /// One consistent reading of the acknowledgement state: `info` and the journal.
@@ -203,7 +216,7 @@ impl Inspector {
         };
         if !names
             .iter()
-            .any(|n| n == crate::engine::INFO || parse_chunk_name(n).is_some())
+            .any(|n| n == INFO || parse_chunk_name(n).is_some())
         {
             return Err(not_a_queue(
                 "it holds neither an info file nor a chunk file",
@@ -272,36 +285,49 @@ impl Inspector {
             .map_err(|e| Error::io("read", path, e))
     }
 
-    /// Reads `info` and the journal, again if a checkpoint replaced `info` meanwhile
-    /// (its journal then belongs to the new one).
-    fn state(&self) -> Result<State> {
-        let st = &*self.storage;
-        let path = self.dir.join(crate::engine::INFO);
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let before = self.read(&path)?;
-            let (mut damaged, mut problems) = (Vec::new(), Vec::new());
-            let info = read_info(st, &self.dir, &mut damaged, &mut problems)?;
-            let journal = read_journal(st, &self.dir, &mut damaged)?;
-            let after = self.read(&path)?;
-            let (_, acked) = acknowledgements(info.as_ref(), journal);
-            let version = match (&info, after.as_deref().and_then(|b| b.get(8..12))) {
-                (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
-                _ => 0,
-            };
-            let state = State {
-                version,
-                info,
-                acked,
-                damaged,
-                problems,
-            };
-            if before == after {
-                return Ok(state);
-            }
-            last = Some(state);
+    /// Reads the journal, then `info`: in that order the two agree, however the owner
+    /// checkpoints meanwhile. A checkpoint replaces `info` before it empties the journal,
+    /// so an `info` read after the journal holds everything the entries of an emptied
+    /// journal held (and entries are absolute: older ones take nothing back). The other
+    /// way round, a checkpoint in between paired the old `info` with a journal that
+    /// lacks what the new one took in. `live`: see [`journal`](Self::journal).
+    fn state(&self, live: bool) -> Result<State> {
+        let (mut damaged, mut problems) = (Vec::new(), Vec::new());
+        let journal = self.journal(live, &mut damaged)?;
+        let bytes = self.read(&self.dir.join(INFO))?;
+        let info = info_of(bytes.as_deref(), &mut damaged, &mut problems);
+        let (_, acked) = acknowledgements(info.as_ref(), journal);
+        let version = match (&info, bytes.as_deref().and_then(|b| b.get(8..12))) {
+            (Some(_), Some(v)) => u32::from_le_bytes(v.try_into().expect("4 bytes")),
+            _ => 0,
+        };
+        Ok(State {
+            version,
+            info,
+            acked,
+            damaged,
+            problems,
+        })
+    }
+
+    /// The journal, read in one go: read in blocks and checked between them, it was read
+    /// over milliseconds, and zeros reserved after the data, read before the owner's
+    /// appends filled them, came before entries read after: damage that is not there.
+    /// With `live` (another process has the queue open), a damaged range at the end, no
+    /// longer than a pair of units and followed by nothing but zeros, is an entry being
+    /// copied in, not damage (as a record at the end of the newest chunk).
+    fn journal(&self, live: bool, damaged: &mut Vec<Damage>) -> Result<Journal> {
+        let path = self.dir.join(ACKS);
+        let bytes = self.read(&path)?;
+        let mut scan = scan_bytes(bytes.as_deref(), &path)?;
+        if live
+            && let (Some(b), Some(r)) = (&bytes, scan.damaged.last())
+            && r.end - r.start <= 2 * ACK_ENTRY_LEN as u64
+            && all_zero(&b[r.end as usize..])
+        {
+            scan.damaged.pop();
         }
-        Ok(last.expect("ATTEMPTS > 0"))
+        Ok(journal_of(scan, damaged))
     }
 
     /// The chunk files present, ascending.
@@ -364,7 +390,7 @@ impl Inspector {
     }
 
     fn snapshot_once(&self) -> Result<Snapshot> {
-        let state = self.state()?;
+        let state = self.state(false)?;
         let (mut waiting, mut delivered, mut delayed, mut oldest) = (0, 0, 0, None);
         let work = state.info.as_ref().map(|i| &i.work);
         let delivered_below = work.map_or(0, |w| w.delivered);
@@ -431,7 +457,7 @@ impl Inspector {
     /// [`Error::Io`] when a file cannot be read.
     pub fn items(&self, from: u64, limit: usize) -> Result<Listing> {
         let read = || {
-            let state = self.state()?;
+            let state = self.state(false)?;
             let work = state.info.as_ref().map(|i| &i.work);
             let work = work.cloned().unwrap_or_default();
             self.list(Some(&state), from, limit, |seq| {
@@ -501,9 +527,11 @@ impl Inspector {
     }
 
     /// Reads every file and checks every checksum, chain and journal entry, with the
-    /// scan that `repair` uses; reports each problem with file and offset. On a queue
-    /// another process has open, the scan is repeated when the files changed under it,
-    /// and a record being written at the end of the newest chunk is not damage.
+    /// scan that `repair` uses; reports each problem with file and offset. A problem is
+    /// reported only when a second read finds it again, alike: on a queue another process
+    /// writes, a read that overlapped a change of the files can show damage that is not
+    /// there. A record or journal entry being written at the end of its file is not
+    /// damage.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -523,14 +551,35 @@ impl Inspector {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] when a file cannot be read.
+    /// [`Error::Io`] when a file cannot be read; [`Error::Busy`] when the files changed
+    /// under every one of many reads, so that no two agreed (not damage: try again).
     pub fn verify(&self) -> Result<Verification> {
-        self.again_while_damaged(|| self.verify_once(), |v| !v.healthy())
+        let mut earlier = Vec::new();
+        for n in 0..VERIFY_READS {
+            let v = self.verify_once()?;
+            if v.healthy() {
+                return Ok(v);
+            }
+            // What a read made of a change seen half-way (zeros reserved after the data
+            // beside bytes appended after them, a journal emptied by a checkpoint) is
+            // somewhere else in any other read, as the owner's end has moved; real
+            // damage stays where it is.
+            let seen_twice = v.clone().seen_also_in(&earlier);
+            if !seen_twice.healthy() {
+                return Ok(seen_twice);
+            }
+            earlier.push(v);
+            std::thread::sleep(Duration::from_millis(10 << n.min(3)));
+        }
+        Err(Error::Busy {
+            path: self.dir.clone(),
+            reads: VERIFY_READS,
+        })
     }
 
     fn verify_once(&self) -> Result<Verification> {
         let live = owner_pid(&self.dir).is_some();
-        let mut state = self.state()?;
+        let mut state = self.state(live)?;
         let chunks = self.chunks()?;
         let mut records = 0;
         let mut prev_end: Option<(u64, u64)> = None;

@@ -5,6 +5,10 @@
 //! others (`dead-letters requeue|purge`, `repair`) take the queue's lock and say so when
 //! another process has it; `pause` and `resume` only create or remove the `paused` file,
 //! which a running queue notices within a second.
+//!
+//! Exit status: 0; 1 when `verify` finds damage; 2 on an error; 3 when `verify` found
+//! the queue changed under every read, so that nothing could be confirmed (busy: try
+//! again).
 
 mod commands;
 mod show;
@@ -45,7 +49,8 @@ enum Command {
     /// Checks every file; exit status 1 when damage is found.
     ///
     /// Reads every file and checks every checksum, chain and journal entry; prints each
-    /// problem with file and offset. Exit status 0 when healthy, 1 when damage is found.
+    /// problem with file and offset. Exit status 0 when healthy, 1 when damage is found,
+    /// 3 when the queue's owner changed the files under every read (busy: try again).
     Verify {
         /// The queue directory (it holds `info` and the chunk files q00000, q00001, ...).
         dir: PathBuf,
@@ -145,7 +150,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("diskq: {e}");
-            ExitCode::from(2)
+            // The queue changed under every read: no answer yet, which is neither damage
+            // (1) nor a failure (2).
+            let busy = e
+                .downcast_ref::<diskq::Error>()
+                .is_some_and(|e| e.is_busy());
+            ExitCode::from(if busy { 3 } else { 2 })
         }
     }
 }

@@ -1,11 +1,16 @@
 //! The `diskq` command run as a user runs it: on a healthy, a damaged, an empty and a live
-//! queue (a child process putting and getting meanwhile), pause and resume against a
-//! running consumer, and `--json` output parsed back.
+//! queue (a child process putting and getting meanwhile: `stat`, `verify`, `dump` and
+//! `tail`), pause and resume against a running consumer, and `--json` output parsed back.
+//! The live tests stop the child when they are done, not after a set time, so that they
+//! do not depend on the machine's speed.
 
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn diskq(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_diskq"))
@@ -175,52 +180,88 @@ fn an_empty_queue_and_no_queue() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a diskq queue directory"));
 }
 
-/// The child process of the live tests: `DISKQ_CLI_CHILD=<dir>:<mode>` runs it.
-fn child(dir: &Path, mode: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "live_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("DISKQ_CLI_CHILD", format!("{}:{mode}", dir.display()))
-        .spawn()
-        .unwrap()
+/// The child process of the live tests (`live_child` in a process of its own): works on
+/// the queue in `dir` as `mode` says until its stdin closes (`stop`), so that the tests
+/// do not depend on how much it does in a given time. `log`: where `consume` writes the
+/// time of each get.
+fn child(dir: &Path, mode: &str, log: Option<&Path>) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "live_child",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("DISKQ_CLI_CHILD", dir)
+    .env("DISKQ_CLI_MODE", mode)
+    .stdin(Stdio::piped());
+    if let Some(log) = log {
+        cmd.env("DISKQ_CLI_LOG", log);
+    }
+    cmd.spawn().unwrap()
 }
 
-/// Not a test of its own: the process the live tests start. `work` puts "item N" at seq
-/// N and takes and acknowledges about one item in two, for 3 s; `consume` puts one item
-/// every 2 ms and takes each, for 6 s.
+/// Closes the child's stdin, which stops it, and waits for it.
+fn stop(mut c: Child) {
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success(), "the child failed");
+}
+
+/// Not a test of its own: the process the live tests start, until its stdin closes.
+/// `work` puts "item N" at seq N and takes and acknowledges about one item in two (all
+/// it can while more than 2,000 wait), in chunks of 1,000 items, so that chunk files come
+/// and go; `consume` puts one item every 2 ms and takes and acknowledges each, writing
+/// the time of each get (ns since the Unix epoch) to a line of `DISKQ_CLI_LOG` if set.
 #[test]
 fn live_child() {
-    let Ok(arg) = std::env::var("DISKQ_CLI_CHILD") else {
+    let Some(dir) = std::env::var_os("DISKQ_CLI_CHILD") else {
         return;
     };
-    let (dir, mode) = arg.rsplit_once(':').unwrap();
-    let q: diskq::Queue<String> = diskq::Queue::open(dir).unwrap();
-    let start = Instant::now();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        flag.store(true, Ordering::SeqCst);
+    });
+    let q: diskq::Queue<String> = diskq::Options::new().chunk_size(1000).open(dir).unwrap();
+    let mut log = std::env::var_os("DISKQ_CLI_LOG").map(|p| std::fs::File::create(p).unwrap());
+    let work = std::env::var("DISKQ_CLI_MODE").unwrap() == "work";
     let mut i = 0u64;
-    let run = if mode == "work" { 3 } else { 6 };
-    while start.elapsed() < Duration::from_secs(run) {
+    while !stopped.load(Ordering::SeqCst) {
         q.put(&format!("item {i}")).unwrap();
         i += 1;
-        if mode == "work" {
-            if i.is_multiple_of(2) {
-                let d = q.get_delivery().unwrap();
-                d.ack().unwrap();
+        if work {
+            if i.is_multiple_of(2) || q.len() > 2000 {
+                q.get_delivery().unwrap().ack().unwrap();
             }
-            if i.is_multiple_of(5000) {
-                std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        while let Ok(d) = q.get_delivery_timeout(Duration::ZERO) {
+            if let Some(f) = &mut log {
+                let ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+                writeln!(f, "{}", ns.as_nanos()).unwrap();
             }
-        } else {
-            std::thread::sleep(Duration::from_millis(2));
-            while let Ok(d) = q.get_delivery_timeout(Duration::ZERO) {
-                d.ack().unwrap();
-            }
+            d.ack().unwrap();
         }
     }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
+fn poll<R>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<R>) -> R {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = f() {
+            return r;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn next_seq(d: &str) -> u64 {
+    json(&["stat", d, "--json"])["next_seq"].as_u64().unwrap()
 }
 
 #[test]
@@ -228,21 +269,34 @@ fn a_live_queue_reads_without_errors_or_false_damage() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     drop(diskq::Queue::<String>::open(dir.path()).unwrap());
-    let mut c = child(dir.path(), "work");
-    let mut rounds = 0;
-    while c.try_wait().unwrap().is_none() {
+    let mut c = child(dir.path(), "work", None);
+    let first = poll(Duration::from_secs(10), "the child puts", || {
+        Some(next_seq(d)).filter(|&n| n > 0)
+    });
+    // However fast this machine: the child works until these rounds are done, at least
+    // 4 and for a second (a fast build would see few checkpoints in 4).
+    let start = Instant::now();
+    let mut round = 0;
+    while round < 4 || start.elapsed() < Duration::from_secs(1) {
         let s = json(&["stat", d, "--json"]);
+        assert!(s["waiting"].as_u64().is_some(), "{s}");
         let v = json(&["verify", d, "--json"]);
         assert_eq!(v["healthy"], true, "false damage on a live queue: {v}");
         for it in lines(&["dump", d, "--json", "--limit", "2000"]) {
             let seq = it["seq"].as_u64().unwrap();
             assert_eq!(it["payload"]["text"], format!("item {seq}"), "{it}");
         }
-        assert!(s["waiting"].as_u64().is_some());
-        rounds += 1;
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "the child ended in round {round}"
+        );
+        round += 1;
     }
-    assert!(c.wait().unwrap().success());
-    assert!(rounds >= 3, "only {rounds} rounds while the child ran");
+    assert!(
+        next_seq(d) > first,
+        "the child put nothing while the rounds ran"
+    );
+    stop(c);
     assert_eq!(json(&["verify", d, "--json"])["healthy"], true);
 }
 
@@ -254,7 +308,7 @@ fn tail_follows_new_items() {
     q.put(&"before".to_string()).unwrap();
     let mut tail = Command::new(env!("CARGO_BIN_EXE_diskq"))
         .args(["tail", d, "--json"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -276,26 +330,102 @@ fn tail_follows_new_items() {
     assert_eq!(texts, ["new 0", "new 1", "new 2"]);
 }
 
+/// `tail` while a child process puts and a consumer in it takes and acknowledges each
+/// item at once: every item put after tail started, in order, each once.
 #[test]
-fn pause_and_resume_a_running_consumer() {
+fn tail_follows_a_live_queue() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     drop(diskq::Queue::<String>::open(dir.path()).unwrap());
-    let mut c = child(dir.path(), "consume");
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(json(&["stat", d, "--json"])["waiting"].as_u64().unwrap() < 50);
+    let c = child(dir.path(), "consume", None);
+    let started = poll(Duration::from_secs(10), "the child puts", || {
+        Some(next_seq(d)).filter(|&n| n > 0)
+    });
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_diskq"))
+        .args(["tail", d, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(tail.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seqs = Vec::new();
+    while seqs.len() < 200 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("tail stalled after {seqs:?}"));
+        let it: Value = serde_json::from_str(&line).unwrap();
+        let seq = it["seq"].as_u64().unwrap();
+        assert_eq!(it["payload"]["text"], format!("item {seq}"), "{it}");
+        seqs.push(seq);
+    }
+    stop(c);
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    reader.join().unwrap();
+    assert!(
+        seqs[0] >= started,
+        "tail began at {} before it started",
+        seqs[0]
+    );
+    let want: Vec<u64> = (seqs[0]..seqs[0] + 200).collect();
+    assert_eq!(seqs, want, "not each item once, in order");
+}
+
+/// The times of the gets the `consume` child logged.
+fn gets(log: &Path) -> Vec<SystemTime> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    // A line being written has no newline yet.
+    let done = text.rfind('\n').map_or("", |end| &text[..end]);
+    done.lines()
+        .map(|l| UNIX_EPOCH + Duration::from_nanos(l.parse().unwrap()))
+        .collect()
+}
+
+/// `diskq pause` stops a running consumer's gets within a second, `diskq resume` lets
+/// them go on within a second; puts go on meanwhile.
+#[test]
+fn pause_and_resume_a_running_consumer() {
+    // What may pass beyond the second on a loaded machine: a get logged late.
+    let within = Duration::from_millis(1250);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("gets");
+    let d = dir.path().to_str().unwrap();
+    drop(diskq::Queue::<String>::open(dir.path()).unwrap());
+    let c = child(dir.path(), "consume", Some(&log));
+    poll(Duration::from_secs(10), "the consumer gets", || {
+        (gets(&log).len() >= 20).then_some(())
+    });
     assert!(ok(&["pause", d]).contains("paused"));
-    std::thread::sleep(Duration::from_millis(1500));
-    let paused = json(&["stat", d, "--json"]);
-    assert_eq!(paused["paused"], true);
-    // About 500 puts a second, none taken while paused.
-    let waiting = paused["waiting"].as_u64().unwrap();
-    assert!(waiting > 200, "the consumer went on: {paused}");
+    let paused = SystemTime::now();
+    // Long enough to see gets that go on past the second.
+    std::thread::sleep(within + Duration::from_millis(250));
+    let last = *gets(&log).last().unwrap();
+    let after = last.duration_since(paused).unwrap_or_default();
+    assert!(after <= within, "a get {after:?} after diskq pause");
+    let s = json(&["stat", d, "--json"]);
+    assert_eq!(s["paused"], true);
+    assert!(s["waiting"].as_u64().unwrap() > 20, "puts stopped: {s}");
+
     ok(&["resume", d]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let resumed = json(&["stat", d, "--json"]);
-    assert!(resumed["waiting"].as_u64().unwrap() < 50, "{resumed}");
-    assert!(c.wait().unwrap().success());
+    let resumed = SystemTime::now();
+    let first = poll(Duration::from_secs(5), "a get after resume", || {
+        gets(&log).into_iter().find(|&t| t > last)
+    });
+    let after = first.duration_since(resumed).unwrap_or_default();
+    assert!(
+        after <= within,
+        "the first get {after:?} after diskq resume"
+    );
+    stop(c);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! `verify` command reports it; nothing here changes a file. The journal and the chunk
 //! chain are read and checked by the same code as `open`'s (`journal.rs`, `chain.rs`).
 
-use super::journal::Acknowledged;
+use super::journal::{Acknowledged, JournalScan};
 use super::{chain, journal};
 use crate::engine::{ACKS, INFO, INFO_TMP};
 use crate::error::{Error, Result};
@@ -271,16 +271,26 @@ pub(crate) fn read_info(
     damaged: &mut Vec<Damage>,
     problems: &mut Vec<String>,
 ) -> Result<Option<Info>> {
-    Ok(match read(st, &dir.join(INFO))? {
+    let bytes = read(st, &dir.join(INFO))?;
+    Ok(info_of(bytes.as_deref(), damaged, problems))
+}
+
+/// [`read_info`] of `info`'s bytes, read before (`None`: there is no `info`).
+pub(crate) fn info_of(
+    bytes: Option<&[u8]>,
+    damaged: &mut Vec<Damage>,
+    problems: &mut Vec<String>,
+) -> Option<Info> {
+    match bytes {
         None => {
             problems.push("info is missing".to_string());
             None
         }
-        Some(b) if b.is_empty() => {
+        Some([]) => {
             problems.push("info is empty".to_string());
             None
         }
-        Some(b) => match Info::read(&b) {
+        Some(b) => match Info::read(b) {
             Ok(InfoRead::Whole(info)) => Some(info),
             Ok(InfoRead::HeaderOnly(info, e)) => {
                 let len = b.len().saturating_sub(INFO_HEADER_LEN) as u64;
@@ -312,7 +322,7 @@ pub(crate) fn read_info(
                 None
             }
         },
-    })
+    }
 }
 
 /// The valid entries of the `acks` journal, wherever they are (FORMAT.md §Repair, step 3).
@@ -335,6 +345,11 @@ pub(crate) fn read_journal(
     let file =
         open_if_exists(st, &path, OpenMode::Read).map_err(|e| Error::io("open", &path, e))?;
     let scan = journal::scan(file.as_deref(), &path)?;
+    Ok(journal_of(scan, damaged))
+}
+
+/// The entries `scan` found; its invalid ranges recorded as damaged.
+pub(crate) fn journal_of(scan: JournalScan, damaged: &mut Vec<Damage>) -> Journal {
     for r in &scan.damaged {
         let cut = r.end == scan.len && r.end - r.start < ACK_ENTRY_LEN as u64;
         damaged.push(Damage {
@@ -348,10 +363,10 @@ pub(crate) fn read_journal(
             },
         });
     }
-    Ok(Journal {
+    Journal {
         head: scan.head,
         singles: scan.singles,
-    })
+    }
 }
 
 /// What `info` and the journal tell of acknowledgements. Every valid entry is evidence:

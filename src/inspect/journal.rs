@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::format::{ACK_ENTRY_LEN, AckEntry, MAX_SEQ, Unit, all_zero};
 use crate::storage::{StorageFile, read_full_at};
 use std::collections::BTreeSet;
+use std::io;
 use std::ops::Range;
 use std::path::Path;
 
@@ -97,6 +98,42 @@ pub(crate) fn scan(file: Option<&dyn StorageFile>, path: &Path) -> Result<Journa
         s.valid_end = at;
     }
     Ok(s)
+}
+
+/// [`scan`] of a journal already read into memory (`None`: there is none): the
+/// [`Inspector`](crate::Inspector) reads the file in one go, so that its copy is of one
+/// moment as nearly as a read can be while the owner appends.
+pub(crate) fn scan_bytes(bytes: Option<&[u8]>, path: &Path) -> Result<JournalScan> {
+    let file = bytes.map(Bytes);
+    scan(file.as_ref().map(|f| f as &dyn StorageFile), path)
+}
+
+/// Bytes read before, as a read-only file.
+#[derive(Debug)]
+struct Bytes<'a>(&'a [u8]);
+
+impl StorageFile for Bytes<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.0.get(at..))
+            .unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+    fn append(&mut self, _: &[u8]) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn set_len(&mut self, _: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Sorts a journal's units into valid entries and damage, in file order.

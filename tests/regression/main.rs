@@ -9,6 +9,7 @@ mod common;
 mod regression_buffered_write_failure;
 mod regression_extra_records_skipped;
 mod regression_inconsistent_chunk_headers;
+mod regression_live_verify;
 mod regression_middle_chunk_boundary_unknown;
 mod regression_power_loss_fuzz;
 mod regression_put_returns_before_written;
