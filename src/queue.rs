@@ -99,6 +99,9 @@ impl Options {
     /// q.put(&1)?;
     /// let file = dir.path().join("q00000");
     /// assert!(diskq::Options::new().open::<u32>(&file).is_err()); // not a directory
+    /// // While `q` has it open, the directory is in use:
+    /// let e = diskq::Options::new().open::<u32>(dir.path()).unwrap_err();
+    /// assert!(e.is_locked());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open<T: Serialize + DeserializeOwned>(&self, dir: impl AsRef<Path>) -> Result<Queue<T>> {
