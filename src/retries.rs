@@ -444,7 +444,16 @@ impl Retries {
         if let Some(&n) = self.attempts.get(&copy) {
             self.unwritten_attempts.push((copy, n));
         }
-        if let Some(&due) = self.ahead.get(&copy) {
+        // While the copy was written (the lock let go), a get may have stepped over it
+        // into `delayed`: its delay is journaled all the same, else a crash before the
+        // next checkpoint brings the copy back due at once. Looked for there only then
+        // (rare: the scan costs the common case nothing); a copy already due is in
+        // neither, and needs no delay.
+        let due = match self.ahead.get(&copy) {
+            Some(&due) => Some(due),
+            None => self.delayed.keys().find(|k| k.1 == copy).map(|k| k.0),
+        };
+        if let Some(due) = due {
             self.unwritten_delays.push((copy, due));
         }
     }

@@ -25,6 +25,7 @@ mod review19;
 mod review21;
 mod review22;
 mod review23;
+mod review24;
 mod review_cli_audit;
 mod review_cli_lib;
 mod review_info;

@@ -276,6 +276,10 @@ fn a_checkpoint_during_the_read_loses_no_acknowledgement() {
         Inspector::open_on(Racing::new(&q, usize::MAX, During::Checkpoint), dir.path()).unwrap();
     let s = i.snapshot().unwrap();
     assert_eq!(s.waiting, q.len() as u64, "{s:?}");
-    let items = Inspector::open(dir.path()).unwrap().items(0, 1).unwrap().items;
+    let items = Inspector::open(dir.path())
+        .unwrap()
+        .items(0, 1)
+        .unwrap()
+        .items;
     assert_eq!(s.oldest_seq, Some(items[0].seq));
 }
