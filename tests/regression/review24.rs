@@ -149,3 +149,44 @@ fn probe_real_damage_is_reported_live_and_closed() {
         "{v:?}"
     );
 }
+
+/// At `Buffered`, a `nack_after`'s copy waits in the pending buffer while a large batch
+/// before it is written with the lock let go, then is written with a large item after it,
+/// the lock let go again. A consumer that takes the first batch's item goes on to the
+/// item after the copy (the copy waits out its delay), and never reads the copy's record
+/// before it is written (the review suspected the get's step over a delayed item could;
+/// a probe in `step_over_delayed` never saw it here).
+#[test]
+fn probe_a_get_behind_a_delayed_copy_still_being_written() {
+    for round in 0..10 {
+        let st = SimStorage::new();
+        let q: Queue<Vec<u8>> = Options::new()
+            .durability(Durability::Buffered)
+            .open_on(Arc::new(st.clone()), DIR)
+            .unwrap();
+        q.put(&vec![1]).unwrap();
+        let a = q.get_delivery().unwrap(); // written, delivered
+        q.put(&vec![2; 70 * 1024]).unwrap(); // pending, over the locked-write size
+        // Both writes slow: the big item's, then the copy's with the big item after it.
+        st.delay_write(0, Duration::from_millis(30));
+        st.delay_write(1, Duration::from_millis(30));
+        std::thread::scope(|s| {
+            // Writes the big item with the lock let go, slowly.
+            s.spawn(|| q.flush().unwrap());
+            std::thread::sleep(Duration::from_millis(5));
+            // The copy and a later big item go to the pending buffer meanwhile; the copy's
+            // write (with that item: let go of the lock too) leaves it unwritten longer.
+            s.spawn(move || a.nack_after(Duration::from_secs(3600)).unwrap());
+            std::thread::sleep(Duration::from_millis(5));
+            q.put(&vec![3; 70 * 1024]).unwrap();
+            let big = q.get_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(big.len(), 70 * 1024, "round {round}");
+            q.task_done().unwrap();
+            // Next: the item put after the copy (the copy waits out its delay).
+            let next = q.get_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(next, vec![3; 70 * 1024], "round {round}");
+            q.task_done().unwrap();
+        });
+        assert!(q.get_nowait().unwrap_err().is_empty(), "round {round}");
+    }
+}
