@@ -90,7 +90,7 @@ pub fn stat(dir: &Path, json: bool) -> Res {
         return Ok(finish(dir, s.stopped_at.as_ref(), "the counts cover"));
     }
     println!("queue         {}", dir.display());
-    println!("waiting       {} items", s.waiting);
+    println!("waiting       {}", show::count(s.waiting, "item"));
     println!(
         "  delivered   {} (handed out at least once, not acknowledged)",
         s.delivered

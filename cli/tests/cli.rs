@@ -148,7 +148,7 @@ fn a_damaged_queue() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("q00000 at offset 72"));
     let out = diskq(&["stat", d]);
     assert_eq!(out.status.code(), Some(1), "stat stopped at damage: exit 1");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("waiting       1 items"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waiting       1 item\n"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("q00000 at offset 72"), "{err}");
     let report = ok(&["repair", d, "--yes"]);

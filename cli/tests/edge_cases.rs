@@ -144,7 +144,7 @@ fn stat_and_dump_stop_at_damage_and_say_so() {
     let at = damaged_queue(dir.path());
     let text = stops_at_damage(&["stat", d], "q00000", at, "the counts above cover");
     for line in [
-        "waiting       1 items",
+        "waiting       1 item\n",
         "delayed     0",
         "oldest        item 3",
     ] {
