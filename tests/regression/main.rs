@@ -26,6 +26,7 @@ mod review21;
 mod review22;
 mod review23;
 mod review24;
+mod review25;
 mod review_cli_audit;
 mod review_cli_lib;
 mod review_info;
