@@ -43,6 +43,10 @@ enum During {
     Appends,
     /// The owner acknowledges items and checkpoints before the read.
     Checkpoint,
+    /// At the first read of a chunk file, the owner puts `CHUNK * 5 / 2` more items and
+    /// acknowledges every item of the three chunks listed before: those are deleted,
+    /// newer ones hold what waits.
+    Chunks,
 }
 
 impl Racing {
@@ -84,8 +88,29 @@ impl Racing {
         std::fs::read(path)
     }
 
+    /// True when the owner worked before this read of a chunk file (`During::Chunks`).
+    fn race_chunk(&self, path: &Path) -> bool {
+        let chunk = path
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes()[0] == b'q');
+        let racing = matches!(self.during, During::Chunks)
+            && chunk
+            && self
+                .reads
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if racing {
+            self.owner.put_many(&[7; CHUNK * 5 / 2]).unwrap();
+            // The three chunks listed (the test's), and one item more: the reader enters
+            // the next chunk, so the last listed one is deleted too.
+            self.ack(CHUNK * 3 + 1);
+        }
+        racing
+    }
+
     fn read_acks(&self, path: &Path) -> Option<io::Result<Vec<u8>>> {
-        let racing = path.ends_with("acks")
+        let racing = !matches!(self.during, During::Chunks)
+            && path.ends_with("acks")
             && self
                 .reads
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -93,6 +118,7 @@ impl Racing {
         racing.then(|| match self.during {
             During::Appends => self.cut_read(path),
             During::Checkpoint => self.read_after_checkpoint(path),
+            During::Chunks => unreachable!("not a read of acks"),
         })
     }
 }
@@ -140,6 +166,9 @@ impl Storage for Racing {
         FsStorage.list(dir)
     }
     fn read_all(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        if self.race_chunk(path) {
+            return FsStorage.read_all(path);
+        }
         match self.read_acks(path) {
             Some(read) => read.map(Some),
             None => FsStorage.read_all(path),
@@ -282,4 +311,26 @@ fn a_checkpoint_during_the_read_loses_no_acknowledgement() {
         .unwrap()
         .items;
     assert_eq!(s.oldest_seq, Some(items[0].seq));
+}
+
+/// The owner deleted every chunk file listed (each item in them acknowledged) and wrote
+/// newer ones before the Inspector read them: the walk went on with no chunk, and `stat`
+/// said "waiting 0" and "next seq 0" next to 4 chunk files (seen under load in the CLI's
+/// live test). It now lists the directory again and walks the newer chunks.
+#[test]
+fn chunks_deleted_and_written_after_the_listing_are_walked() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(Options::new().chunk_size(CHUNK).open(dir.path()).unwrap());
+    q.put_many(&[1; CHUNK * 5 / 2]).unwrap(); // chunks 0 to 2
+    let i = Inspector::open_on(Racing::new(&q, 1, During::Chunks), dir.path()).unwrap();
+    let s = i.snapshot().unwrap();
+    let put = (CHUNK * 5) as u64;
+    assert_eq!(s.next_seq, put, "{s:?}");
+    // The counts may lag the owner by its acknowledgements made during the read.
+    let waiting = q.len() as u64;
+    assert!(
+        (waiting..=waiting + 1).contains(&s.waiting),
+        "{s:?}, {waiting} wait"
+    );
+    assert!(s.stopped_at.is_none(), "{s:?}");
 }
