@@ -1,5 +1,5 @@
 //! Opening checked-in fixture directories of an older format version (`tests/fixtures/v<N>/`):
-//! shared by `fixtures_v1.rs`, `fixtures_v2.rs`, `fixtures_v4.rs` and `fixtures_v5.rs`. Every check opens a copy in a
+//! shared by `fixtures_v1_v2.rs`, `fixtures_v4.rs` and `fixtures_v5.rs`. Every check opens a copy in a
 //! temporary directory, never the checked-in files: `open` may truncate, checkpoint and
 //! delete files.
 

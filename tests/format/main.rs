@@ -6,8 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod fixtures_v1;
-mod fixtures_v2;
+mod fixtures_v1_v2;
 mod fixtures_v3;
 mod fixtures_v4;
 mod fixtures_v5;
